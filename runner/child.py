@@ -1,0 +1,134 @@
+"""Runs inside one attempt's process: import, bind, call, report.
+
+The parent hands over a :class:`RunRequest` (already checked against the
+allow-list). This module imports the allowed class, binds and validates the
+params, calls the method and writes one small JSON report next to the claim
+in tmp/. The report is written atomically (tmp name, then rename) so the
+parent either finds a whole report or none; no report means the process
+died, and the parent records a crash with its exit code or signal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from runner import binding, context
+from runner.errors import JobRejected, Retry
+
+EXIT_OK = 0
+EXIT_INTERNAL = 70
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    job_id: str
+    job: str
+    method: str
+    params: list[Any] | dict[str, Any]
+    class_path: str
+    attempt: int
+    max_attempts: int
+    base_dir: str
+    spool: str | None = None
+    log_dir: str | None = None
+    log_path: str = ""
+    report_path: str = ""
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": type(exc).__qualname__,
+        "message": str(exc)[:10_000],
+        "traceback": "".join(traceback.format_exception(exc))[-50_000:],
+    }
+
+
+def _type_names(exc: BaseException) -> list[str]:
+    names = []
+    for klass in type(exc).__mro__:
+        if klass is object:
+            break
+        names += [klass.__qualname__, f"{klass.__module__}.{klass.__qualname__}"]
+    return names
+
+
+def _jsonable(value: Any) -> tuple[Any, str | None]:
+    try:
+        json.dumps(value, allow_nan=False)
+        return value, None
+    except (TypeError, ValueError):
+        return repr(value)[:100_000], f"result of type {type(value).__name__} is not JSON; stored as repr"
+
+
+def execute(req: RunRequest) -> dict[str, Any]:
+    """Run the job; return the report (never raises for job errors)."""
+    if req.base_dir not in sys.path:
+        sys.path.insert(0, req.base_dir)
+    context.set_current(
+        context.JobContext(
+            id=req.job_id,
+            job=req.job,
+            method=req.method,
+            attempt=req.attempt,
+            max_attempts=req.max_attempts,
+            spool=Path(req.spool) if req.spool else None,
+            log_dir=Path(req.log_dir) if req.log_dir else None,
+        )
+    )
+    try:
+        cls = binding.load_class(req.class_path)
+        args, kwargs = binding.bind(cls, req.method, req.params)
+        method = getattr(cls(), req.method)
+    except JobRejected as exc:
+        return {"outcome": "rejected", "error": _error(exc) | {"traceback": None}}
+    except Exception as exc:  # the job's module failed to import or construct
+        return {"outcome": "failed", "error": _error(exc), "error_types": _type_names(exc)}
+    try:
+        value = method(*args, **kwargs)
+    except Retry as exc:
+        return {"outcome": "retry", "delay": exc.delay, "error": _error(exc)}
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt are job failures too
+        return {"outcome": "failed", "error": _error(exc), "error_types": _type_names(exc)}
+    result, warning = _jsonable(value)
+    return {"outcome": "succeeded", "result": result, "warning": warning}
+
+
+def write_report(path: str, report: dict[str, Any]) -> None:
+    tmp = f"{path}.part"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, default=repr)
+    os.replace(tmp, path)
+
+
+def run(req: RunRequest) -> int:
+    report = execute(req)
+    if report.get("warning"):
+        print(f"jobspool: warning: {report['warning']}", file=sys.stderr)
+    write_report(req.report_path, report)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of spawned attempts: ``python -m runner.child REQUEST.json``."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        req = RunRequest.model_validate_json(Path(args[0]).read_bytes())
+    except (IndexError, OSError, ValueError) as exc:
+        print(f"jobspool child: bad request: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    return run(req)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

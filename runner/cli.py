@@ -1,0 +1,322 @@
+"""The ``runjob`` writer and the ``jobspool`` commands.
+
+Every command reads and acts through the spool module. A user mistake ends
+with one clear line on stderr and exit status 2, never a traceback, and
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from runner import submit
+from runner.config import Config, load_config
+from runner.errors import JobspoolError
+from runner.leases import Liveness
+from runner.model import JobView
+from runner.spool import Spool, age_seconds, default_actor
+from runner.states import Status
+
+EXIT_USAGE = 2
+
+
+class UsageError(JobspoolError):
+    """Wrong arguments on the command line."""
+
+
+def _add_location(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="allowed_jobs.yaml to use (default: ./allowed_jobs.yaml)")
+    p.add_argument("--spool", help="spool directory (overrides the config)")
+
+
+def _config(args: argparse.Namespace, **extra: Any) -> Config:
+    overrides = {"spool": args.spool, **extra}
+    return load_config(args.config, overrides)
+
+
+# ------------------------------------------------------------------ runjob
+
+
+def parse_params(values: Sequence[str], json_text: str | None) -> list[Any] | dict[str, Any]:
+    """Seed rules: one argument with commas is split; else one param per argument."""
+    if json_text is not None:
+        if values:
+            raise UsageError("give params either as arguments or with --json, not both")
+        try:
+            params = json.loads(json_text)
+        except ValueError as exc:
+            raise UsageError(f"--json is not valid JSON: {exc}") from None
+        if not isinstance(params, list | dict):
+            raise UsageError("--json must be a JSON list (positional) or object (keyword)")
+        return params
+    if len(values) == 1 and "," in values[0]:
+        return [v.strip() for v in values[0].split(",")]
+    return list(values)
+
+
+def _runjob_parser(prog: str = "runjob") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Queue a background job: runjob SampleJob process p1 [p2 ...]",
+    )
+    p.add_argument("job", help="job name from allowed_jobs.yaml")
+    p.add_argument("method", help="method to call")
+    p.add_argument("params", nargs="*", help='params; one argument "a,b,c" is split at commas')
+    p.add_argument("--json", dest="json_params", help="params as JSON (list or object)")
+    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    p.add_argument("--delay", type=float, help="seconds to wait before the first attempt")
+    p.add_argument("--max-attempts", type=int, help="override the retry policy's attempts")
+    p.add_argument("--timeout", type=float, help="seconds before the attempt is killed")
+    p.add_argument("--id", dest="job_id", help="use this job id (must be unique)")
+    p.add_argument("--check", action="store_true", help="validate only; write nothing")
+    _add_location(p)
+    return p
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    params = parse_params(args.params, args.json_params)
+    if args.max_attempts is not None and args.max_attempts < 1:
+        raise UsageError("--max-attempts must be at least 1")
+    if args.check:
+        submit.validate(cfg, args.job, args.method, params)
+        print(f"ok: {args.job}.{args.method} accepts {json.dumps(params)}")
+        return 0
+    job_id = submit.run_background_job(
+        args.job,
+        args.method,
+        params,
+        priority=args.priority,
+        delay=args.delay,
+        max_attempts=args.max_attempts,
+        timeout=args.timeout,
+        job_id=args.job_id,
+        config=cfg,
+        via="cli",
+    )
+    print(job_id)
+    return 0
+
+
+def runjob_main(argv: Sequence[str] | None = None) -> int:
+    return _guard(lambda: cmd_submit(_runjob_parser().parse_args(argv)), "runjob")
+
+
+# ------------------------------------------------------------------ inspection
+
+
+def _open(args: argparse.Namespace) -> Spool:
+    return submit.open_spool(_config(args))
+
+
+def _live_runners(spool: Spool) -> list[dict[str, Any]]:
+    out = []
+    for runner, beat in sorted(Liveness(spool, "", 1.0).runners().items()):
+        out.append({"runner": runner, "host": beat.get("host"), "pid": beat.get("pid"),
+                    "running": len(beat.get("jobs", [])), "heartbeat": beat.get("wall")})
+    return out
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    spool = _open(args)
+    counts = spool.counts()
+    counts["corrupt"] = len([n for n in spool.ops.scandir_names(spool.dir("corrupt"))
+                             if not n.endswith(".reason.txt")])
+    runners = _live_runners(spool)
+    if args.json:
+        print(json.dumps({"spool": str(spool.root), "counts": counts, "runners": runners}, indent=2))
+        return 0
+    print(f"spool: {spool.root}")
+    for status, n in counts.items():
+        print(f"  {status:<10} {n}")
+    print(f"runners: {len(runners)}")
+    for r in runners:
+        print(f"  {r['runner']}  pid {r['pid']}  running {r['running']}  heartbeat {r['heartbeat']}")
+    return 0
+
+
+def _summary(view: JobView) -> str:
+    rec = view.record
+    err = f"  {rec.error.type}: {rec.error.message}"[:80] if rec.error else ""
+    return (f"{view.id:<36} {view.status:<10} {rec.job}.{rec.method:<16} "
+            f"attempts={rec.attempts_used}{err}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    spool = _open(args)
+    statuses = [Status(args.status)] if args.status else list(Status)
+    views: list[JobView] = []
+    for status in statuses:
+        if status is Status.PENDING:
+            views += spool.pending_in_order()[: args.limit]
+        else:
+            views += spool.list_jobs(status, limit=args.limit)
+    views = views[: args.limit]
+    if args.json:
+        print(json.dumps([v.to_public() for v in views], indent=2))
+    else:
+        for view in views:
+            print(_summary(view))
+    return 0
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    spool = _open(args)
+    view = spool.get(args.job_id)
+    log = _tail(spool.job_log_path(view.id), args.log_lines)
+    if args.json:
+        data = view.to_public()
+        data["log_tail"] = log
+        data["live_progress"] = (
+            p.model_dump(mode="json") if (p := spool.read_progress(view.id)) else None
+        )
+        print(json.dumps(data, indent=2))
+        return 0
+    rec = view.record
+    print(f"id:        {view.id}\nstatus:    {view.status}\njob:       {rec.job}.{rec.method}")
+    print(f"params:    {json.dumps(rec.params)}\npriority:  {rec.priority}")
+    print(f"created:   {rec.created_at}  ({age_seconds(rec.created_at) or 0:.0f}s ago)")
+    if rec.next_attempt_at:
+        print(f"next try:  {rec.next_attempt_at}")
+    if rec.reason:
+        print(f"reason:    {rec.reason}")
+    if view.status == Status.COMPLETED:
+        print(f"result:    {json.dumps(rec.result)}")
+    for a in rec.attempts:
+        err = f" {a.error.type}: {a.error.message}" if a.error else ""
+        print(f"attempt {a.number}: {a.outcome.value} on {a.runner} pid {a.pid} "
+              f"{a.duration_seconds or 0:.3f}s{err}")
+    for h in rec.history:
+        print(f"history:   {h.at} {h.action} by {h.by or '-'} via {h.via or '-'}")
+    if log:
+        print("log tail:\n" + log)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    outcome = _open(args).cancel(args.job_id, by=default_actor(), via="cli")
+    if outcome == "cancelled":
+        print(f"{args.job_id}: cancelled")
+    else:
+        print(f"{args.job_id}: running; cancel requested from its runner")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    view = _open(args).retry(args.job_id, by=default_actor(), via="cli")
+    print(f"{view.id}: back in pending")
+    return 0
+
+
+# ------------------------------------------------------------------ runner
+
+
+def cmd_runner(args: argparse.Namespace) -> int:
+    from runner.daemon import Runner
+
+    overrides = {
+        "spool": args.spool,
+        "workers": args.workers,
+        "poll_seconds": args.poll,
+        "lease_seconds": args.lease_seconds,
+        "heartbeat_seconds": args.heartbeat_seconds,
+    }
+    cfg = load_config(args.config, overrides)
+    runner = Runner(cfg, burst=args.burst, watch=not args.no_watch, overrides=overrides,
+                    console=not args.quiet)
+    if not args.quiet:
+        print(f"jobspool runner {runner.runner_id} on {cfg.spool_dir} "
+              f"({cfg.settings.workers} workers)", file=sys.stderr)
+    return runner.run()
+
+
+def _runner_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, help="attempts run at once")
+    p.add_argument("--burst", action="store_true", help="exit when nothing is due or running")
+    p.add_argument("--poll", type=float, help="seconds between full rescans of the spool")
+    p.add_argument("--no-watch", action="store_true",
+                   help="no filesystem events; rescan only (network filesystems)")
+    p.add_argument("--lease-seconds", type=float, help="silence after which a runner is dead")
+    p.add_argument("--heartbeat-seconds", type=float, help="how often to refresh the heartbeat")
+    p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jobspool", description="Background jobs in a directory.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("runner", help="run the runner daemon")
+    _add_location(r)
+    _runner_flags(r)
+    r.set_defaults(func=cmd_runner)
+
+    s = sub.add_parser("submit", help="queue a job (same as runjob)", add_help=False,
+                       parents=[_runjob_parser("jobspool submit")])
+    s.set_defaults(func=cmd_submit)
+
+    st = sub.add_parser("status", help="counts per status and live runners")
+    _add_location(st)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    ls = sub.add_parser("list", help="list jobs")
+    _add_location(ls)
+    ls.add_argument("--status", choices=[s.value for s in Status])
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+    sh = sub.add_parser("show", help="one job: record, attempts, errors, log tail")
+    _add_location(sh)
+    sh.add_argument("job_id")
+    sh.add_argument("--json", action="store_true")
+    sh.add_argument("--log-lines", type=int, default=20)
+    sh.set_defaults(func=cmd_show)
+
+    c = sub.add_parser("cancel", help="cancel a pending or running job")
+    _add_location(c)
+    c.add_argument("job_id")
+    c.set_defaults(func=cmd_cancel)
+
+    rt = sub.add_parser("retry", help="send a failed or cancelled job back to pending")
+    _add_location(rt)
+    rt.add_argument("job_id")
+    rt.set_defaults(func=cmd_retry)
+    return p
+
+
+def _guard(action: Callable[[], int], prog: str) -> int:
+    try:
+        return action()
+    except JobspoolError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return _guard(lambda: func(args), "jobspool")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Bytes <-> Job, hardened against hostile input (no I/O).
+
+JSON is parsed strictly: no NaN/Infinity, no duplicate keys, no numbers that
+overflow, bounded nesting, UTF-8 only (a BOM is an error, not silently
+skipped). Anything that fails here is "not a job" and belongs in corrupt/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from pydantic import ValidationError
+
+from runner.errors import InvalidJobFile
+from runner.model import Job
+
+MAX_DEPTH = 64
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key[:60]!r}")
+        out[key] = value
+    return out
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth, iteratively, stopping as soon as it passes limit."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def parse_json(data: bytes) -> Any:
+    """Strict JSON from bytes, or InvalidJobFile saying what is wrong."""
+    if not data.strip():
+        raise InvalidJobFile("empty file")
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise InvalidJobFile("file starts with a byte order mark; save it as UTF-8 without BOM")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJobFile(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
+    except RecursionError:
+        raise InvalidJobFile("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidJobFile(f"not valid JSON: {str(exc)[:200]}") from None
+    if _depth(value, MAX_DEPTH) > MAX_DEPTH:
+        raise InvalidJobFile(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def decode_job(data: bytes) -> Job:
+    value = parse_json(data)
+    if not isinstance(value, dict):
+        raise InvalidJobFile(f"a job file must hold a JSON object, not {type(value).__name__}")
+    try:
+        return Job.model_validate(value)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors()[:5]:
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            parts.append(f"{key}: {msg}")
+        raise InvalidJobFile("not a valid job: " + "; ".join(parts)) from None
+
+
+def encode_job(job: Job) -> bytes:
+    return job.model_dump_json(indent=2).encode("utf-8") + b"\n"
+
+
+def json_bytes(value: Any) -> bytes:
+    """Plain JSON for side files (requests, heartbeats)."""
+    return json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")

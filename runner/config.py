@@ -1,0 +1,241 @@
+"""allowed_jobs.yaml + environment + flags -> :class:`Config`.
+
+Owns the allow-list and every setting. The file is read with
+``yaml.safe_load`` (no tags that build Python objects) into pydantic models
+that reject unknown keys; every error names the file, the key and the
+problem. Precedence, lowest first: built-in defaults, the file, ``JOBSPOOL_*``
+environment variables, command-line flags. A job file can only name an
+allow-list key; import paths come from this file alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from runner.errors import ConfigError, NotAllowed
+from runner.model import NAME_PATTERN
+
+CONFIG_NAME = "allowed_jobs.yaml"
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryPolicy(_Strict):
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    delay_seconds: float = Field(default=60.0, ge=0)
+    backoff: Literal["fixed", "exponential"] = "exponential"
+    max_delay_seconds: float = Field(default=3600.0, ge=0)
+    # A fraction of the delay added at random (0.1 = up to +10 %), so that a
+    # burst of failures does not retry in lockstep.
+    jitter: float = Field(default=0.1, ge=0, le=1)
+    # Exception class names (bare or dotted) that fail at once.
+    non_retryable: list[str] = Field(default_factory=list)
+
+
+class RetryOverride(_Strict):
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    delay_seconds: float | None = Field(default=None, ge=0)
+    backoff: Literal["fixed", "exponential"] | None = None
+    max_delay_seconds: float | None = Field(default=None, ge=0)
+    jitter: float | None = Field(default=None, ge=0, le=1)
+    non_retryable: list[str] | None = None
+
+    def apply(self, base: RetryPolicy) -> RetryPolicy:
+        changes = {k: v for k, v in self.model_dump().items() if v is not None}
+        return base.model_copy(update=changes)
+
+
+class JobSpec(_Strict):
+    class_path: str | None = Field(default=None, alias="class", pattern=_DOTTED)
+    allowed_methods: list[str] = Field(min_length=1)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    retry: RetryOverride = Field(default_factory=RetryOverride)
+    concurrency: int | None = Field(default=None, ge=1)
+    description: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("allowed_methods")
+    @classmethod
+    def _methods_are_public_names(cls, methods: list[str]) -> list[str]:
+        for name in methods:
+            if not NAME_PATTERN.fullmatch(name) or name.startswith("_"):
+                raise ValueError(f"{name!r} is not a public method name")
+        return methods
+
+
+class LogSettings(_Strict):
+    dir: str | None = None  # default: <spool>/logs
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    backups: int = Field(default=5, ge=0)
+    job_log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+
+
+class Settings(_Strict):
+    spool: str = "spool"
+    workers: int = Field(default=4, ge=1, le=256)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_seconds: float = Field(default=600.0, gt=0)
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    poll_seconds: float = Field(default=2.0, gt=0)
+    grace_seconds: float = Field(default=10.0, ge=0)
+    max_job_bytes: int = Field(default=1024 * 1024, ge=256)
+    durable: bool = True
+    start_method: Literal["auto", "fork", "spawn"] = "auto"
+    min_free_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    min_free_inodes: int = Field(default=256, ge=0)
+    eager: bool = False
+    logs: LogSettings = Field(default_factory=LogSettings)
+    allowed_jobs: dict[str, JobSpec] = Field(default_factory=dict)
+
+    @field_validator("allowed_jobs")
+    @classmethod
+    def _job_names(cls, jobs: dict[str, JobSpec]) -> dict[str, JobSpec]:
+        for name in jobs:
+            if not NAME_PATTERN.fullmatch(name) or name.startswith("__"):
+                raise ValueError(f"{name!r} is not a valid job name (letters, digits, _)")
+        return jobs
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings plus where they came from; paths are resolved and absolute."""
+
+    settings: Settings
+    path: Path | None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def spool_dir(self) -> Path:
+        return (self.base_dir / self.settings.spool).resolve()
+
+    @property
+    def log_dir(self) -> Path:
+        d = self.settings.logs.dir
+        return (self.base_dir / d).resolve() if d else self.spool_dir / "logs"
+
+    def spec(self, job: str, method: str) -> JobSpec:
+        """The allow-list entry for job.method, or NotAllowed with the reason."""
+        spec = self.settings.allowed_jobs.get(job)
+        if spec is None:
+            raise NotAllowed(f"job {job!r} is not in the allow-list")
+        if method not in spec.allowed_methods:
+            allowed = ", ".join(spec.allowed_methods)
+            raise NotAllowed(f"method {method!r} is not allowed for {job} (allowed: {allowed})")
+        return spec
+
+    def class_path(self, job: str) -> str:
+        spec = self.settings.allowed_jobs[job]
+        return spec.class_path or f"jobs.{job}"
+
+    def retry_policy(self, job: str) -> RetryPolicy:
+        spec = self.settings.allowed_jobs.get(job)
+        base = self.settings.retry
+        return spec.retry.apply(base) if spec else base
+
+    def timeout(self, job: str) -> float:
+        spec = self.settings.allowed_jobs.get(job)
+        if spec and spec.timeout_seconds is not None:
+            return spec.timeout_seconds
+        return self.settings.timeout_seconds
+
+
+_ENV: dict[str, tuple[str, ...]] = {
+    "JOBSPOOL_SPOOL": ("spool",),
+    "JOBSPOOL_WORKERS": ("workers",),
+    "JOBSPOOL_POLL": ("poll_seconds",),
+    "JOBSPOOL_HEARTBEAT_SECONDS": ("heartbeat_seconds",),
+    "JOBSPOOL_LEASE_SECONDS": ("lease_seconds",),
+    "JOBSPOOL_DURABLE": ("durable",),
+    "JOBSPOOL_EAGER": ("eager",),
+    "JOBSPOOL_START_METHOD": ("start_method",),
+    "JOBSPOOL_LOG_DIR": ("logs", "dir"),
+}
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """--config, then JOBSPOOL_CONFIG, then ./allowed_jobs.yaml if it exists."""
+    chosen = explicit or os.environ.get("JOBSPOOL_CONFIG")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path.resolve()
+    default = Path.cwd() / CONFIG_NAME
+    return default.resolve() if default.is_file() else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    return data
+
+
+def _set(data: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    for key in keys[:-1]:
+        inner = data.get(key)
+        if not isinstance(inner, dict):
+            inner = {}
+            data[key] = inner
+        data = inner
+    data[keys[-1]] = value
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{source}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    use_env: bool = True,
+) -> Config:
+    """Read the config; ``overrides`` map dotted keys ("logs.dir") to flag values."""
+    found = find_config_path(path) if use_env or path else None
+    data = _read_yaml(found) if found else {}
+    if use_env:
+        for var, keys in _ENV.items():
+            if var in os.environ:
+                _set(data, keys, os.environ[var])
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set(data, tuple(dotted.split(".")), value)
+    source = str(found) if found else "settings"
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    return Config(settings=settings, path=found)
+
+
+def config_from_settings(settings: Settings, path: Path | None = None) -> Config:
+    return Config(settings=settings, path=path)

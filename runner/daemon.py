@@ -1,0 +1,760 @@
+"""The runner loop: wake on events, rescan, claim, reap, finish.
+
+One thread owns all decisions. Other threads (the watchdog observer, the
+fork server's reader) and signal handlers only put tuples on a
+``SimpleQueue`` (reentrant, so safe from a signal handler); :meth:`Runner.step`
+drains it and does everything else. ``step`` takes ``now`` (monotonic) so
+tests can drive the loop one step at a time.
+
+Per step:
+1. handle events: new pending files, control requests, attempt exits;
+2. heartbeat; if our own heartbeat went stale (we were paused), fence:
+   kill our attempts, publish nothing that was taken from us, re-register;
+3. periodic rescan of pending/ and control/ (the correctness path), config
+   hot reload, recovery of dead runners' jobs, tmp and duplicate cleanup;
+4. kill attempts past their timeout, retry finishes that hit I/O errors;
+5. claim the best due jobs while worker slots are free.
+
+What happens to a job after an attempt is decided by ``retry.decide`` alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import random
+import secrets
+import signal
+import stat as stat_mod
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runner import logs
+from runner.child import RunRequest
+from runner.config import Config, load_config
+from runner.errors import Conflict, InvalidJobFile, NotAllowed
+from runner.executor import Launcher, create_time, kill_group, kill_tree, make_launcher
+from runner.fsops import NotRegularFile
+from runner.leases import Lease, Liveness, kill_orphans, take_over
+from runner.model import (
+    Attempt,
+    ErrorInfo,
+    HistoryEntry,
+    Job,
+    Outcome,
+    from_timestamp,
+    is_valid_id,
+    utcnow,
+)
+from runner.retry import Action, Decision, decide
+from runner.schedule import Entry, Schedule
+from runner.spool import RunningName, Spool, hostname, is_job_name, new_id
+from runner.states import TERMINAL, Status
+
+# A hand-written file may be caught half-written; give its writer this long
+# before calling it corrupt.
+YOUNG_FILE_SECONDS = 2.0
+TMP_MAX_AGE = 3600.0
+MAINTENANCE_SECONDS = 60.0
+FINISH_RETRY_MAX = 30.0
+_OUTCOMES = {o.value for o in Outcome}
+
+DESTINATION = {
+    Action.COMPLETE: Status.COMPLETED,
+    Action.RETRY: Status.PENDING,
+    Action.FAIL: Status.FAILED,
+    Action.CANCEL: Status.CANCELLED,
+    Action.HAND_BACK: Status.PENDING,
+}
+
+
+@dataclass
+class Active:
+    """One attempt this runner owns."""
+
+    token: str
+    claim: RunningName
+    path: Path
+    job: Job
+    pid: int | None
+    started_at: datetime
+    deadline: float
+    pid_created: float | None = None
+    stop: Outcome | None = None  # why we killed it, if we did
+    stop_info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """What one attempt produced, as the runner saw it."""
+
+    outcome: Outcome
+    exit_code: int | None = None
+    signal: int | None = None
+    error: ErrorInfo | None = None
+    error_types: tuple[str, ...] = ()
+    result: Any = None
+    delay: float | None = None
+
+
+@dataclass
+class Unfinished:
+    """A finish that failed on I/O (disk full, EIO): the job stays in running/."""
+
+    active: Active
+    report: Report
+    retry_at: float
+    backoff: float
+
+
+def new_runner_id() -> str:
+    return f"{hostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Runner:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        burst: bool = False,
+        watch: bool = True,
+        overrides: dict[str, Any] | None = None,
+        console: bool = False,
+    ) -> None:
+        self.config = config
+        self.overrides = overrides or {}
+        self.burst = burst
+        self.watch = watch
+        self.console = console
+        s = config.settings
+        self.spool = Spool(
+            config.spool_dir,
+            durable=s.durable,
+            max_job_bytes=s.max_job_bytes,
+            log_dir=config.log_dir,
+        )
+        self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.schedule = Schedule()
+        self.active: dict[str, Active] = {}
+        self.per_job: Counter[str] = Counter()
+        self.unfinished: list[Unfinished] = []
+        self.runner_id = new_runner_id()
+        self.lease = Lease(self.spool, self.runner_id)
+        self.liveness = Liveness(self.spool, self.runner_id, s.lease_seconds)
+        self.launcher: Launcher | None = None
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.control_dirty = True
+        self.deferred: set[str] = set()
+        self.last_beat = 0.0
+        self.next_beat = 0.0
+        self.next_rescan = 0.0
+        self.next_check = 0.0
+        self.next_maintenance = 0.0
+        self.config_stamp = self._config_stamp()
+        self.rng = random.Random()
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def settings(self) -> Any:
+        return self.config.settings
+
+    def run(self) -> int:
+        """Run until stopped (or, with burst, until nothing is due or running)."""
+        logs.setup(
+            self.config.log_dir,
+            max_bytes=self.settings.logs.max_bytes,
+            backups=self.settings.logs.backups,
+            console=self.console,
+        )
+        self.launcher = make_launcher(self.settings.start_method, self.events.put)
+        self._install_signals()
+        watcher = None
+        try:
+            self.lease.acquire()
+            self.last_beat = time.monotonic()
+            logs.event("runner_started", runner=self.runner_id, spool=self.spool.root)
+            if self.watch:
+                from runner.watcher import Watcher
+
+                watcher = Watcher(self.spool.root, self.events.put)
+                watcher.start()
+            self.startup()
+            while True:
+                wait = self.step(time.monotonic())
+                if wait is None:
+                    break
+                self._wait(wait)
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            self.launcher.close()
+            self.lease.release()
+            logs.event("runner_stopped", runner=self.runner_id)
+            logs.close()
+        return 0
+
+    def _install_signals(self) -> None:
+        def handler(signum: int, _frame: object) -> None:
+            self.events.put(("signal", signum))
+
+        with contextlib.suppress(ValueError):  # not the main thread: caller handles stop
+            signal.signal(signal.SIGTERM, handler)
+            signal.signal(signal.SIGINT, handler)
+
+    def request_stop(self, now: float, immediate: bool = False) -> None:
+        if self.stopping and not immediate:
+            immediate = True  # a second signal: hand back now
+        if not self.stopping:
+            logs.event("runner_stopping", runner=self.runner_id, running=len(self.active))
+        self.stopping = True
+        self.stop_deadline = now if immediate else now + self.settings.grace_seconds
+
+    def startup(self) -> None:
+        for note in self.spool.resolve_duplicates(self.settings.lease_seconds):
+            logs.event("duplicate_resolved", logging.WARNING, note=note)
+        self.spool.clean_tmp(TMP_MAX_AGE)
+
+    def _wait(self, timeout: float) -> None:
+        try:
+            item = self.events.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return
+        self._handle(item, time.monotonic())
+
+    # ------------------------------------------------------------ the step
+
+    def step(self, now: float) -> float | None:
+        """Do all due work; return seconds until the next wake, or None to exit."""
+        self._drain(now)
+        wall = time.time()
+        if now - self.last_beat > self.settings.lease_seconds:
+            self._fence(now)
+        if now >= self.next_beat:
+            self._heartbeat(now)
+        if now >= self.next_rescan:
+            self._rescan(now)
+        if self.control_dirty:
+            self._check_control(now)
+        if now >= self.next_check:
+            self._check_runners(now)
+        if now >= self.next_maintenance:
+            self._maintenance(now)
+        self._enforce_timeouts(now)
+        self._retry_unfinished(now)
+        if self.stopping:
+            return self._stop_step(now)
+        self._claim_ready(now, wall)
+        if self.burst and self._idle(wall):
+            return None
+        return self._next_wake(now, wall)
+
+    def _drain(self, now: float) -> None:
+        while True:
+            try:
+                item = self.events.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(item, now)
+
+    def _handle(self, item: tuple[Any, ...], now: float) -> None:
+        kind = item[0]
+        if kind == "fs":
+            path = Path(item[1])
+            if path.parent.name == "control":
+                self.control_dirty = True
+            elif is_job_name(path.name) and path.name not in self.schedule:
+                self._load_pending(path.name)
+        elif kind == "exit":
+            self._exited(item[1], item[2])
+        elif kind == "signal":
+            self.request_stop(now)
+        elif kind == "launcher_gone" and not self.stopping:
+            self._launcher_gone()
+
+    def _stop_step(self, now: float) -> float | None:
+        if now >= self.stop_deadline:
+            for act in self.active.values():
+                if act.stop is None:
+                    self._kill(act, Outcome.HANDED_BACK)
+        if not self.active and not self.unfinished:
+            return None
+        if now > self.stop_deadline + 30:  # attempts that never report: give up
+            logs.event("stop_abandoned", logging.ERROR, running=len(self.active))
+            return None
+        return min(0.1, max(0.0, self.stop_deadline - now)) if now < self.stop_deadline else 0.1
+
+    def _idle(self, wall: float) -> bool:
+        return not self.active and not self.unfinished and not self.schedule.has_ready(wall)
+
+    def _next_wake(self, now: float, wall: float) -> float:
+        times = [self.next_beat, self.next_rescan, self.next_check]
+        times += [a.deadline for a in self.active.values()]
+        times += [u.retry_at for u in self.unfinished]
+        due = self.schedule.next_due()
+        if due is not None:
+            times.append(now + (due - wall))
+        if len(self.active) < self.settings.workers and self.schedule.has_ready(wall):
+            times.append(now)
+        return max(0.0, min(times) - now)
+
+    # ------------------------------------------------------------ pending
+
+    def _job_id_for(self, name: str, job: Job) -> str:
+        stem = name[: -len(".json")]
+        if not is_valid_id(stem):
+            return new_id()
+        if job.revision == 0:  # hand-dropped: its name may repeat an old job's id
+            where = self.spool.locate(stem)
+            if where is not None and where[0] is not Status.PENDING:
+                return new_id()
+        return stem
+
+    def _load_pending(self, name: str) -> None:
+        path = self.spool.dir(Status.PENDING) / name
+        try:
+            job = self.spool.read_job(path)
+        except FileNotFoundError:
+            self.schedule.discard(name)
+            return
+        except (InvalidJobFile, NotRegularFile) as exc:
+            self._not_a_job(name, path, str(exc))
+            return
+        except OSError as exc:
+            logs.event("read_error", logging.ERROR, file=name, error=exc)
+            return
+        self.deferred.discard(name)
+        self.schedule.add(name, self._job_id_for(name, job), job)
+
+    def _not_a_job(self, name: str, path: Path, reason: str) -> None:
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return
+        young = time.time() - st.st_mtime < YOUNG_FILE_SECONDS
+        if stat_mod.S_ISREG(st.st_mode) and young:
+            self.deferred.add(name)  # its writer may not be done; look again at rescan
+            return
+        self.deferred.discard(name)
+        try:
+            dst = self.spool.quarantine(path, reason)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            logs.event("quarantine_error", logging.ERROR, file=name, error=exc)
+            return
+        logs.event("corrupt", logging.ERROR, file=name, moved_to=dst.name, reason=reason)
+
+    def _rescan(self, now: float) -> None:
+        self.next_rescan = now + self.settings.poll_seconds
+        self._reload_config()
+        present = set(self.spool.names(Status.PENDING))
+        for name in self.schedule.names() - present:
+            self.schedule.discard(name)
+        for name in sorted(present - self.schedule.names()):
+            self._load_pending(name)
+        self.control_dirty = True
+
+    # ------------------------------------------------------------ claiming
+
+    def _under_cap(self, entry: Entry) -> bool:
+        spec = self.settings.allowed_jobs.get(entry.job)
+        cap = spec.concurrency if spec else None
+        return cap is None or self.per_job[entry.job] < cap
+
+    def _claim_ready(self, now: float, wall: float) -> None:
+        while len(self.active) < self.settings.workers:
+            entry = self.schedule.take(wall, self._under_cap)
+            if entry is None:
+                return
+            self._claim(entry, now)
+
+    def _claim(self, entry: Entry, now: float) -> None:
+        claim = RunningName(entry.job_id, self.runner_id, entry.attempt)
+        path = self.spool.claim(entry.name, claim)
+        if path is None:
+            return  # another runner (or a person) took it first
+        try:
+            job = self.spool.read_job(path)
+        except (InvalidJobFile, NotRegularFile, OSError) as exc:
+            self._not_a_job(entry.name, path, f"changed after it was queued: {exc}")
+            return
+        job = self._complete_record(job, entry, path)
+        try:
+            self.config.spec(job.job, job.method)
+        except NotAllowed as exc:
+            self._reject(claim, path, job, exc)
+            return
+        if self.spool.has_request("cancel", entry.job_id):
+            act = Active(entry.name, claim, path, job, None, utcnow(), now, stop=Outcome.CANCELLED)
+            act.stop_info = self.spool.requests("cancel").get(entry.job_id, {})
+            self._finish(act, Report(Outcome.CANCELLED))
+            return
+        self._launch(claim, path, job, now)
+
+    def _complete_record(self, job: Job, entry: Entry, path: Path) -> Job:
+        updates: dict[str, Any] = {"id": entry.job_id}
+        if job.created_at is None:
+            with contextlib.suppress(OSError):
+                updates["created_at"] = from_timestamp(path.stat().st_mtime)
+        if entry.name[: -len(".json")] != entry.job_id:
+            updates["original_name"] = job.original_name or entry.name
+        return job.model_copy(update=updates)
+
+    def _reject(self, claim: RunningName, path: Path, job: Job, exc: Exception) -> None:
+        record = job.model_copy(
+            update={
+                "reason": f"rejected: {exc}",
+                "error": ErrorInfo(type=type(exc).__name__, message=str(exc)),
+            }
+        )
+        try:
+            self._publish(path, Status.FAILED, record)
+        except OSError as exc:
+            logs.event("finish_error", logging.ERROR, job=job.id, to="failed", error=exc)
+            return
+        logs.event("rejected", logging.ERROR, job=job.id, name=f"{job.job}.{job.method}", reason=exc)
+
+    def _launch(self, claim: RunningName, path: Path, job: Job, now: float) -> None:
+        token = claim.filename[: -len(".json")]
+        job_id = job.id or ""
+        spec = self.config.spec(job.job, job.method)
+        timeout = job.timeout_seconds or self.config.timeout(job.job)
+        req = RunRequest(
+            token=token,
+            job_id=job_id,
+            job=job.job,
+            method=job.method,
+            params=job.params,
+            class_path=spec.class_path or f"jobs.{job.job}",
+            attempt=claim.attempt,
+            max_attempts=job.max_attempts or self.config.retry_policy(job.job).max_attempts,
+            base_dir=str(self.config.base_dir),
+            spool=str(self.spool.root),
+            log_dir=str(self.spool.log_dir),
+            log_path=str(self.spool.job_log_path(job_id)),
+            report_path=str(self._report_path(token)),
+        )
+        self.spool.clear_progress(job_id)
+        act = Active(token, claim, path, job, None, utcnow(), now + timeout)
+        assert self.launcher is not None
+        try:
+            act.pid = self.launcher.start(req)
+        except (OSError, RuntimeError, queue.Empty) as exc:
+            logs.event("launch_error", logging.ERROR, job=job_id, error=exc)
+            self._finish(act, Report(Outcome.HANDED_BACK))
+            return
+        act.pid_created = create_time(act.pid)
+        self.active[token] = act
+        self.per_job[job.job] += 1
+        logs.event(
+            "started",
+            job=job_id,
+            name=f"{job.job}.{job.method}",
+            attempt=claim.attempt,
+            pid=act.pid,
+            runner=self.runner_id,
+        )
+
+    def _report_path(self, token: str) -> Path:
+        return self.spool.dir("tmp") / f"{token}.report.json"
+
+    # ------------------------------------------------------------ finishing
+
+    def _exited(self, token: str, code: int) -> None:
+        act = self.active.pop(token, None)
+        if act is None:
+            return
+        self.per_job[act.job.job] -= 1
+        if act.pid is not None:
+            kill_group(act.pid)
+        self._finish(act, self._read_report(act, code))
+
+    def _read_report(self, act: Active, code: int) -> Report:
+        path = self._report_path(act.token)
+        try:
+            data = json.loads(path.read_bytes())
+            path.unlink()
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict):
+            outcome = Outcome(data["outcome"]) if data.get("outcome") in _OUTCOMES else Outcome.FAILED
+            err = data.get("error")
+            return Report(
+                outcome=outcome,
+                exit_code=code,
+                error=ErrorInfo.model_validate(err) if isinstance(err, dict) else None,
+                error_types=tuple(data.get("error_types") or ()),
+                result=data.get("result"),
+                delay=data.get("delay"),
+            )
+        if act.stop is not None:
+            return Report(act.stop, exit_code=None, signal=-code if code < 0 else None,
+                          error=self._stop_error(act))
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals.__members__.values() else str(-code)
+            error = ErrorInfo(type="Crashed", message=f"attempt process killed by signal {name}")
+            return Report(Outcome.CRASHED, signal=-code, error=error)
+        error = ErrorInfo(type="Crashed", message=f"attempt process exited with code {code} without a result")
+        return Report(Outcome.CRASHED, exit_code=code, error=error)
+
+    def _stop_error(self, act: Active) -> ErrorInfo | None:
+        if act.stop is Outcome.TIMED_OUT:
+            limit = act.job.timeout_seconds or self.config.timeout(act.job.job)
+            return ErrorInfo(type="Timeout", message=f"ran longer than {limit:g}s; process tree killed")
+        if act.stop is Outcome.LOST:
+            return ErrorInfo(type="RunnerLost", message="the runner lost its lease; attempt abandoned")
+        return None
+
+    def _finish(self, act: Active, report: Report, backoff: float = 0.5) -> None:
+        """Record the attempt, decide, publish; on I/O errors keep it and retry later."""
+        job = act.job
+        finished = utcnow()
+        attempt = Attempt(
+            number=act.claim.attempt,
+            runner=act.claim.runner,
+            host=hostname(),
+            pid=act.pid,
+            started_at=act.started_at,
+            finished_at=finished,
+            duration_seconds=round((finished - act.started_at).total_seconds(), 6),
+            outcome=report.outcome,
+            exit_code=report.exit_code,
+            signal=report.signal,
+            error=report.error,
+        )
+        job = job.model_copy(update={"attempts": [*job.attempts, attempt]})
+        decision = self._decide(job, report)
+        record = self._apply(job, decision, report, act)
+        dst = DESTINATION[decision.action]
+        try:
+            published = self._publish(act.path, dst, record)
+        except OSError as exc:
+            # Disk full, EIO...: the job stays in running/ (we still own it)
+            # and the finish is tried again with growing backoff, no hot loop.
+            logs.event("finish_error", logging.ERROR, job=job.id, to=dst, error=exc,
+                       retry_in=f"{backoff:g}s")
+            self.unfinished.append(Unfinished(act, report, time.monotonic() + backoff, backoff))
+            return
+        if published:
+            self._log_finish(record, attempt, decision)
+
+    def _decide(self, job: Job, report: Report) -> Decision:
+        return decide(
+            report.outcome,
+            policy=self.config.retry_policy(job.job),
+            attempts_used=job.attempts_used,
+            max_attempts=job.max_attempts,
+            now=utcnow(),
+            rand=self.rng.random(),
+            error_types=report.error_types,
+            requested_delay=report.delay,
+        )
+
+    def _apply(self, job: Job, decision: Decision, report: Report, act: Active) -> Job:
+        job_id = job.id or ""
+        progress = self.spool.read_progress(job_id) or job.progress
+        updates: dict[str, Any] = {"progress": progress, "next_attempt_at": decision.at}
+        if decision.action is Action.COMPLETE:
+            updates |= {"result": report.result, "error": None, "reason": None}
+        elif decision.action is Action.HAND_BACK:
+            updates |= {"next_attempt_at": None}
+        else:
+            updates |= {"error": report.error or job.error, "reason": decision.reason}
+        if decision.action is Action.CANCEL:
+            info = act.stop_info
+            entry = HistoryEntry(
+                at=utcnow(), action="cancelled", by=info.get("by"), via=info.get("via")
+            )
+            updates["history"] = [*job.history, entry]
+        return job.model_copy(update=updates)
+
+    def _publish(self, path: Path, dst: Status, record: Job) -> bool:
+        """Move our running file on; False if fenced. OSError propagates."""
+        job_id = record.id or ""
+        try:
+            self.spool.move(path, Status.RUNNING, dst, record)
+        except Conflict as exc:
+            logs.event("fenced", logging.WARNING, job=job_id, reason=exc)
+            return False
+        if dst in TERMINAL:
+            self.spool.clear_progress(job_id)
+            if dst is Status.CANCELLED:
+                self.spool.clear_request("cancel", job_id)
+        return True
+
+    def _retry_unfinished(self, now: float) -> None:
+        due = [u for u in self.unfinished if u.retry_at <= now]
+        for item in due:
+            self.unfinished.remove(item)
+            self._finish(item.active, item.report, backoff=min(FINISH_RETRY_MAX, item.backoff * 2))
+
+    def _log_finish(self, record: Job, attempt: Attempt, decision: Decision) -> None:
+        names = {
+            Action.COMPLETE: "completed",
+            Action.RETRY: "retry_scheduled",
+            Action.FAIL: "failed",
+            Action.CANCEL: "cancelled",
+            Action.HAND_BACK: "handed_back",
+        }
+        level = logging.ERROR if decision.action is Action.FAIL else logging.INFO
+        err = attempt.error
+        logs.event(
+            names[decision.action],
+            level,
+            exc_text=err.traceback if err and level == logging.ERROR else None,
+            job=record.id,
+            name=f"{record.job}.{record.method}",
+            attempt=attempt.number,
+            outcome=attempt.outcome.value,
+            duration=f"{attempt.duration_seconds or 0:.3f}s",
+            next_at=decision.at.isoformat() if decision.at else None,
+            error=f"{err.type}: {err.message}"[:300] if err else None,
+        )
+        if attempt.outcome is Outcome.FAILED and decision.action is Action.RETRY and err:
+            logs.event("attempt_error", logging.ERROR, exc_text=err.traceback, job=record.id,
+                       attempt=attempt.number, error=f"{err.type}: {err.message}"[:300])
+
+    # ------------------------------------------------------------ control
+
+    def _kill(self, act: Active, why: Outcome, info: dict[str, Any] | None = None) -> None:
+        act.stop = why
+        act.stop_info = info or {}
+        if act.pid is not None:
+            kill_tree(act.pid)
+
+    def _enforce_timeouts(self, now: float) -> None:
+        for act in list(self.active.values()):
+            if act.stop is None and now >= act.deadline:
+                self._kill(act, Outcome.TIMED_OUT)
+
+    def _check_control(self, now: float) -> None:
+        self.control_dirty = False
+        requests = self.spool.requests("cancel")
+        if not requests:
+            return
+        by_id = {a.job.id: a for a in self.active.values()}
+        for job_id, info in requests.items():
+            act = by_id.get(job_id)
+            if act is not None:
+                if act.stop is None:
+                    self._kill(act, Outcome.CANCELLED, info)
+                continue
+            where = self.spool.locate(job_id)
+            if where is None or where[0] in TERMINAL:
+                self.spool.clear_request("cancel", job_id)
+            elif where[0] is Status.PENDING:
+                with contextlib.suppress(Conflict):
+                    self.spool.cancel(job_id, by=info.get("by"), via=info.get("via"))
+                    self.spool.clear_request("cancel", job_id)
+
+    # ------------------------------------------------------------ liveness
+
+    def _heartbeat(self, now: float) -> None:
+        self.next_beat = now + self.settings.heartbeat_seconds
+        jobs = [
+            {
+                "id": a.job.id,
+                "attempt": a.claim.attempt,
+                "pid": a.pid,
+                "pid_created": a.pid_created,
+                "started_at": a.started_at.isoformat(),
+                "name": f"{a.job.job}.{a.job.method}",
+            }
+            for a in self.active.values()
+        ]
+        try:
+            self.lease.beat(jobs)
+        except OSError as exc:
+            logs.event("heartbeat_error", logging.ERROR, runner=self.runner_id, error=exc)
+            return
+        self.last_beat = now
+
+    def _fence(self, now: float) -> None:
+        """Our lease lapsed (we were paused or cut off): others may own our jobs."""
+        logs.event("lease_lost", logging.ERROR, runner=self.runner_id, running=len(self.active))
+        for act in self.active.values():
+            if act.stop is None:
+                self._kill(act, Outcome.LOST)
+        old = self.runner_id
+        self.lease.release()
+        self.runner_id = new_runner_id()
+        self.lease = Lease(self.spool, self.runner_id)
+        self.liveness = Liveness(self.spool, self.runner_id, self.settings.lease_seconds)
+        self.lease.acquire()
+        self.last_beat = now
+        logs.event("runner_reregistered", old=old, runner=self.runner_id)
+
+    def _check_runners(self, now: float) -> None:
+        self.next_check = now + self.settings.heartbeat_seconds
+        owners = {claim.runner for claim, _ in self.spool.running_entries()}
+        for runner, beat in self.liveness.dead(now, owners).items():
+            killed = kill_orphans(beat)
+            for claim, path in take_over(self.spool, runner, self.runner_id):
+                self._recover(claim, path, killed)
+            self.liveness.forget(runner)
+
+    def _recover(self, claim: RunningName, path: Path, killed: list[int]) -> None:
+        try:
+            job = self.spool.read_job(path)
+        except (InvalidJobFile, NotRegularFile, OSError) as exc:
+            self._not_a_job(path.name, path, f"unreadable running file: {exc}")
+            return
+        job = job.model_copy(update={"id": claim.job_id})
+        logs.event("recovered", logging.WARNING, job=claim.job_id, dead_runner=claim.runner,
+                   attempt=claim.attempt, orphans_killed=len(killed) or None)
+        act = Active(claim.filename, claim, path, job, None, utcnow(), 0.0)
+        error = ErrorInfo(type="RunnerLost", message=f"runner {claim.runner} died during the attempt")
+        self._finish(act, Report(Outcome.LOST, error=error))
+
+    def _maintenance(self, now: float) -> None:
+        self.next_maintenance = now + MAINTENANCE_SECONDS
+        for note in self.spool.resolve_duplicates(self.settings.lease_seconds):
+            logs.event("duplicate_resolved", logging.WARNING, note=note)
+        for name in self.spool.clean_tmp(TMP_MAX_AGE):
+            logs.event("tmp_removed", file=name)
+
+    def _launcher_gone(self) -> None:
+        logs.event("launcher_died", logging.ERROR, running=len(self.active))
+        for act in list(self.active.values()):
+            if act.pid is not None:
+                kill_tree(act.pid)
+            self._exited(act.token, -signal.SIGKILL)
+        if self.launcher is not None:
+            with contextlib.suppress(Exception):
+                self.launcher.close()
+        self.launcher = make_launcher(self.settings.start_method, self.events.put)
+
+    # ------------------------------------------------------------ config
+
+    def _config_stamp(self) -> tuple[int, int] | None:
+        path = self.config.path
+        try:
+            st = path.stat() if path else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st else None
+
+    def _reload_config(self) -> None:
+        stamp = self._config_stamp()
+        if stamp == self.config_stamp or self.config.path is None:
+            return
+        self.config_stamp = stamp
+        try:
+            new = load_config(self.config.path, self.overrides)
+        except Exception as exc:  # any error: keep the config in force
+            logs.event("config_refused", logging.ERROR, file=self.config.path, error=exc)
+            return
+        if new.spool_dir != self.config.spool_dir:
+            logs.event("config_spool_ignored", logging.WARNING, spool=new.spool_dir)
+        self.config = new
+        self.liveness.lease = new.settings.lease_seconds
+        logs.event("config_reloaded", file=self.config.path, jobs=len(new.settings.allowed_jobs))

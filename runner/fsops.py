@@ -1,0 +1,141 @@
+"""Every filesystem call the spool makes, in one replaceable object.
+
+The spool never calls ``os`` directly for job files: it calls a
+:class:`FileOps`. Tests swap in a subclass that fails chosen calls with chosen
+errnos (disk full, EIO, a lost rename reply), so fault plans reach every
+write, fsync, link, rename and unlink of submit, claim and finish.
+
+Invariants kept here: a durable write is write-all + fsync before close; a
+failed fsync closes and discards the file (a retried fsync on the same file
+proves nothing); directory fsyncs are skipped only where the OS has none.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from pathlib import Path
+
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+WINDOWS = os.name == "nt"
+
+# Windows refuses to rename a file that another process (an indexer, the
+# dashboard) holds open; such failures are retried a few times.
+_BUSY_RETRIES = 5 if WINDOWS else 0
+
+
+class NotRegularFile(OSError):
+    """A path in a status directory that is a link, FIFO, directory..."""
+
+
+class FileOps:
+    """Thin wrappers over os; subclass and override to inject faults."""
+
+    def write_new(self, path: Path, data: bytes, *, durable: bool) -> None:
+        """Create path (must not exist), write all of data, fsync if durable."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = self.write(fd, view)
+                view = view[written:]
+            if durable:
+                self.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            self.unlink_quiet(path)
+            raise
+        self.close(fd)
+
+    def write(self, fd: int, data: memoryview) -> int:
+        written = os.write(fd, data)
+        if written <= 0:
+            raise OSError(errno.EIO, "short write")
+        return written
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def read_regular(self, path: Path, limit: int) -> bytes:
+        """Bytes of a regular file, never following a link or blocking on a FIFO.
+
+        Reads at most limit + 1 bytes so the caller can tell "too big" apart.
+        """
+        fd = os.open(path, os.O_RDONLY | _O_BINARY | _O_NOFOLLOW | _O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+            chunks = []
+            remaining = limit + 1
+            while remaining > 0:
+                chunk = os.read(fd, min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def rename(self, src: Path, dst: Path) -> None:
+        """Atomic rename; on Windows also no-replace, on POSIX it replaces."""
+        for attempt in range(_BUSY_RETRIES + 1):
+            try:
+                os.rename(src, dst)
+                return
+            except PermissionError:
+                if attempt == _BUSY_RETRIES:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+
+    def replace(self, src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+
+    def link(self, src: Path, dst: Path) -> None:
+        """Publish src under dst without ever replacing an existing dst."""
+        try:
+            os.link(src, dst)
+        except FileExistsError:
+            raise
+        except OSError as exc:  # pragma: no cover - depends on the filesystem
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            # No hard links here (some SMB/FAT mounts): fall back to a rename
+            # that refuses to replace, where the OS offers one.
+            if not WINDOWS:
+                raise
+            os.rename(src, dst)
+
+    def unlink(self, path: Path) -> None:
+        os.unlink(path)
+
+    def unlink_quiet(self, path: Path) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def fsync_dir(self, path: Path) -> None:
+        if WINDOWS:
+            return
+        fd = os.open(path, os.O_RDONLY | _O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def mkdir(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+
+    def scandir_names(self, path: Path) -> list[str]:
+        with os.scandir(path) as it:
+            return [e.name for e in it]

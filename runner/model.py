@@ -1,0 +1,157 @@
+"""The job record and its parts, as pydantic models (no I/O).
+
+A job file is one JSON object that validates as :class:`Job`; unknown fields
+are rejected so a typo never silently drops a setting. Times are timezone-aware
+UTC datetimes; a naive time in a hand-written file is taken as UTC. The record
+grows only by appending attempts and history entries: nothing here deletes
+what an earlier attempt or person recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}")
+NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+
+
+def is_valid_id(value: str) -> bool:
+    """A job id is a whole-string match: letters, digits, '-', '_', '.', no leading dot."""
+    return ID_PATTERN.fullmatch(value) is not None and ".." not in value
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def from_timestamp(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Outcome(StrEnum):
+    """How one attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the job raised
+    RETRY = "retry"  # the job asked for a retry
+    TIMED_OUT = "timed_out"
+    CRASHED = "crashed"  # the process died without reporting (signal, exit)
+    REJECTED = "rejected"  # not allowed, bad params: never retried
+    CANCELLED = "cancelled"
+    LOST = "lost"  # its runner died; recorded by recovery
+    HANDED_BACK = "handed_back"  # runner shut down; does not count
+
+
+class ErrorInfo(_Strict):
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class Attempt(_Strict):
+    number: int
+    runner: str
+    host: str
+    pid: int | None = None
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    duration_seconds: float | None = None
+    outcome: Outcome
+    exit_code: int | None = None
+    signal: int | None = None
+    error: ErrorInfo | None = None
+
+
+class Progress(_Strict):
+    fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+    message: str | None = None
+    updated_at: UtcDatetime | None = None
+
+
+class HistoryEntry(_Strict):
+    at: UtcDatetime
+    action: str
+    by: str | None = None
+    via: str | None = None
+    note: str | None = None
+
+
+class Job(_Strict):
+    """One job file. Three fields are required; the runner fills the rest."""
+
+    job: str
+    method: str
+    params: list[Any] | dict[str, Any] = Field(default_factory=list)
+    id: str | None = None
+    version: Literal[1] = 1
+    priority: int = 0
+    not_before: UtcDatetime | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    created_at: UtcDatetime | None = None
+    submitted_by: str | None = None
+    original_name: str | None = None
+    revision: int = 0
+    attempts: list[Attempt] = Field(default_factory=list)
+    # Attempts before this index were spent before a person retried the job;
+    # they stay for the record but do not count against max_attempts.
+    attempt_base: int = 0
+    next_attempt_at: UtcDatetime | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    reason: str | None = None
+    progress: Progress | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+    @property
+    def attempts_used(self) -> int:
+        """Attempts that count against max_attempts (a hand-back does not)."""
+        counted = self.attempts[self.attempt_base :]
+        return sum(1 for a in counted if a.outcome is not Outcome.HANDED_BACK)
+
+    def due_at(self) -> datetime | None:
+        """When the job may next start; None means now."""
+        times = [t for t in (self.not_before, self.next_attempt_at) if t is not None]
+        return max(times) if times else None
+
+    def sort_key(self) -> tuple[int, datetime, str]:
+        created = self.created_at or datetime.min.replace(tzinfo=UTC)
+        return (-self.priority, created, self.id or "")
+
+
+class JobView(BaseModel):
+    """A job as readers see it: the record plus where it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: str
+    record: Job
+    path: str
+
+    @property
+    def id(self) -> str:
+        return self.record.id or ""
+
+    def to_public(self) -> dict[str, Any]:
+        """The JSON shape of CLI ``--json`` and the dashboard API."""
+        data = self.record.model_dump(mode="json")
+        data["status"] = self.status
+        return data

@@ -1,0 +1,109 @@
+"""The runner's in-memory view of pending/: what is due, in which order (no I/O).
+
+Ready jobs are taken highest priority first, then oldest first, then by id.
+Delayed jobs (``not_before``, or a retry's ``next_attempt_at``) wait in a
+second heap keyed by due time and move to the ready heap when due. Both heaps
+use lazy deletion: an entry that was discarded or replaced is skipped when
+it surfaces. The index is only a hint: the claim rename decides.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from runner.model import Job
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the scheduler keeps of a pending file: enough to order it, no more."""
+
+    name: str
+    job_id: str
+    job: str  # the allow-list name, for concurrency caps
+    attempt: int  # the number the next attempt will have
+    key: tuple[int, datetime, str]
+    due: float  # wall-clock epoch seconds; 0.0 = now
+    seq: int
+
+
+class Schedule:
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._ready: list[tuple[tuple[int, datetime, str], int, str]] = []
+        self._delayed: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def names(self) -> set[str]:
+        return set(self._entries)
+
+    def add(self, name: str, job_id: str, job: Job) -> None:
+        due_at = job.due_at()
+        entry = Entry(
+            name=name,
+            job_id=job_id,
+            job=job.job,
+            attempt=len(job.attempts) + 1,
+            key=job.sort_key(),
+            due=due_at.timestamp() if due_at else 0.0,
+            seq=next(self._seq),
+        )
+        self._entries[name] = entry
+        if entry.due:
+            heapq.heappush(self._delayed, (entry.due, entry.seq, name))
+        else:
+            heapq.heappush(self._ready, (entry.key, entry.seq, name))
+
+    def discard(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def _live(self, seq: int, name: str) -> Entry | None:
+        entry = self._entries.get(name)
+        return entry if entry is not None and entry.seq == seq else None
+
+    def promote(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, seq, name = heapq.heappop(self._delayed)
+            entry = self._live(seq, name)
+            if entry is not None:
+                heapq.heappush(self._ready, (entry.key, seq, name))
+
+    def next_due(self) -> float | None:
+        while self._delayed and self._live(self._delayed[0][1], self._delayed[0][2]) is None:
+            heapq.heappop(self._delayed)
+        return self._delayed[0][0] if self._delayed else None
+
+    def has_ready(self, now: float) -> bool:
+        self.promote(now)
+        while self._ready and self._live(self._ready[0][1], self._ready[0][2]) is None:
+            heapq.heappop(self._ready)
+        return bool(self._ready)
+
+    def take(self, now: float, allow: Callable[[Entry], bool] = lambda _e: True) -> Entry | None:
+        """Remove and return the best ready entry that ``allow`` accepts."""
+        self.promote(now)
+        skipped = []
+        found = None
+        while self._ready:
+            item = heapq.heappop(self._ready)
+            entry = self._live(item[1], item[2])
+            if entry is None:
+                continue
+            if allow(entry):
+                found = entry
+                del self._entries[entry.name]
+                break
+            skipped.append(item)
+        for item in skipped:
+            heapq.heappush(self._ready, item)
+        return found

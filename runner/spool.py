@@ -1,0 +1,609 @@
+"""The spool: the only code that creates, renames or deletes job files.
+
+How the queue works, in one place
+---------------------------------
+A job is one JSON file; the directory holding it is its status. New content
+is always written to ``tmp/`` first (write, fsync), then *linked* into its
+status directory under a name that must not exist yet, then the old name is
+unlinked, then the directories are fsynced. So:
+
+* a reader never sees a partial file (invariant 2): names appear only by
+  link or rename of a complete, synced file;
+* a publication never replaces anything (invariant 4): ``link`` fails with
+  EEXIST, and that failure is how a second terminal copy is refused;
+* claiming is ``rename(pending/<id>.json, running/<id>~<runner>~<n>.json)``:
+  the one rename that succeeds owns the job and its name records who and
+  which attempt; everyone else gets ENOENT and moves on (invariant 3);
+* when the source of a move vanished between our link and our unlink,
+  someone else moved the job first (a recovering runner, a person): we
+  unlink what we linked and report :class:`Conflict`. A paused runner that
+  comes back late therefore can neither finish nor duplicate a job that was
+  taken from it.
+
+A crash between link and unlink leaves one id in two directories. Every
+record carries a ``revision`` raised by each move, so
+:meth:`Spool.resolve_duplicates` can apply one rule: a terminal copy wins,
+then the higher revision; losers go to ``corrupt/`` with a reason (never
+deleted). Leftover tmp files are never published; they are removed after an
+age limit.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runner import codec
+from runner.errors import Conflict, InvalidJobFile, JobNotFound, SpoolError, SpoolFull
+from runner.fsops import FileOps, NotRegularFile
+from runner.model import HistoryEntry, Job, JobView, Progress, is_valid_id, utcnow
+from runner.states import PRECEDENCE, TERMINAL, Status, can_move
+
+DIRS = (
+    "tmp",
+    "pending",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "corrupt",
+    "control",
+    "runners",
+)
+RUN_SEP = "~"
+JSON = ".json"
+# Terminal first: while a move is half done, the copy furthest along is the truth.
+LOOKUP_ORDER = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.PENDING, Status.RUNNING)
+
+
+def is_job_name(name: str) -> bool:
+    """Files starting with a dot or not ending in .json are not jobs (yet)."""
+    return name.endswith(JSON) and not name.startswith(".") and len(name) > len(JSON)
+
+
+def safe_token(text: str) -> str:
+    """Reduce text to [A-Za-z0-9-] so it can sit inside a file name."""
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in text)
+    return cleaned.strip("-")[:40] or "x"
+
+
+def new_id(now: float | None = None) -> str:
+    """A unique id that sorts by submission time: 20261129-110705-123456-1a2b3c4d."""
+    ts = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(ts))
+    micros = int((ts % 1) * 1_000_000)
+    return f"{stamp}-{micros:06d}-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class RunningName:
+    """The claim carried in a running file's name."""
+
+    job_id: str
+    runner: str
+    attempt: int
+
+    @property
+    def filename(self) -> str:
+        return f"{self.job_id}{RUN_SEP}{self.runner}{RUN_SEP}{self.attempt}{JSON}"
+
+    @classmethod
+    def parse(cls, name: str) -> RunningName | None:
+        if not is_job_name(name):
+            return None
+        parts = name[: -len(JSON)].split(RUN_SEP)
+        if len(parts) != 3 or not is_valid_id(parts[0]) or not parts[2].isdigit():
+            return None
+        return cls(parts[0], parts[1], int(parts[2]))
+
+
+class Spool:
+    """One spool directory tree. Cheap to create; holds no open files."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        durable: bool = True,
+        max_job_bytes: int = 1024 * 1024,
+        min_free_bytes: int = 0,
+        min_free_inodes: int = 0,
+        log_dir: str | os.PathLike[str] | None = None,
+        ops: FileOps | None = None,
+        create: bool = True,
+    ) -> None:
+        self.root = Path(root).absolute()
+        self.durable = durable
+        self.max_job_bytes = max_job_bytes
+        self.min_free_bytes = min_free_bytes
+        self.min_free_inodes = min_free_inodes
+        self.log_dir = Path(log_dir).absolute() if log_dir else self.root / "logs"
+        self.ops = ops or FileOps()
+        if create:
+            self.ensure_layout()
+
+    # ----------------------------------------------------------- layout
+
+    def dir(self, status: Status | str) -> Path:
+        return self.root / str(status)
+
+    def ensure_layout(self) -> None:
+        """Create missing directories; refuse a status directory that is a link."""
+        for name in (*DIRS, "logs"):
+            path = self.log_dir if name == "logs" else self.root / name
+            if path.is_symlink():
+                raise SpoolError(f"{path} is a symbolic link; refusing to use it")
+            if path.exists() and not path.is_dir():
+                raise SpoolError(f"{path} exists and is not a directory")
+            try:
+                self.ops.mkdir(path)
+            except OSError as exc:
+                raise SpoolError(f"cannot create {path}: {exc.strerror}") from None
+        self.ops.mkdir(self.log_dir / "jobs")
+
+    def job_log_path(self, job_id: str) -> Path:
+        return self.log_dir / "jobs" / f"{job_id}.log"
+
+    def progress_path(self, job_id: str) -> Path:
+        return self.log_dir / "jobs" / f"{job_id}.progress.json"
+
+    # ----------------------------------------------------------- reading
+
+    def names(self, status: Status | str) -> list[str]:
+        """Job file names in one status directory, unsorted, without opening any."""
+        try:
+            return [n for n in self.ops.scandir_names(self.dir(status)) if is_job_name(n)]
+        except FileNotFoundError:
+            return []
+
+    def count(self, status: Status | str) -> int:
+        return len(self.names(status))
+
+    def counts(self) -> dict[str, int]:
+        return {s.value: self.count(s) for s in Status}
+
+    def read_bytes(self, path: Path) -> bytes:
+        data = self.ops.read_regular(path, self.max_job_bytes)
+        if len(data) > self.max_job_bytes:
+            raise InvalidJobFile(f"file is larger than the {self.max_job_bytes}-byte cap")
+        return data
+
+    def read_job(self, path: Path) -> Job:
+        """Parse one job file; InvalidJobFile or NotRegularFile if it is not a job."""
+        return codec.decode_job(self.read_bytes(path))
+
+    def running_entries(self) -> list[tuple[RunningName, Path]]:
+        out = []
+        for name in self.names(Status.RUNNING):
+            parsed = RunningName.parse(name)
+            if parsed is not None:
+                out.append((parsed, self.dir(Status.RUNNING) / name))
+        return out
+
+    def locate(self, job_id: str) -> tuple[Status, Path] | None:
+        """Where the job file is, without reading it."""
+        if not is_valid_id(job_id):
+            return None
+        for status in LOOKUP_ORDER:
+            if status is Status.RUNNING:
+                prefix = job_id + RUN_SEP
+                for name in self.names(status):
+                    if name.startswith(prefix):
+                        return status, self.dir(status) / name
+                continue
+            path = self.dir(status) / f"{job_id}{JSON}"
+            if os.path.lexists(path):
+                return status, path
+        return None
+
+    def find(self, job_id: str) -> JobView | None:
+        """The job in whatever status it is; None if it is nowhere."""
+        for _ in range(3):  # it may move while we look
+            where = self.locate(job_id)
+            if where is None:
+                return None
+            status, path = where
+            try:
+                job = self.read_job(path)
+            except FileNotFoundError:
+                continue
+            except (InvalidJobFile, NotRegularFile, OSError):
+                return None
+            job = job.model_copy(update={"id": job_id})
+            return JobView(status=status.value, record=job, path=str(path))
+        return None
+
+    def get(self, job_id: str) -> JobView:
+        view = self.find(job_id)
+        if view is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return view
+
+    def view(self, status: Status, name: str) -> JobView | None:
+        """Read one listed file; None if it moved meanwhile or is not a job."""
+        path = self.dir(status) / name
+        try:
+            job = self.read_job(path)
+        except (FileNotFoundError, InvalidJobFile, NotRegularFile, OSError):
+            return None
+        job_id = job_id_of(status, name)
+        return JobView(status=status.value, record=job.model_copy(update={"id": job_id}), path=str(path))
+
+    def list_jobs(
+        self, status: Status, *, limit: int = 50, offset: int = 0, newest_first: bool = True
+    ) -> list[JobView]:
+        """One page of a status directory, ordered by id; opens only that page."""
+        names = sorted(self.names(status), reverse=newest_first)
+        out = []
+        for name in names[offset : offset + limit]:
+            view = self.view(status, name)
+            if view is not None:
+                out.append(view)
+        return out
+
+    def pending_in_order(self) -> list[JobView]:
+        """Pending jobs as a runner would take them (priority, then age)."""
+        views = [v for n in self.names(Status.PENDING) if (v := self.view(Status.PENDING, n))]
+        return sorted(views, key=lambda v: v.record.sort_key())
+
+    # ----------------------------------------------------------- writing
+
+    def check_free_space(self) -> None:
+        if not (self.min_free_bytes or self.min_free_inodes):
+            return
+        if hasattr(os, "statvfs"):
+            st = os.statvfs(self.root)
+            free, inodes = st.f_bavail * st.f_frsize, st.f_favail
+        else:  # pragma: no cover - Windows has no inode count
+            free, inodes = shutil.disk_usage(self.root).free, self.min_free_inodes
+        if free < self.min_free_bytes:
+            raise SpoolFull(
+                f"spool {self.root} has {free} bytes free; submit needs {self.min_free_bytes}"
+            )
+        if inodes < self.min_free_inodes:
+            raise SpoolFull(f"spool {self.root} has {inodes} inodes free; submit needs more")
+
+    def _write_tmp(self, data: bytes, label: str) -> Path:
+        path = self.dir("tmp") / f"{label}.{secrets.token_hex(6)}.tmp"
+        self.ops.write_new(path, data, durable=self.durable)
+        return path
+
+    def _sync_dir(self, path: Path) -> None:
+        if self.durable:
+            self.ops.fsync_dir(path)
+
+    def encode(self, job: Job) -> bytes:
+        data = codec.encode_job(job)
+        if len(data) > self.max_job_bytes:
+            raise InvalidJobFile(
+                f"job {job.id} would be {len(data)} bytes; the cap is {self.max_job_bytes}"
+            )
+        return data
+
+    def submit(self, job: Job, *, by: str | None = None, via: str | None = None) -> str:
+        """Publish a new job in pending/; returns its id once it is durable."""
+        self.check_free_space()
+        job_id = job.id or new_id()
+        if not is_valid_id(job_id):
+            raise InvalidJobFile(f"{job_id!r} is not a valid job id")
+        if self.locate(job_id) is not None:
+            raise Conflict(f"a job with id {job_id} already exists")
+        now = utcnow()
+        record = job.model_copy(
+            update={
+                "id": job_id,
+                "created_at": job.created_at or now,
+                "submitted_by": job.submitted_by or by or default_actor(),
+                "revision": 1,
+                "history": [*job.history, HistoryEntry(at=now, action="submitted", by=by, via=via)],
+            }
+        )
+        tmp = self._write_tmp(self.encode(record), job_id)
+        try:
+            try:
+                self.ops.link(tmp, self.dir(Status.PENDING) / f"{job_id}{JSON}")
+            except FileExistsError:
+                raise Conflict(f"a job with id {job_id} already exists") from None
+        finally:
+            self.ops.unlink_quiet(tmp)
+        self._sync_dir(self.dir(Status.PENDING))
+        return job_id
+
+    def claim(self, pending_name: str, claim: RunningName) -> Path | None:
+        """Take a pending file by rename; None when another process took it first."""
+        src = self.dir(Status.PENDING) / pending_name
+        dst = self.dir(Status.RUNNING) / claim.filename
+        try:
+            self.ops.rename(src, dst)
+        except FileNotFoundError:
+            return None
+        return dst
+
+    def move(
+        self,
+        src: Path,
+        src_status: Status,
+        dst_status: Status,
+        job: Job,
+        *,
+        dst_name: str | None = None,
+    ) -> Path:
+        """Publish job's new content in dst_status and remove src, or raise Conflict.
+
+        Never replaces an existing file; if src vanished meanwhile, the new
+        copy is withdrawn again and the other actor's move stands.
+        """
+        if not can_move(src_status, dst_status):
+            raise Conflict(f"a {src_status} job cannot become {dst_status}")
+        job_id = job.id or ""
+        dst = self.dir(dst_status) / (dst_name or f"{job_id}{JSON}")
+        record = job.model_copy(update={"revision": job.revision + 1})
+        tmp = self._write_tmp(self.encode(record), job_id)
+        try:
+            try:
+                self.ops.link(tmp, dst)
+            except FileExistsError:
+                raise Conflict(f"job {job_id} is already {dst_status}") from None
+            self._sync_dir(dst.parent)
+            try:
+                self.ops.unlink(src)
+            except BaseException as exc:
+                self._withdraw(tmp, dst)
+                if isinstance(exc, FileNotFoundError):
+                    raise Conflict(f"job {job_id} was moved by another process") from None
+                raise
+            if dst.parent != src.parent:
+                self._sync_dir(src.parent)
+        finally:
+            self.ops.unlink_quiet(tmp)
+        return dst
+
+    def _withdraw(self, tmp: Path, dst: Path) -> None:
+        """Remove dst only if it is still the copy we linked from tmp."""
+        try:
+            if os.path.samefile(tmp, dst):
+                self.ops.unlink(dst)
+                self._sync_dir(dst.parent)
+        except FileNotFoundError:
+            pass
+
+    def rewrite(self, path: Path, job: Job) -> None:
+        """Replace the content of a file the caller owns (e.g. its running claim)."""
+        tmp = self._write_tmp(self.encode(job), job.id or "job")
+        try:
+            self.ops.replace(tmp, path)
+        finally:
+            self.ops.unlink_quiet(tmp)
+
+    def quarantine(self, path: Path, reason: str) -> Path:
+        """Move anything that is not a job into corrupt/, byte for byte, with a reason.
+
+        The entry itself is renamed (a link stays a link, a FIFO a FIFO), so
+        nothing it points to is read or touched.
+        """
+        corrupt = self.dir("corrupt")
+        base = path.name.lstrip(".") or "unnamed"
+        dst = corrupt / base
+        n = 0
+        while os.path.lexists(dst) or os.path.lexists(dst.with_name(dst.name + ".reason.txt")):
+            n += 1
+            dst = corrupt / f"{base}.{n}"
+        self.ops.rename(path, dst)
+        note = f"{reason}\nfrom: {path}\nat: {utcnow().isoformat()}\n"
+        tmp = self._write_tmp(note.encode("utf-8", "replace"), "reason")
+        try:
+            self.ops.link(tmp, dst.with_name(dst.name + ".reason.txt"))
+        finally:
+            self.ops.unlink_quiet(tmp)
+        self._sync_dir(corrupt)
+        return dst
+
+    # ----------------------------------------------------------- people
+
+    def cancel(self, job_id: str, *, by: str | None = None, via: str | None = None) -> str:
+        """Cancel a pending job now, or ask the owning runner to stop a running one.
+
+        Returns "cancelled" or "requested"; Conflict if the job is finished.
+        """
+        for _ in range(5):
+            view = self.get(job_id)
+            status = Status(view.status)
+            if status is Status.PENDING:
+                entry = HistoryEntry(at=utcnow(), action="cancelled", by=by, via=via)
+                job = view.record.model_copy(
+                    update={
+                        "reason": "cancelled before it ran",
+                        "history": [*view.record.history, entry],
+                    }
+                )
+                try:
+                    self.move(Path(view.path), status, Status.CANCELLED, job)
+                    return "cancelled"
+                except Conflict:
+                    continue  # a runner claimed it meanwhile: look again
+            if status is Status.RUNNING:
+                self.request("cancel", job_id, {"by": by, "via": via})
+                return "requested"
+            raise Conflict(f"job {job_id} is {status}; only pending or running jobs can be cancelled")
+        raise Conflict(f"job {job_id} kept changing state; try again")
+
+    def retry(self, job_id: str, *, by: str | None = None, via: str | None = None) -> JobView:
+        """Send a failed or cancelled job back to pending/ with fresh attempts."""
+        view = self.get(job_id)
+        status = Status(view.status)
+        if status not in (Status.FAILED, Status.CANCELLED):
+            raise Conflict(f"job {job_id} is {status}; only failed or cancelled jobs can be retried")
+        rec = view.record
+        job = rec.model_copy(
+            update={
+                "attempt_base": len(rec.attempts),
+                "error": None,
+                "reason": None,
+                "result": None,
+                "progress": None,
+                "not_before": None,
+                "next_attempt_at": None,
+                "history": [*rec.history, HistoryEntry(at=utcnow(), action="retried", by=by, via=via)],
+            }
+        )
+        path = self.move(Path(view.path), status, Status.PENDING, job)
+        self.clear_request("cancel", job_id)
+        return JobView(status=Status.PENDING.value, record=job, path=str(path))
+
+    # ----------------------------------------------------------- control
+
+    def _request_path(self, kind: str, job_id: str) -> Path:
+        return self.dir("control") / f"{kind}{RUN_SEP}{job_id}{JSON}"
+
+    def request(self, kind: str, job_id: str, data: dict[str, Any]) -> None:
+        """Leave a durable request for runners (idempotent)."""
+        body = codec.json_bytes({"kind": kind, "job": job_id, "at": utcnow().isoformat(), **data})
+        tmp = self._write_tmp(body, kind)
+        try:
+            self.ops.link(tmp, self._request_path(kind, job_id))
+        except FileExistsError:
+            pass
+        finally:
+            self.ops.unlink_quiet(tmp)
+        self._sync_dir(self.dir("control"))
+
+    def requests(self, kind: str) -> dict[str, dict[str, Any]]:
+        """Open requests of one kind, by job id."""
+        out: dict[str, dict[str, Any]] = {}
+        prefix = kind + RUN_SEP
+        for name in self.names("control"):
+            job_id = name[len(prefix) : -len(JSON)]
+            if not name.startswith(prefix) or not is_valid_id(job_id):
+                continue
+            try:
+                data = codec.parse_json(self.read_bytes(self.dir("control") / name))
+            except (OSError, InvalidJobFile):
+                continue
+            out[job_id] = data if isinstance(data, dict) else {}
+        return out
+
+    def has_request(self, kind: str, job_id: str) -> bool:
+        return self._request_path(kind, job_id).exists()
+
+    def clear_request(self, kind: str, job_id: str) -> None:
+        self.ops.unlink_quiet(self._request_path(kind, job_id))
+
+    # ----------------------------------------------------------- progress
+
+    def write_progress(self, job_id: str, progress: Progress) -> None:
+        """Atomically replace the job's progress side file (written by the job)."""
+        path = self.progress_path(job_id)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        tmp.write_bytes(progress.model_dump_json().encode())
+        os.replace(tmp, path)
+
+    def read_progress(self, job_id: str) -> Progress | None:
+        try:
+            return Progress.model_validate_json(self.progress_path(job_id).read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def clear_progress(self, job_id: str) -> None:
+        self.ops.unlink_quiet(self.progress_path(job_id))
+
+    # ----------------------------------------------------------- maintenance
+
+    def clean_tmp(self, max_age: float, now: float | None = None) -> list[str]:
+        """Remove tmp files older than max_age: writes that never got published."""
+        limit = (time.time() if now is None else now) - max_age
+        removed = []
+        for name in self.ops.scandir_names(self.dir("tmp")):
+            path = self.dir("tmp") / name
+            try:
+                if path.lstat().st_mtime < limit:
+                    self.ops.unlink(path)
+                    removed.append(name)
+            except FileNotFoundError:
+                continue
+            except IsADirectoryError:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(name)
+        return removed
+
+    def _copies(self) -> dict[str, list[tuple[Status, Path]]]:
+        copies: dict[str, list[tuple[Status, Path]]] = {}
+        for status in Status:
+            for name in self.names(status):
+                job_id = job_id_of(status, name)
+                copies.setdefault(job_id, []).append((status, self.dir(status) / name))
+        return copies
+
+    def resolve_duplicates(self, min_age: float, now: float | None = None) -> list[str]:
+        """One id in two directories (an interrupted move): keep one copy.
+
+        A terminal copy wins, then the higher revision, then the state
+        furthest along. Only pairs whose newest copy is older than min_age
+        are touched, so a move that is in flight right now is left alone.
+        """
+        limit = (time.time() if now is None else now) - min_age
+        notes = []
+        for job_id, copies in self._copies().items():
+            if len(copies) < 2:
+                continue
+            ranked = []
+            for status, path in copies:
+                try:
+                    job = self.read_job(path)
+                    mtime = path.lstat().st_mtime
+                except (OSError, InvalidJobFile):
+                    continue
+                rank = (status in TERMINAL, job.revision, PRECEDENCE[status])
+                ranked.append((rank, mtime, status, path))
+            if len(ranked) < 2 or max(r[1] for r in ranked) > limit:
+                continue
+            ranked.sort(reverse=True)
+            winner = ranked[0]
+            for _rank, _mtime, status, path in ranked[1:]:
+                reason = f"duplicate of {winner[2]}/{winner[3].name} (interrupted move)"
+                self.quarantine(path, reason)
+                notes.append(f"{job_id}: dropped {status} copy, kept {winner[2]}")
+        return notes
+
+    def iter_all(self) -> Iterator[tuple[Status, str]]:
+        for status in Status:
+            for name in self.names(status):
+                yield status, name
+
+
+def job_id_of(status: Status, name: str) -> str:
+    if status is Status.RUNNING:
+        parsed = RunningName.parse(name)
+        if parsed is not None:
+            return parsed.job_id
+    return name[: -len(JSON)] if name.endswith(JSON) else name
+
+
+_HOST = safe_token(socket.gethostname())
+
+
+def hostname() -> str:
+    return _HOST
+
+
+def default_actor() -> str:
+    try:
+        user = os.getlogin()
+    except OSError:
+        user = os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def age_seconds(when: datetime | None) -> float | None:
+    if when is None:
+        return None
+    return max(0.0, (utcnow() - when).total_seconds())
+
+

@@ -1,0 +1,211 @@
+"""Submitting jobs from Python, and reading them back.
+
+``run_background_job`` validates on the writer's side (allow-list, method,
+params bound to the signature and type-checked) and only then publishes the
+job through the spool: on any error it raises a :class:`JobspoolError`
+subclass and writes nothing. In eager mode (setting ``eager: true`` or
+``JOBSPOOL_EAGER=1``) the job runs at once, in-process, through the same
+validation; its record lives in memory for ``get_job``/``wait_for_job``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+from runner import binding, child
+from runner.config import Config, load_config
+from runner.errors import InvalidParams, JobNotFound, JobspoolError, NotAllowed
+from runner.model import Attempt, ErrorInfo, HistoryEntry, Job, JobView, Outcome, utcnow
+from runner.spool import Spool, hostname, new_id
+from runner.states import TERMINAL, Status
+
+Params = list[Any] | dict[str, Any]
+
+_EAGER: dict[str, JobView] = {}
+
+
+class WaitTimeout(JobspoolError, TimeoutError):
+    """wait_for_job gave up before the job finished."""
+
+
+def resolve_config(config: Config | str | None = None, spool: str | None = None) -> Config:
+    if isinstance(config, Config):
+        if spool is None:
+            return config
+        return load_config(config.path, {"spool": spool})
+    return load_config(config, {"spool": spool})
+
+
+def open_spool(cfg: Config) -> Spool:
+    s = cfg.settings
+    return Spool(
+        cfg.spool_dir,
+        durable=s.durable,
+        max_job_bytes=s.max_job_bytes,
+        min_free_bytes=s.min_free_bytes,
+        min_free_inodes=s.min_free_inodes,
+        log_dir=cfg.log_dir,
+    )
+
+
+def _importable(cfg: Config) -> None:
+    base = str(cfg.base_dir)
+    if base not in sys.path:
+        sys.path.insert(0, base)
+
+
+def job_name_of(job: type | str, cfg: Config) -> str:
+    """The allow-list key for a class or a name."""
+    if isinstance(job, str):
+        return job
+    _importable(cfg)
+    for name in sorted(cfg.settings.allowed_jobs, key=lambda n: n != job.__name__):
+        try:
+            if binding.load_class(cfg.class_path(name)) is job:
+                return name
+        except (ImportError, NotAllowed):
+            continue
+    raise NotAllowed(f"class {job.__module__}.{job.__qualname__} is not in the allow-list")
+
+
+def validate(cfg: Config, name: str, method: str, params: Params) -> None:
+    """Allow-list, method, and params against the signature; imports the allowed class."""
+    cfg.spec(name, method)
+    if not isinstance(params, list | dict):
+        raise InvalidParams("params must be a list (positional) or an object (keyword)")
+    _importable(cfg)
+    try:
+        binding.check(cfg.class_path(name), method, params)
+    except ImportError as exc:
+        raise NotAllowed(f"cannot import {cfg.class_path(name)} for {name}: {exc}") from None
+
+
+def build_job(
+    name: str,
+    method: str,
+    params: Params,
+    *,
+    priority: int = 0,
+    delay: float | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    job_id: str | None = None,
+) -> Job:
+    if delay is not None and delay < 0:
+        raise InvalidParams("delay must be zero or more seconds")
+    return Job(
+        job=name,
+        method=method,
+        params=params,
+        id=job_id,
+        priority=priority,
+        not_before=utcnow() + timedelta(seconds=delay) if delay else None,
+        max_attempts=max_attempts,
+        timeout_seconds=timeout,
+    )
+
+
+def run_background_job(
+    job: type | str,
+    method: str,
+    params: Params | None = None,
+    *,
+    priority: int = 0,
+    delay: float | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    job_id: str | None = None,
+    config: Config | str | None = None,
+    spool: str | None = None,
+    submitted_by: str | None = None,
+    via: str = "python",
+) -> str:
+    """Validate and queue ``job.method(*params)``; returns the job id.
+
+    Raises NotAllowed or InvalidParams (both JobspoolError) and writes
+    nothing when the job may not run as given.
+    """
+    cfg = resolve_config(config, spool)
+    name = job_name_of(job, cfg)
+    params = [] if params is None else params
+    validate(cfg, name, method, params)
+    record = build_job(
+        name, method, params, priority=priority, delay=delay, max_attempts=max_attempts,
+        timeout=timeout, job_id=job_id,
+    )
+    if cfg.settings.eager:
+        return _run_eager(cfg, record)
+    return open_spool(cfg).submit(record, by=submitted_by, via=via)
+
+
+def _run_eager(cfg: Config, record: Job) -> str:
+    job_id = record.id or new_id()
+    started = utcnow()
+    req = child.RunRequest(
+        token=job_id,
+        job_id=job_id,
+        job=record.job,
+        method=record.method,
+        params=record.params,
+        class_path=cfg.class_path(record.job),
+        attempt=1,
+        max_attempts=1,
+        base_dir=str(cfg.base_dir),
+    )
+    report = child.execute(req)
+    outcome = Outcome(report["outcome"])
+    err = ErrorInfo.model_validate(report["error"]) if report.get("error") else None
+    attempt = Attempt(
+        number=1, runner="eager", host=hostname(), started_at=started, finished_at=utcnow(),
+        outcome=outcome, error=err,
+    )
+    ok = outcome is Outcome.SUCCEEDED
+    done = record.model_copy(
+        update={
+            "id": job_id,
+            "created_at": started,
+            "attempts": [attempt],
+            "result": report.get("result") if ok else None,
+            "error": err,
+            "history": [HistoryEntry(at=started, action="submitted", via="eager")],
+        }
+    )
+    status = Status.COMPLETED if ok else Status.FAILED
+    _EAGER[job_id] = JobView(status=status.value, record=done, path="")
+    return job_id
+
+
+def get_job(job_id: str, *, config: Config | str | None = None, spool: str | None = None) -> JobView:
+    """The job's current record and status; JobNotFound if it is nowhere."""
+    if job_id in _EAGER:
+        return _EAGER[job_id]
+    return open_spool(resolve_config(config, spool)).get(job_id)
+
+
+def wait_for_job(
+    job_id: str,
+    timeout: float = 60.0,
+    *,
+    config: Config | str | None = None,
+    spool: str | None = None,
+    poll: float = 0.02,
+) -> JobView:
+    """Block until the job is completed, failed or cancelled; return its view."""
+    if job_id in _EAGER:
+        return _EAGER[job_id]
+    sp = open_spool(resolve_config(config, spool))
+    deadline = time.monotonic() + timeout
+    delay = poll
+    while True:
+        view = sp.find(job_id)
+        if view is None and time.monotonic() > deadline:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        if view is not None and Status(view.status) in TERMINAL:
+            return view
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"job {job_id} still {view.status if view else 'unknown'} after {timeout}s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
