@@ -1,0 +1,112 @@
+"""Job classes used by the test suite; each leaves evidence on disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runner import Retry, current_job, report_progress
+
+
+def _ctx_id() -> str:
+    ctx = current_job()
+    return ctx.id if ctx else "inline"
+
+
+class Marker:
+    """Writes a marker file: proof that the job ran."""
+
+    def touch(self, path: str, text: str = "ran") -> str:
+        Path(path).write_text(text)
+        return text
+
+
+class Ledger:
+    """Appends 'job-id attempt' to a ledger in one O_APPEND write."""
+
+    def record(self, ledger: str) -> str:
+        ctx = current_job()
+        line = f"{ctx.id if ctx else 'inline'} {ctx.attempt if ctx else 0}\n".encode()
+        fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        return _ctx_id()
+
+
+class Flaky:
+    """Fails until it has been called ``fail_times`` times, then succeeds."""
+
+    def run(self, counter: str, fail_times: int) -> int:
+        path = Path(counter)
+        calls = int(path.read_text()) + 1 if path.exists() else 1
+        path.write_text(str(calls))
+        with open(f"{counter}.times", "a") as fh:
+            fh.write(f"{time.time()}\n")
+        if calls <= fail_times:
+            raise RuntimeError(f"planned failure {calls} of {fail_times}")
+        return calls
+
+    def ask_retry(self, counter: str, delay: float) -> int:
+        path = Path(counter)
+        calls = int(path.read_text()) + 1 if path.exists() else 1
+        path.write_text(str(calls))
+        if calls == 1:
+            raise Retry(delay=delay, reason="not ready yet")
+        return calls
+
+
+class BadInput(ValueError):
+    pass
+
+
+class Failing:
+    def bad(self, message: str) -> None:
+        raise BadInput(message)
+
+    def crash(self, how: str = "kill") -> None:
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(3)
+
+
+class Sleeper:
+    """Sleeps; optionally spawns a grandchild that sleeps too (pid written)."""
+
+    def sleep(self, seconds: float, pidfile: str = "", started: str = "") -> str:
+        if pidfile:
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            Path(pidfile).write_text(str(child.pid))
+        if started:
+            Path(started).write_text(str(os.getpid()))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            print(f"tick {time.monotonic():.2f}", flush=True)
+            time.sleep(0.05)
+        return "slept"
+
+
+class Typed:
+    def add(self, a: int, b: int = 0) -> int:
+        return a + b
+
+    def greet(self, name: str, *, loud: bool = False) -> str:
+        return name.upper() if loud else name
+
+
+class Progressing:
+    def steps(self, n: int, pause: float = 0.0) -> int:
+        for i in range(n):
+            report_progress((i + 1) / n, f"step {i + 1}")
+            time.sleep(pause)
+        return n
+
+
+class Odd:
+    def weird(self) -> object:
+        return {1, 2, 3}
