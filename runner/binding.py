@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 import typing
 from collections.abc import Callable
 from typing import Any
-
-from pydantic import TypeAdapter, ValidationError
 
 from runner.errors import InvalidParams, NotAllowed
 
@@ -26,7 +25,7 @@ def load_class(class_path: str) -> type:
     module_name, _, attr = class_path.rpartition(".")
     if not module_name or attr.startswith("_"):
         raise NotAllowed(f"{class_path!r} is not a module.Class path")
-    module = importlib.import_module(module_name)
+    module = sys.modules.get(module_name) or importlib.import_module(module_name)
     cls = getattr(module, attr, None)
     if not inspect.isclass(cls):
         raise NotAllowed(f"{class_path} is not a class")
@@ -54,34 +53,68 @@ def _hints(func: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
-def _check(name: str, hint: Any, value: Any) -> Any:
-    try:
-        return TypeAdapter(hint).validate_python(value)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidParams(f"param {name!r}: {first['msg']} (got {value!r:.80})") from None
+class Plan:
+    """A method's signature and one validator per annotated parameter.
+
+    Building TypeAdapters is the costly part of binding; a fork server builds
+    the plan once so that every attempt it forks inherits it.
+    """
+
+    def __init__(self, cls: type, method: str) -> None:
+        self.cls = cls
+        self.method = method
+        func, self.sig = _callable_signature(cls, method)
+        hints = {n: h for n, h in _hints(func).items() if n in self.sig.parameters}
+        self.adapters: dict[str, Any] = {}
+        if hints:
+            # Imported only when needed: a fork server without annotated jobs
+            # stays small, and small processes fork faster.
+            from pydantic import TypeAdapter
+
+            self.adapters = {name: TypeAdapter(hint) for name, hint in hints.items()}
+
+    def _check(self, name: str, shown: str, value: Any) -> Any:
+        from pydantic import ValidationError
+
+        try:
+            return self.adapters[name].validate_python(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidParams(f"param {shown!r}: {first['msg']} (got {value!r:.80})") from None
+
+    def bind(self, params: Params) -> tuple[list[Any], dict[str, Any]]:
+        sig = self.sig
+        try:
+            bound = sig.bind(*params) if isinstance(params, list) else sig.bind(**params)
+        except TypeError as exc:
+            raise InvalidParams(f"{self.cls.__name__}.{self.method}{sig}: {exc}") from None
+        for name, value in list(bound.arguments.items()):
+            if name not in self.adapters:
+                continue
+            kind = sig.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                bound.arguments[name] = tuple(self._check(name, name, v) for v in value)
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                bound.arguments[name] = {k: self._check(name, k, v) for k, v in value.items()}
+            else:
+                bound.arguments[name] = self._check(name, name, value)
+        return list(bound.args), dict(bound.kwargs)
+
+
+_PLANS: dict[tuple[type, str], Plan] = {}
+
+
+def plan(cls: type, method: str) -> Plan:
+    key = (cls, method)
+    found = _PLANS.get(key)
+    if found is None:
+        found = _PLANS[key] = Plan(cls, method)
+    return found
 
 
 def bind(cls: type, method: str, params: Params) -> tuple[list[Any], dict[str, Any]]:
     """Validated (args, kwargs) for cls().method, or InvalidParams saying why."""
-    func, sig = _callable_signature(cls, method)
-    try:
-        bound = sig.bind(*params) if isinstance(params, list) else sig.bind(**params)
-    except TypeError as exc:
-        raise InvalidParams(f"{cls.__name__}.{method}{sig}: {exc}") from None
-    hints = _hints(func)
-    for name, value in list(bound.arguments.items()):
-        param = sig.parameters[name]
-        if name not in hints:
-            continue
-        hint = hints[name]
-        if param.kind is param.VAR_POSITIONAL:
-            bound.arguments[name] = tuple(_check(name, hint, v) for v in value)
-        elif param.kind is param.VAR_KEYWORD:
-            bound.arguments[name] = {k: _check(k, hint, v) for k, v in value.items()}
-        else:
-            bound.arguments[name] = _check(name, hint, value)
-    return list(bound.args), dict(bound.kwargs)
+    return plan(cls, method).bind(params)
 
 
 def check(class_path: str, method: str, params: Params) -> None:

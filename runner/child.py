@@ -14,10 +14,9 @@ import json
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from runner import binding, context
 from runner.errors import JobRejected, Retry
@@ -26,8 +25,9 @@ EXIT_OK = 0
 EXIT_INTERNAL = 70
 
 
-class RunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything one attempt needs; plain data so the child needs no pydantic."""
 
     token: str
     job_id: str
@@ -42,6 +42,13 @@ class RunRequest(BaseModel):
     log_dir: str | None = None
     log_path: str = ""
     report_path: str = ""
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__).encode()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRequest:
+        return cls(**data)
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -80,8 +87,8 @@ def execute(req: RunRequest) -> dict[str, Any]:
             method=req.method,
             attempt=req.attempt,
             max_attempts=req.max_attempts,
-            spool=Path(req.spool) if req.spool else None,
-            log_dir=Path(req.log_dir) if req.log_dir else None,
+            spool=req.spool,
+            log_dir=req.log_dir,
         )
     )
     try:
@@ -103,10 +110,15 @@ def execute(req: RunRequest) -> dict[str, Any]:
 
 
 def write_report(path: str, report: dict[str, Any]) -> None:
-    tmp = f"{path}.part"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, default=repr)
-    os.replace(tmp, path)
+    """The runner reads this only after the process has exited, so a plain
+    write is enough; a process killed mid-write leaves bad JSON = a crash."""
+    data = json.dumps(report, default=repr).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
 
 
 def run(req: RunRequest) -> int:
@@ -123,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of spawned attempts: ``python -m runner.child REQUEST.json``."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        req = RunRequest.model_validate_json(Path(args[0]).read_bytes())
-    except (IndexError, OSError, ValueError) as exc:
+        req = RunRequest.from_dict(json.loads(Path(args[0]).read_bytes()))
+    except (IndexError, OSError, ValueError, TypeError) as exc:
         print(f"jobspool child: bad request: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
     return run(req)

@@ -76,7 +76,8 @@ def parse_json(data: bytes) -> Any:
         raise InvalidJobFile("JSON nested too deeply") from None
     except ValueError as exc:
         raise InvalidJobFile(f"not valid JSON: {str(exc)[:200]}") from None
-    if _depth(value, MAX_DEPTH) > MAX_DEPTH:
+    # The walk is only needed when there are enough brackets to nest that deep.
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise InvalidJobFile(f"JSON nested deeper than {MAX_DEPTH} levels")
     return value
 

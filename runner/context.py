@@ -5,14 +5,19 @@ attempt number (so jobs can be idempotent under at-least-once delivery), and
 :func:`report_progress` records a fraction and a message that the dashboard
 shows live and the final record keeps. Outside a job both are harmless:
 ``current_job()`` returns None and progress goes nowhere.
+
+This module is imported by every attempt, so it stays light: no pydantic
+models here. Progress is plain JSON that readers validate.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from runner.model import Progress, utcnow
 
 
 @dataclass(frozen=True)
@@ -22,8 +27,8 @@ class JobContext:
     method: str
     attempt: int
     max_attempts: int
-    spool: Path | None
-    log_dir: Path | None
+    spool: str | None
+    log_dir: str | None
 
 
 _current: JobContext | None = None
@@ -38,14 +43,22 @@ def set_current(ctx: JobContext | None) -> None:
     _current = ctx
 
 
+def progress_file(log_dir: str | Path, job_id: str) -> Path:
+    """Where a job's live progress is kept (beside its log)."""
+    return Path(log_dir) / "jobs" / f"{job_id}.progress.json"
+
+
 def report_progress(fraction: float | None = None, message: str | None = None) -> None:
     """Record progress of the running job: fraction in [0, 1], message free text."""
     ctx = _current
-    if ctx is None or ctx.spool is None:
+    if ctx is None or ctx.log_dir is None:
         return
     if fraction is not None:
         fraction = min(1.0, max(0.0, float(fraction)))
-    from runner.spool import Spool
-
-    spool = Spool(ctx.spool, log_dir=ctx.log_dir, create=False)
-    spool.write_progress(ctx.id, Progress(fraction=fraction, message=message, updated_at=utcnow()))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+    body = {"fraction": fraction, "message": None if message is None else str(message)[:1000],
+            "updated_at": stamp}
+    path = progress_file(ctx.log_dir, ctx.id)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    tmp.write_text(json.dumps(body), encoding="utf-8")
+    os.replace(tmp, path)

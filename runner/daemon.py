@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import queue
 import random
@@ -31,6 +30,7 @@ import signal
 import stat as stat_mod
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +41,7 @@ from runner.child import RunRequest
 from runner.config import Config, load_config
 from runner.errors import Conflict, InvalidJobFile, NotAllowed
 from runner.executor import Launcher, create_time, kill_group, kill_tree, make_launcher
-from runner.fsops import NotRegularFile
+from runner.fsops import NotRegularFile, StrPath
 from runner.leases import Lease, Liveness, kill_orphans, take_over
 from runner.model import (
     Attempt,
@@ -63,6 +63,7 @@ from runner.states import TERMINAL, Status
 YOUNG_FILE_SECONDS = 2.0
 TMP_MAX_AGE = 3600.0
 MAINTENANCE_SECONDS = 60.0
+PUBLISHERS = 4
 FINISH_RETRY_MAX = 30.0
 _OUTCOMES = {o.value for o in Outcome}
 
@@ -81,7 +82,7 @@ class Active:
 
     token: str
     claim: RunningName
-    path: Path
+    path: StrPath
     job: Job
     pid: int | None
     started_at: datetime
@@ -102,6 +103,18 @@ class Report:
     error_types: tuple[str, ...] = ()
     result: Any = None
     delay: float | None = None
+
+
+@dataclass
+class Publication:
+    """A decided finish on its way to disk (on a publisher thread)."""
+
+    active: Active
+    report: Report
+    record: Job
+    attempt: Attempt
+    decision: Decision
+    backoff: float
 
 
 @dataclass
@@ -145,6 +158,9 @@ class Runner:
         self.active: dict[str, Active] = {}
         self.per_job: Counter[str] = Counter()
         self.unfinished: list[Unfinished] = []
+        self.inflight: dict[str, Publication] = {}
+        # fsync-bound publishing runs here so the loop keeps claiming meanwhile.
+        self.pool: ThreadPoolExecutor | None = None
         self.runner_id = new_runner_id()
         self.lease = Lease(self.spool, self.runner_id)
         self.liveness = Liveness(self.spool, self.runner_id, s.lease_seconds)
@@ -152,6 +168,7 @@ class Runner:
         self.stopping = False
         self.stop_deadline = 0.0
         self.control_dirty = True
+        self.cancel_requests: dict[str, dict[str, Any]] = {}
         self.deferred: set[str] = set()
         self.last_beat = 0.0
         self.next_beat = 0.0
@@ -176,6 +193,7 @@ class Runner:
             console=self.console,
         )
         self.launcher = make_launcher(self.settings.start_method, self.events.put)
+        self.pool = ThreadPoolExecutor(PUBLISHERS, thread_name_prefix="jobspool-publish")
         self._install_signals()
         watcher = None
         try:
@@ -196,6 +214,8 @@ class Runner:
         finally:
             if watcher is not None:
                 watcher.stop()
+            self.pool.shutdown(wait=True)
+            self.pool = None
             self.launcher.close()
             self.lease.release()
             logs.event("runner_stopped", runner=self.runner_id)
@@ -220,7 +240,7 @@ class Runner:
 
     def startup(self) -> None:
         for note in self.spool.resolve_duplicates(self.settings.lease_seconds):
-            logs.event("duplicate_resolved", logging.WARNING, note=note)
+            logs.event("duplicate_resolved", logs.WARNING, note=note)
         self.spool.clean_tmp(TMP_MAX_AGE)
 
     def _wait(self, timeout: float) -> None:
@@ -268,13 +288,19 @@ class Runner:
     def _handle(self, item: tuple[Any, ...], now: float) -> None:
         kind = item[0]
         if kind == "fs":
-            path = Path(item[1])
-            if path.parent.name == "control":
+            folder, name = os.path.split(item[1])
+            if os.path.basename(folder) == "control":
                 self.control_dirty = True
-            elif is_job_name(path.name) and path.name not in self.schedule:
-                self._load_pending(path.name)
+            elif is_job_name(name) and name not in self.schedule:
+                self._load_pending(name)
+        elif kind == "started":
+            self._started(item[1], item[2])
         elif kind == "exit":
             self._exited(item[1], item[2])
+        elif kind == "published":
+            self._published(item[1], item[2])
+        elif kind == "rescan":
+            self.next_rescan = 0.0
         elif kind == "signal":
             self.request_stop(now)
         elif kind == "launcher_gone" and not self.stopping:
@@ -285,15 +311,16 @@ class Runner:
             for act in self.active.values():
                 if act.stop is None:
                     self._kill(act, Outcome.HANDED_BACK)
-        if not self.active and not self.unfinished:
+        if not self.active and not self.unfinished and not self.inflight:
             return None
         if now > self.stop_deadline + 30:  # attempts that never report: give up
-            logs.event("stop_abandoned", logging.ERROR, running=len(self.active))
+            logs.event("stop_abandoned", logs.ERROR, running=len(self.active))
             return None
         return min(0.1, max(0.0, self.stop_deadline - now)) if now < self.stop_deadline else 0.1
 
     def _idle(self, wall: float) -> bool:
-        return not self.active and not self.unfinished and not self.schedule.has_ready(wall)
+        busy = self.active or self.unfinished or self.inflight
+        return not busy and not self.schedule.has_ready(wall)
 
     def _next_wake(self, now: float, wall: float) -> float:
         times = [self.next_beat, self.next_rescan, self.next_check]
@@ -319,7 +346,7 @@ class Runner:
         return stem
 
     def _load_pending(self, name: str) -> None:
-        path = self.spool.dir(Status.PENDING) / name
+        path = self.spool.path_in(Status.PENDING, name)
         try:
             job = self.spool.read_job(path)
         except FileNotFoundError:
@@ -329,14 +356,14 @@ class Runner:
             self._not_a_job(name, path, str(exc))
             return
         except OSError as exc:
-            logs.event("read_error", logging.ERROR, file=name, error=exc)
+            logs.event("read_error", logs.ERROR, file=name, error=exc)
             return
         self.deferred.discard(name)
         self.schedule.add(name, self._job_id_for(name, job), job)
 
-    def _not_a_job(self, name: str, path: Path, reason: str) -> None:
+    def _not_a_job(self, name: str, path: StrPath, reason: str) -> None:
         try:
-            st = path.lstat()
+            st = os.lstat(path)
         except FileNotFoundError:
             return
         young = time.time() - st.st_mtime < YOUNG_FILE_SECONDS
@@ -349,9 +376,9 @@ class Runner:
         except FileNotFoundError:
             return
         except OSError as exc:
-            logs.event("quarantine_error", logging.ERROR, file=name, error=exc)
+            logs.event("quarantine_error", logs.ERROR, file=name, error=exc)
             return
-        logs.event("corrupt", logging.ERROR, file=name, moved_to=dst.name, reason=reason)
+        logs.event("corrupt", logs.ERROR, file=name, moved_to=dst.name, reason=reason)
 
     def _rescan(self, now: float) -> None:
         self.next_rescan = now + self.settings.poll_seconds
@@ -393,23 +420,23 @@ class Runner:
         except NotAllowed as exc:
             self._reject(claim, path, job, exc)
             return
-        if self.spool.has_request("cancel", entry.job_id):
+        if entry.job_id in self.cancel_requests:
             act = Active(entry.name, claim, path, job, None, utcnow(), now, stop=Outcome.CANCELLED)
-            act.stop_info = self.spool.requests("cancel").get(entry.job_id, {})
+            act.stop_info = self.cancel_requests[entry.job_id]
             self._finish(act, Report(Outcome.CANCELLED))
             return
         self._launch(claim, path, job, now)
 
-    def _complete_record(self, job: Job, entry: Entry, path: Path) -> Job:
+    def _complete_record(self, job: Job, entry: Entry, path: StrPath) -> Job:
         updates: dict[str, Any] = {"id": entry.job_id}
         if job.created_at is None:
             with contextlib.suppress(OSError):
-                updates["created_at"] = from_timestamp(path.stat().st_mtime)
+                updates["created_at"] = from_timestamp(os.stat(path).st_mtime)
         if entry.name[: -len(".json")] != entry.job_id:
             updates["original_name"] = job.original_name or entry.name
         return job.model_copy(update=updates)
 
-    def _reject(self, claim: RunningName, path: Path, job: Job, exc: Exception) -> None:
+    def _reject(self, claim: RunningName, path: StrPath, job: Job, exc: Exception) -> None:
         record = job.model_copy(
             update={
                 "reason": f"rejected: {exc}",
@@ -419,11 +446,11 @@ class Runner:
         try:
             self._publish(path, Status.FAILED, record)
         except OSError as exc:
-            logs.event("finish_error", logging.ERROR, job=job.id, to="failed", error=exc)
+            logs.event("finish_error", logs.ERROR, job=job.id, to="failed", error=exc)
             return
-        logs.event("rejected", logging.ERROR, job=job.id, name=f"{job.job}.{job.method}", reason=exc)
+        logs.event("rejected", logs.ERROR, job=job.id, name=f"{job.job}.{job.method}", reason=exc)
 
-    def _launch(self, claim: RunningName, path: Path, job: Job, now: float) -> None:
+    def _launch(self, claim: RunningName, path: StrPath, job: Job, now: float) -> None:
         token = claim.filename[: -len(".json")]
         job_id = job.id or ""
         spec = self.config.spec(job.job, job.method)
@@ -440,32 +467,39 @@ class Runner:
             base_dir=str(self.config.base_dir),
             spool=str(self.spool.root),
             log_dir=str(self.spool.log_dir),
-            log_path=str(self.spool.job_log_path(job_id)),
-            report_path=str(self._report_path(token)),
+            log_path=self.spool.job_log_file(job_id),
+            report_path=self._report_path(token),
         )
-        self.spool.clear_progress(job_id)
         act = Active(token, claim, path, job, None, utcnow(), now + timeout)
         assert self.launcher is not None
         try:
-            act.pid = self.launcher.start(req)
-        except (OSError, RuntimeError, queue.Empty) as exc:
-            logs.event("launch_error", logging.ERROR, job=job_id, error=exc)
+            self.launcher.start(req)
+        except (OSError, RuntimeError) as exc:
+            logs.event("launch_error", logs.ERROR, job=job_id, error=exc)
             self._finish(act, Report(Outcome.HANDED_BACK))
             return
-        act.pid_created = create_time(act.pid)
         self.active[token] = act
         self.per_job[job.job] += 1
+
+    def _started(self, token: str, pid: int) -> None:
+        act = self.active.get(token)
+        if act is None:
+            return
+        act.pid = pid
+        if act.stop is not None:  # cancelled or timed out before its pid was known
+            kill_tree(pid)
+        job = act.job
         logs.event(
             "started",
-            job=job_id,
+            job=job.id,
             name=f"{job.job}.{job.method}",
-            attempt=claim.attempt,
-            pid=act.pid,
+            attempt=act.claim.attempt,
+            pid=pid,
             runner=self.runner_id,
         )
 
-    def _report_path(self, token: str) -> Path:
-        return self.spool.dir("tmp") / f"{token}.report.json"
+    def _report_path(self, token: str) -> str:
+        return self.spool.path_in("tmp", f"{token}.report.json")
 
     # ------------------------------------------------------------ finishing
 
@@ -481,8 +515,10 @@ class Runner:
     def _read_report(self, act: Active, code: int) -> Report:
         path = self._report_path(act.token)
         try:
-            data = json.loads(path.read_bytes())
-            path.unlink()
+            with open(path, "rb") as fh:
+                raw = fh.read()
+            os.unlink(path)
+            data = json.loads(raw)
         except (OSError, ValueError):
             data = None
         if isinstance(data, dict):
@@ -534,18 +570,33 @@ class Runner:
         job = job.model_copy(update={"attempts": [*job.attempts, attempt]})
         decision = self._decide(job, report)
         record = self._apply(job, decision, report, act)
-        dst = DESTINATION[decision.action]
+        pub = Publication(act, report, record, attempt, decision, backoff)
+        if self.pool is None:
+            self._published(pub, self._publish_safely(pub))
+            return
+        self.inflight[act.token] = pub
+        future = self.pool.submit(self._publish_safely, pub)
+        future.add_done_callback(lambda f: self.events.put(("published", pub, f.result())))
+
+    def _publish_safely(self, pub: Publication) -> bool | OSError:
+        """Runs on a publisher thread: only file I/O, no decisions."""
         try:
-            published = self._publish(act.path, dst, record)
+            return self._publish(pub.active.path, DESTINATION[pub.decision.action], pub.record)
         except OSError as exc:
+            return exc
+
+    def _published(self, pub: Publication, outcome: bool | OSError) -> None:
+        self.inflight.pop(pub.active.token, None)
+        if isinstance(outcome, OSError):
             # Disk full, EIO...: the job stays in running/ (we still own it)
             # and the finish is tried again with growing backoff, no hot loop.
-            logs.event("finish_error", logging.ERROR, job=job.id, to=dst, error=exc,
-                       retry_in=f"{backoff:g}s")
-            self.unfinished.append(Unfinished(act, report, time.monotonic() + backoff, backoff))
-            return
-        if published:
-            self._log_finish(record, attempt, decision)
+            logs.event("finish_error", logs.ERROR, job=pub.record.id,
+                       to=DESTINATION[pub.decision.action], error=outcome,
+                       retry_in=f"{pub.backoff:g}s")
+            retry_at = time.monotonic() + pub.backoff
+            self.unfinished.append(Unfinished(pub.active, pub.report, retry_at, pub.backoff))
+        elif outcome:
+            self._log_finish(pub.record, pub.attempt, pub.decision)
 
     def _decide(self, job: Job, report: Report) -> Decision:
         return decide(
@@ -577,18 +628,18 @@ class Runner:
             updates["history"] = [*job.history, entry]
         return job.model_copy(update=updates)
 
-    def _publish(self, path: Path, dst: Status, record: Job) -> bool:
+    def _publish(self, path: StrPath, dst: Status, record: Job) -> bool:
         """Move our running file on; False if fenced. OSError propagates."""
         job_id = record.id or ""
         try:
             self.spool.move(path, Status.RUNNING, dst, record)
         except Conflict as exc:
-            logs.event("fenced", logging.WARNING, job=job_id, reason=exc)
+            logs.event("fenced", logs.WARNING, job=job_id, reason=exc)
             return False
-        if dst in TERMINAL:
+        if record.progress is not None:  # now kept in the record itself
             self.spool.clear_progress(job_id)
-            if dst is Status.CANCELLED:
-                self.spool.clear_request("cancel", job_id)
+        if dst is Status.CANCELLED:
+            self.spool.clear_request("cancel", job_id)
         return True
 
     def _retry_unfinished(self, now: float) -> None:
@@ -605,12 +656,12 @@ class Runner:
             Action.CANCEL: "cancelled",
             Action.HAND_BACK: "handed_back",
         }
-        level = logging.ERROR if decision.action is Action.FAIL else logging.INFO
+        level = logs.ERROR if decision.action is Action.FAIL else logs.INFO
         err = attempt.error
         logs.event(
             names[decision.action],
             level,
-            exc_text=err.traceback if err and level == logging.ERROR else None,
+            exc_text=err.traceback if err and level == logs.ERROR else None,
             job=record.id,
             name=f"{record.job}.{record.method}",
             attempt=attempt.number,
@@ -620,7 +671,7 @@ class Runner:
             error=f"{err.type}: {err.message}"[:300] if err else None,
         )
         if attempt.outcome is Outcome.FAILED and decision.action is Action.RETRY and err:
-            logs.event("attempt_error", logging.ERROR, exc_text=err.traceback, job=record.id,
+            logs.event("attempt_error", logs.ERROR, exc_text=err.traceback, job=record.id,
                        attempt=attempt.number, error=f"{err.type}: {err.message}"[:300])
 
     # ------------------------------------------------------------ control
@@ -638,7 +689,7 @@ class Runner:
 
     def _check_control(self, now: float) -> None:
         self.control_dirty = False
-        requests = self.spool.requests("cancel")
+        requests = self.cancel_requests = self.spool.requests("cancel")
         if not requests:
             return
         by_id = {a.job.id: a for a in self.active.values()}
@@ -660,6 +711,9 @@ class Runner:
 
     def _heartbeat(self, now: float) -> None:
         self.next_beat = now + self.settings.heartbeat_seconds
+        for act in self.active.values():
+            if act.pid is not None and act.pid_created is None:
+                act.pid_created = create_time(act.pid)
         jobs = [
             {
                 "id": a.job.id,
@@ -674,13 +728,13 @@ class Runner:
         try:
             self.lease.beat(jobs)
         except OSError as exc:
-            logs.event("heartbeat_error", logging.ERROR, runner=self.runner_id, error=exc)
+            logs.event("heartbeat_error", logs.ERROR, runner=self.runner_id, error=exc)
             return
         self.last_beat = now
 
     def _fence(self, now: float) -> None:
         """Our lease lapsed (we were paused or cut off): others may own our jobs."""
-        logs.event("lease_lost", logging.ERROR, runner=self.runner_id, running=len(self.active))
+        logs.event("lease_lost", logs.ERROR, runner=self.runner_id, running=len(self.active))
         for act in self.active.values():
             if act.stop is None:
                 self._kill(act, Outcome.LOST)
@@ -702,14 +756,14 @@ class Runner:
                 self._recover(claim, path, killed)
             self.liveness.forget(runner)
 
-    def _recover(self, claim: RunningName, path: Path, killed: list[int]) -> None:
+    def _recover(self, claim: RunningName, path: StrPath, killed: list[int]) -> None:
         try:
             job = self.spool.read_job(path)
         except (InvalidJobFile, NotRegularFile, OSError) as exc:
-            self._not_a_job(path.name, path, f"unreadable running file: {exc}")
+            self._not_a_job(os.path.basename(path), path, f"unreadable running file: {exc}")
             return
         job = job.model_copy(update={"id": claim.job_id})
-        logs.event("recovered", logging.WARNING, job=claim.job_id, dead_runner=claim.runner,
+        logs.event("recovered", logs.WARNING, job=claim.job_id, dead_runner=claim.runner,
                    attempt=claim.attempt, orphans_killed=len(killed) or None)
         act = Active(claim.filename, claim, path, job, None, utcnow(), 0.0)
         error = ErrorInfo(type="RunnerLost", message=f"runner {claim.runner} died during the attempt")
@@ -718,12 +772,12 @@ class Runner:
     def _maintenance(self, now: float) -> None:
         self.next_maintenance = now + MAINTENANCE_SECONDS
         for note in self.spool.resolve_duplicates(self.settings.lease_seconds):
-            logs.event("duplicate_resolved", logging.WARNING, note=note)
+            logs.event("duplicate_resolved", logs.WARNING, note=note)
         for name in self.spool.clean_tmp(TMP_MAX_AGE):
             logs.event("tmp_removed", file=name)
 
     def _launcher_gone(self) -> None:
-        logs.event("launcher_died", logging.ERROR, running=len(self.active))
+        logs.event("launcher_died", logs.ERROR, running=len(self.active))
         for act in list(self.active.values()):
             if act.pid is not None:
                 kill_tree(act.pid)
@@ -751,10 +805,10 @@ class Runner:
         try:
             new = load_config(self.config.path, self.overrides)
         except Exception as exc:  # any error: keep the config in force
-            logs.event("config_refused", logging.ERROR, file=self.config.path, error=exc)
+            logs.event("config_refused", logs.ERROR, file=self.config.path, error=exc)
             return
         if new.spool_dir != self.config.spool_dir:
-            logs.event("config_spool_ignored", logging.WARNING, spool=new.spool_dir)
+            logs.event("config_spool_ignored", logs.WARNING, spool=new.spool_dir)
         self.config = new
         self.liveness.lease = new.settings.lease_seconds
         logs.event("config_reloaded", file=self.config.path, jobs=len(new.settings.allowed_jobs))

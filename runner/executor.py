@@ -15,6 +15,10 @@ Protocol with the zygote: one JSON object per line. Runner -> zygote:
 a RunRequest. Zygote -> runner: ``{"started": token, "pid": n}`` right after
 the fork, then ``{"exited": token, "pid": n, "code": rc}`` when it reaps the
 child (rc < 0 is the signal number, as in subprocess).
+
+Launchers never block the runner: ``start`` only sends the request, and
+both "started" (with the pid) and "exit" arrive later as events on the
+runner's queue: ``("started", token, pid)`` and ``("exit", token, code)``.
 """
 
 from __future__ import annotations
@@ -22,17 +26,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
+import selectors
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
-
-import psutil
 
 from runner.child import EXIT_INTERNAL, RunRequest
 
@@ -41,12 +44,14 @@ Post = Callable[[tuple[Any, ...]], None]
 
 
 class Launcher(Protocol):
-    def start(self, req: RunRequest) -> int: ...
+    def start(self, req: RunRequest) -> None: ...
     def close(self) -> None: ...
 
 
 def kill_tree(pid: int) -> list[int]:
     """Kill pid, its process group (POSIX) and every descendant psutil can see."""
+    import psutil
+
     procs: list[psutil.Process] = []
     with contextlib.suppress(psutil.Error):
         root = psutil.Process(pid)
@@ -68,6 +73,8 @@ def kill_group(pgid: int) -> None:
 
 
 def process_alive(pid: int, create_time: float | None = None) -> bool:
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
@@ -78,6 +85,8 @@ def process_alive(pid: int, create_time: float | None = None) -> bool:
 
 
 def create_time(pid: int) -> float | None:
+    import psutil
+
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -96,7 +105,7 @@ class ForkServer:
 
     def __init__(self, post: Post) -> None:
         self._post = post
-        self._started: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._ready = threading.Event()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runner.executor"],
             stdin=subprocess.PIPE,
@@ -111,26 +120,24 @@ class ForkServer:
         self._reader.start()
         # Wait until the zygote has imported the engine, so the first attempt
         # does not pay for interpreter start-up.
-        if self._started.get(timeout=60).get("started") != "ready":
+        if not self._ready.wait(60) or self.proc.poll() is not None:
             raise RuntimeError("the fork server failed to start")
 
     def _read(self, stream: IO[bytes]) -> None:
         for line in stream:
             msg = json.loads(line)
-            if "started" in msg:
-                self._started.put(msg)
+            if msg.get("ready"):
+                self._ready.set()
+            elif "started" in msg:
+                self._post(("started", msg["started"], msg["pid"]))
             else:
                 self._post(("exit", msg["exited"], msg["code"]))
-        self._started.put({"started": None, "pid": -1})
+        self._ready.set()
         self._post(("launcher_gone",))
 
-    def start(self, req: RunRequest) -> int:
-        self._stdin.write(req.model_dump_json().encode() + b"\n")
+    def start(self, req: RunRequest) -> None:
+        self._stdin.write(req.to_json() + b"\n")
         self._stdin.flush()
-        msg = self._started.get(timeout=30)
-        if msg["started"] != req.token:
-            raise RuntimeError("the fork server stopped")
-        return int(msg["pid"])
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -152,9 +159,9 @@ class Spawner:
         self._post = post
         self._threads: list[threading.Thread] = []
 
-    def start(self, req: RunRequest) -> int:
+    def start(self, req: RunRequest) -> None:
         request_path = Path(req.report_path + ".request")
-        request_path.write_bytes(req.model_dump_json().encode())
+        request_path.write_bytes(req.to_json())
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         with open(req.log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -169,9 +176,9 @@ class Spawner:
         waiter = threading.Thread(
             target=self._wait, args=(proc, req.token, request_path), daemon=True
         )
-        waiter.start()
         self._threads.append(waiter)
-        return proc.pid
+        self._post(("started", req.token, proc.pid))
+        waiter.start()
 
     def _wait(self, proc: subprocess.Popen[bytes], token: str, request_path: Path) -> None:
         code = proc.wait()
@@ -194,24 +201,40 @@ def make_launcher(start_method: str, post: Post) -> Launcher:
 # ---------------------------------------------------------------- zygote side
 
 
-def _child_main(req_data: dict[str, Any], private: tuple[int, ...]) -> None:
-    """In the forked child: own session, log as stdout/stderr, run, exit."""
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _spare_main(req_fd: int, private: tuple[int, ...], sigchld: bool) -> None:
+    """A forked spare: set up, wait for one request, run it, exit.
+
+    Spares are forked ahead of need, so the fork and this setup are off the
+    path from "claim" to "job code running". An empty request (the zygote
+    closed the pipe) retires the spare. Kept to a few calls: every Python
+    object a forked child touches costs a copied page.
+    """
     code = EXIT_INTERNAL
     try:
         os.setsid()
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if sigchld:  # only the fallback zygote changed these
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in private:
             os.close(fd)
-        req = RunRequest.model_validate(req_data)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
+        data = _read_all(req_fd)
+        os.close(req_fd)
+        if not data:
+            code = 0
+            return
+        req = RunRequest.from_dict(json.loads(data))
         log = os.open(req.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
-        os.close(devnull)
         from runner import child
 
         code = child.run(req)
@@ -225,7 +248,93 @@ def _child_main(req_data: dict[str, Any], private: tuple[int, ...]) -> None:
         os._exit(code)
 
 
+class _Warmer:
+    """Imports allowed job classes in the zygote, so each fork inherits them.
+
+    Saves every attempt its import and its binding plan (several ms). A job
+    module whose file changes is dropped and imported afresh before the
+    next fork, so edited job code takes effect without a restart. A class
+    that fails to import here is left cold: the child imports it and
+    reports the error properly.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, list[tuple[str, float]]] = {}
+        self.modules: dict[str, list[str]] = {}
+        self.cold: set[str] = set()
+
+    def _mtimes(self, paths: list[str]) -> list[tuple[str, float]]:
+        out = []
+        for path in paths:
+            with contextlib.suppress(OSError):
+                out.append((path, os.stat(path).st_mtime))
+        return out
+
+    def _stale(self, class_path: str) -> bool:
+        return self._mtimes([f for f, _ in self.files[class_path]]) != self.files[class_path]
+
+    def _forget(self, class_path: str) -> None:
+        from runner import binding
+
+        names = self.modules.pop(class_path, [])
+        self.files.pop(class_path, None)
+        for name in names:
+            sys.modules.pop(name, None)
+        for key in [k for k in binding._PLANS if k[0].__module__ in names]:
+            del binding._PLANS[key]
+
+    def warm(self, req: dict[str, Any]) -> bool:
+        """Make sure the class is imported here; True if anything changed."""
+        from runner import binding
+
+        path, method = req["class_path"], req["method"]
+        if path in self.cold:
+            return False
+        changed = path not in self.files
+        if not changed and self._stale(path):
+            self._forget(path)
+            changed = True
+        base = req["base_dir"]
+        if base not in sys.path:
+            sys.path.insert(0, base)
+        try:
+            cls = binding.load_class(path)
+            changed = changed or (cls, method) not in binding._PLANS
+            binding.plan(cls, method)
+        except BaseException:  # noqa: BLE001 - the child will report it properly
+            self.cold.add(path)
+            return True
+        if path not in self.files:
+            names = sorted({path.rpartition(".")[0], cls.__module__})
+            files = [getattr(sys.modules.get(n), "__file__", None) for n in names]
+            self.modules[path] = names
+            self.files[path] = self._mtimes([f for f in files if f])
+        return changed
+
+
+@dataclass
+class _Spare:
+    pid: int
+    pidfd: int
+    request_w: int
+
+
+SPARES = 2
+
+
 class _Zygote:
+    """Forks attempts and reports their exits.
+
+    It keeps SPARES children forked ahead of need, each blocked reading its
+    request pipe; a request goes to a spare, and a new spare is forked after
+    "started" has been sent. When the zygote imports a job module, the
+    spares (forked before it) are retired, so new ones inherit the import.
+
+    Children are watched through pidfds (Linux): no SIGCHLD handler, so a
+    child inherits no handler it would have to undo. Elsewhere a SIGCHLD
+    handler wakes the loop through a self-pipe.
+    """
+
     def __init__(self) -> None:
         # Keep the pipes on private fds; 0 and 1 become harmless for children.
         self.inp = os.dup(0)
@@ -234,19 +343,70 @@ class _Zygote:
         os.dup2(devnull, 0)
         os.dup2(2, 1)
         os.close(devnull)
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_w, False)
-        os.set_blocking(self.wake_r, False)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
-        self.children: dict[int, str] = {}
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.inp, selectors.EVENT_READ, "input")
+        self.use_pidfd = hasattr(os, "pidfd_open")
+        self.private: tuple[int, ...] = (self.inp, self.out)
+        if not self.use_pidfd:
+            wake_r, wake_w = os.pipe()
+            os.set_blocking(wake_w, False)
+            os.set_blocking(wake_r, False)
+            signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+            signal.signal(signal.SIGCHLD, lambda *_: None)
+            self.selector.register(wake_r, selectors.EVENT_READ, "wake")
+            self.private += (wake_r, wake_w)
+        self.children: dict[int, str] = {}  # running attempts: pid -> token
+        self.pidfds: dict[int, int] = {}  # every live child: pid -> pidfd
+        self.spares: list[_Spare] = []
         self.buf = b""
+        self.warmer = _Warmer()
 
     def send(self, msg: dict[str, Any]) -> None:
         data = json.dumps(msg).encode() + b"\n"
         while data:
             data = data[os.write(self.out, data) :]
+
+    def _inherited(self) -> tuple[int, ...]:
+        """Descriptors a new child must close: they belong to the zygote."""
+        return (*self.private, *self.pidfds.values(), *(s.request_w for s in self.spares))
+
+    def fork_spare(self) -> None:
+        request_r, request_w = os.pipe()
+        private = self._inherited()
+        pid = os.fork()
+        if pid == 0:
+            os.close(request_w)
+            _spare_main(request_r, private, not self.use_pidfd)
+        os.close(request_r)
+        pidfd = -1
+        if self.use_pidfd:
+            pidfd = os.pidfd_open(pid)
+            self.pidfds[pid] = pidfd
+            self.selector.register(pidfd, selectors.EVENT_READ, pid)
+        self.spares.append(_Spare(pid, pidfd, request_w))
+
+    def fill_spares(self) -> None:
+        while len(self.spares) < SPARES:
+            self.fork_spare()
+
+    def retire_spares(self) -> None:
+        for spare in self.spares:
+            os.close(spare.request_w)  # EOF: the spare exits; reaped like any child
+        self.spares.clear()
+
+    def assign(self, req: dict[str, Any]) -> None:
+        if self.warmer.warm(req):
+            self.retire_spares()
+        if not self.spares:
+            self.fork_spare()
+        spare = self.spares.pop(0)
+        data = json.dumps(req).encode()
+        while data:
+            data = data[os.write(spare.request_w, data) :]
+        os.close(spare.request_w)
+        self.children[spare.pid] = req["token"]
+        self.send({"started": req["token"], "pid": spare.pid})
 
     def handle_input(self) -> bool:
         chunk = os.read(self.inp, 1 << 16)
@@ -256,61 +416,72 @@ class _Zygote:
         *lines, self.buf = self.buf.split(b"\n")
         for line in lines:
             if line.strip():
-                req = json.loads(line)
-                private = (self.inp, self.out, self.wake_r, self.wake_w)
-                pid = os.fork()
-                if pid == 0:
-                    _child_main(req, private)
-                self.children[pid] = req["token"]
-                self.send({"started": req["token"], "pid": pid})
+                self.assign(json.loads(line))
+        self.fill_spares()
         return True
 
-    def reap(self) -> None:
-        while self.children:
+    def reap(self, pid: int = -1) -> None:
+        while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                got, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 return
-            if pid == 0:
+            if got == 0:
                 return
-            token = self.children.pop(pid, None)
+            pidfd = self.pidfds.pop(got, -1)
+            if pidfd >= 0:
+                self.selector.unregister(pidfd)
+                os.close(pidfd)
+            token = self.children.pop(got, None)
             if token is not None:
-                kill_group(pid)
-                self.send({"exited": token, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+                kill_group(got)  # background children the attempt left behind
+                self.send({"exited": token, "pid": got, "code": os.waitstatus_to_exitcode(status)})
+            else:  # a spare that exited (retired, or killed from outside)
+                self.spares = [s for s in self.spares if s.pid != got]
+            if pid != -1:
+                return
 
     def shutdown(self) -> None:
-        for pid in list(self.children):
+        self.retire_spares()
+        for pid in list(self.pidfds) + list(self.children):
             kill_tree(pid)
         deadline = time.monotonic() + 5
-        while self.children and time.monotonic() < deadline:
+        while (self.children or self.pidfds) and time.monotonic() < deadline:
             self.reap()
             time.sleep(0.01)
 
     def serve(self) -> None:
-        import select
-
+        self.fill_spares()
         while True:
-            readable, _, _ = select.select([self.inp, self.wake_r], [], [])
-            if self.wake_r in readable:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self.wake_r, 4096)
-            self.reap()
-            if self.inp in readable and not self.handle_input():
-                self.shutdown()
-                return
+            for key, _ in self.selector.select():
+                tag = key.data
+                if tag == "input":
+                    if not self.handle_input():
+                        self.shutdown()
+                        return
+                elif tag == "wake":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(key.fd, 4096)
+                    self.reap()
+                else:
+                    self.reap(tag)
 
 
 def zygote_main() -> None:
     # Warm the imports every attempt needs, once, before any fork.
-    import pydantic  # noqa: F401
+    import gc
 
     import runner.binding
     import runner.child
     import runner.context  # noqa: F401
 
+    # Objects that exist now are never collected in the children, so the
+    # collector does not touch (and copy) their pages after each fork.
+    gc.freeze()
+
     with contextlib.suppress(BrokenPipeError):
         zygote = _Zygote()
-        zygote.send({"started": "ready", "pid": os.getpid()})
+        zygote.send({"ready": True, "pid": os.getpid()})
         zygote.serve()
 
 

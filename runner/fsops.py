@@ -29,6 +29,9 @@ WINDOWS = os.name == "nt"
 _BUSY_RETRIES = 5 if WINDOWS else 0
 
 
+StrPath = str | os.PathLike[str]
+
+
 class NotRegularFile(OSError):
     """A path in a status directory that is a link, FIFO, directory..."""
 
@@ -36,7 +39,7 @@ class NotRegularFile(OSError):
 class FileOps:
     """Thin wrappers over os; subclass and override to inject faults."""
 
-    def write_new(self, path: Path, data: bytes, *, durable: bool) -> None:
+    def write_new(self, path: StrPath, data: bytes, *, durable: bool) -> None:
         """Create path (must not exist), write all of data, fsync if durable."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
         try:
@@ -64,7 +67,7 @@ class FileOps:
     def close(self, fd: int) -> None:
         os.close(fd)
 
-    def read_regular(self, path: Path, limit: int) -> bytes:
+    def read_regular(self, path: StrPath, limit: int) -> bytes:
         """Bytes of a regular file, never following a link or blocking on a FIFO.
 
         Reads at most limit + 1 bytes so the caller can tell "too big" apart.
@@ -86,7 +89,7 @@ class FileOps:
         finally:
             os.close(fd)
 
-    def rename(self, src: Path, dst: Path) -> None:
+    def rename(self, src: StrPath, dst: StrPath) -> None:
         """Atomic rename; on Windows also no-replace, on POSIX it replaces."""
         for attempt in range(_BUSY_RETRIES + 1):
             try:
@@ -97,10 +100,10 @@ class FileOps:
                     raise
                 time.sleep(0.01 * (attempt + 1))
 
-    def replace(self, src: Path, dst: Path) -> None:
+    def replace(self, src: StrPath, dst: StrPath) -> None:
         os.replace(src, dst)
 
-    def link(self, src: Path, dst: Path) -> None:
+    def link(self, src: StrPath, dst: StrPath) -> None:
         """Publish src under dst without ever replacing an existing dst."""
         try:
             os.link(src, dst)
@@ -115,16 +118,16 @@ class FileOps:
                 raise
             os.rename(src, dst)
 
-    def unlink(self, path: Path) -> None:
+    def unlink(self, path: StrPath) -> None:
         os.unlink(path)
 
-    def unlink_quiet(self, path: Path) -> None:
+    def unlink_quiet(self, path: StrPath) -> None:
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
 
-    def fsync_dir(self, path: Path) -> None:
+    def fsync_dir(self, path: StrPath) -> None:
         if WINDOWS:
             return
         fd = os.open(path, os.O_RDONLY | _O_DIRECTORY)
@@ -133,9 +136,9 @@ class FileOps:
         finally:
             os.close(fd)
 
-    def mkdir(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+    def mkdir(self, path: StrPath) -> None:
+        os.makedirs(path, exist_ok=True)
 
-    def scandir_names(self, path: Path) -> list[str]:
+    def scandir_names(self, path: StrPath) -> list[str]:
         with os.scandir(path) as it:
             return [e.name for e in it]

@@ -1,89 +1,175 @@
 """The two seed logs: ``background_jobs.log`` and ``background_jobs_errors.log``.
 
-One line per transition (submitted, started, completed, failed, retry
-scheduled, cancelled, recovered...) in ``key=value`` form, rotating by size.
-Errors with tracebacks also go to the errors log. Several processes may
-append to the same files; each record is one write in append mode.
+One line per transition (submitted, started, completed, failed,
+retry_scheduled, cancelled, recovered...) in ``key=value`` form; errors, with
+their tracebacks, also go to the errors log. Files rotate by size. Several
+processes may append to the same files: each line is one ``write`` on an
+``O_APPEND`` descriptor, so lines never interleave.
+
+This is a hot path of the runner (two lines per attempt), so it bypasses the
+``logging`` module: a line is formatted once and written with one syscall.
 """
 
 from __future__ import annotations
 
-import logging
-import logging.handlers
+import os
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-LOGGER = "jobspool"
-
-
-class _UtcFormatter(logging.Formatter):
-    converter = time.gmtime
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
-        return f"{stamp}.{int(record.msecs):03d}Z"
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
+_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR"}
+_RECHECK = 200  # writes between looks at the real size (other processes append too)
+MAIN_LOG = "background_jobs.log"
+ERROR_LOG = "background_jobs_errors.log"
 
 
-_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+class AppendRotatingFile:
+    """A size-rotating log file written with one O_APPEND write per line.
+
+    The size is tracked in memory and re-read every few hundred writes; a
+    rotation done by another process is noticed then (the inode changed).
+    """
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._open()
+
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        st = os.fstat(self._fd)
+        self._size, self._ino, self._writes = st.st_size, st.st_ino, 0
+
+    def _recheck(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        if st is None or st.st_ino != self._ino:
+            os.close(self._fd)
+            self._open()
+        else:
+            self._size, self._writes = st.st_size, 0
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        for n in range(self.backups - 1, 0, -1):
+            src = self.path.with_name(f"{self.path.name}.{n}")
+            if src.exists():
+                os.replace(src, self.path.with_name(f"{self.path.name}.{n + 1}"))
+        if self.backups > 0 and self.path.exists():
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._open()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._writes += 1
+            if self._writes >= _RECHECK:
+                self._recheck()
+            if self._size > 0 and self._size + len(data) > self.max_bytes:
+                self._rotate()
+            os.write(self._fd, data)
+            self._size += len(data)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+class EventLog:
+    def __init__(self, log_dir: Path, max_bytes: int, backups: int, console: TextIO | None):
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.main = AppendRotatingFile(log_dir / MAIN_LOG, max_bytes, backups)
+        self.errors = AppendRotatingFile(log_dir / ERROR_LOG, max_bytes, backups)
+        self.console = console
+
+    def write(self, level: int, line: str) -> None:
+        data = line.encode("utf-8", "replace")
+        try:
+            self.main.write(data)
+            if level >= ERROR:
+                self.errors.write(data)
+        except OSError as exc:  # a full disk must not stop the runner
+            print(f"jobspool: cannot write log: {exc}", file=sys.stderr)
+        if self.console is not None:
+            self.console.write(line)
+            self.console.flush()
+
+    def close(self) -> None:
+        self.main.close()
+        self.errors.close()
+
+
+_sink: EventLog | None = None
+_stamp_cache: tuple[int, str] = (-1, "")
 
 
 def setup(
-    log_dir: Path,
-    *,
-    max_bytes: int = 10 * 1024 * 1024,
-    backups: int = 5,
-    console: bool = False,
-) -> logging.Logger:
-    """Attach the rotating file handlers (idempotent per directory)."""
-    logger = logging.getLogger(LOGGER)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    fmt = _UtcFormatter(_FORMAT)
-    main = logging.handlers.RotatingFileHandler(
-        log_dir / "background_jobs.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-    )
-    main.setLevel(logging.INFO)
-    errors = logging.handlers.RotatingFileHandler(
-        log_dir / "background_jobs_errors.log",
-        maxBytes=max_bytes,
-        backupCount=backups,
-        encoding="utf-8",
-    )
-    errors.setLevel(logging.ERROR)
-    for handler in (main, errors):
-        handler.setFormatter(fmt)
-        logger.addHandler(handler)
-    if console:
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(fmt)
-        logger.addHandler(stream)
-    return logger
+    log_dir: Path, *, max_bytes: int = 10 * 1024 * 1024, backups: int = 5, console: bool = False
+) -> EventLog:
+    """Open the log files for this process (replacing any earlier setup)."""
+    global _sink  # noqa: PLW0603 - one event log per process
+    close()
+    _sink = EventLog(log_dir, max_bytes, backups, sys.stderr if console else None)
+    return _sink
 
 
 def close() -> None:
-    logger = logging.getLogger(LOGGER)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
+    global _sink  # noqa: PLW0603
+    if _sink is not None:
+        _sink.close()
+        _sink = None
+
+
+def _stamp(now: float) -> str:
+    global _stamp_cache  # noqa: PLW0603 - strftime once per second, not per line
+    sec = int(now)
+    if _stamp_cache[0] != sec:
+        _stamp_cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{_stamp_cache[1]}.{int((now - sec) * 1000):03d}Z"
 
 
 def _fmt(value: Any) -> str:
     text = str(value)
-    if not text or any(c in text for c in ' "=\n'):
+    if not text or any(c in text for c in ' "=\n\\'):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
 
 
-def event(action: str, level: int = logging.INFO, exc_text: str | None = None, **fields: Any) -> None:
-    """Log one transition: ``completed job=ID name=SampleJob.process attempt=1 ...``."""
-    parts = [action] + [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None]
-    message = " ".join(parts)
+def format_line(action: str, level: int, exc_text: str | None, fields: dict[str, Any]) -> str:
+    parts = [_stamp(time.time()), _NAMES.get(level, str(level)), action]
+    parts += [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None]
+    line = " ".join(parts)
     if exc_text:
-        message += "\n" + exc_text.rstrip()
-    logging.getLogger(LOGGER).log(level, message)
+        line += "\n" + exc_text.rstrip()
+    return line + "\n"
+
+
+def event(action: str, level: int = INFO, exc_text: str | None = None, **fields: Any) -> None:
+    """Log one transition: ``completed job=ID name=SampleJob.process attempt=1 ...``."""
+    if _sink is not None:
+        _sink.write(level, format_line(action, level, exc_text, fields))
+
+
+def append(log_dir: Path, action: str, level: int = INFO, **fields: Any) -> None:
+    """One line from a process that keeps no log open (a submitting CLI or app)."""
+    line = format_line(action, level, None, fields).encode("utf-8", "replace")
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_dir / MAIN_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # the job is queued; a missing log line must not fail the submit

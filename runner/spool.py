@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from runner import codec
+from runner.context import progress_file
 from runner.errors import Conflict, InvalidJobFile, JobNotFound, SpoolError, SpoolFull
-from runner.fsops import FileOps, NotRegularFile
+from runner.fsops import FileOps, NotRegularFile, StrPath
 from runner.model import HistoryEntry, Job, JobView, Progress, is_valid_id, utcnow
 from runner.states import PRECEDENCE, TERMINAL, Status, can_move
 
@@ -127,13 +128,23 @@ class Spool:
         self.min_free_inodes = min_free_inodes
         self.log_dir = Path(log_dir).absolute() if log_dir else self.root / "logs"
         self.ops = ops or FileOps()
+        self._dirs: dict[Status | str, Path] = {}
+        self._dir_strs = {d: str(self.root / d) for d in (*DIRS, *Status)}
+        self._job_logs = str(self.log_dir / "jobs")
         if create:
             self.ensure_layout()
 
     # ----------------------------------------------------------- layout
 
     def dir(self, status: Status | str) -> Path:
-        return self.root / str(status)
+        found = self._dirs.get(status)
+        if found is None:
+            found = self._dirs[status] = self.root / str(status)
+        return found
+
+    def path_in(self, status: Status | str, name: str) -> str:
+        """A file's path as a string: the hot paths avoid pathlib's cost."""
+        return os.path.join(self._dir_strs[status], name)
 
     def ensure_layout(self) -> None:
         """Create missing directories; refuse a status directory that is a link."""
@@ -150,10 +161,13 @@ class Spool:
         self.ops.mkdir(self.log_dir / "jobs")
 
     def job_log_path(self, job_id: str) -> Path:
-        return self.log_dir / "jobs" / f"{job_id}.log"
+        return Path(self.job_log_file(job_id))
+
+    def job_log_file(self, job_id: str) -> str:
+        return os.path.join(self._job_logs, f"{job_id}.log")
 
     def progress_path(self, job_id: str) -> Path:
-        return self.log_dir / "jobs" / f"{job_id}.progress.json"
+        return progress_file(self.log_dir, job_id)
 
     # ----------------------------------------------------------- reading
 
@@ -170,13 +184,13 @@ class Spool:
     def counts(self) -> dict[str, int]:
         return {s.value: self.count(s) for s in Status}
 
-    def read_bytes(self, path: Path) -> bytes:
+    def read_bytes(self, path: StrPath) -> bytes:
         data = self.ops.read_regular(path, self.max_job_bytes)
         if len(data) > self.max_job_bytes:
             raise InvalidJobFile(f"file is larger than the {self.max_job_bytes}-byte cap")
         return data
 
-    def read_job(self, path: Path) -> Job:
+    def read_job(self, path: StrPath) -> Job:
         """Parse one job file; InvalidJobFile or NotRegularFile if it is not a job."""
         return codec.decode_job(self.read_bytes(path))
 
@@ -271,12 +285,12 @@ class Spool:
         if inodes < self.min_free_inodes:
             raise SpoolFull(f"spool {self.root} has {inodes} inodes free; submit needs more")
 
-    def _write_tmp(self, data: bytes, label: str) -> Path:
-        path = self.dir("tmp") / f"{label}.{secrets.token_hex(6)}.tmp"
+    def _write_tmp(self, data: bytes, label: str) -> str:
+        path = self.path_in("tmp", f"{label}.{secrets.token_hex(6)}.tmp")
         self.ops.write_new(path, data, durable=self.durable)
         return path
 
-    def _sync_dir(self, path: Path) -> None:
+    def _sync_dir(self, path: StrPath) -> None:
         if self.durable:
             self.ops.fsync_dir(path)
 
@@ -309,18 +323,18 @@ class Spool:
         tmp = self._write_tmp(self.encode(record), job_id)
         try:
             try:
-                self.ops.link(tmp, self.dir(Status.PENDING) / f"{job_id}{JSON}")
+                self.ops.link(tmp, self.path_in(Status.PENDING, f"{job_id}{JSON}"))
             except FileExistsError:
                 raise Conflict(f"a job with id {job_id} already exists") from None
         finally:
             self.ops.unlink_quiet(tmp)
-        self._sync_dir(self.dir(Status.PENDING))
+        self._sync_dir(self._dir_strs[Status.PENDING])
         return job_id
 
-    def claim(self, pending_name: str, claim: RunningName) -> Path | None:
+    def claim(self, pending_name: str, claim: RunningName) -> str | None:
         """Take a pending file by rename; None when another process took it first."""
-        src = self.dir(Status.PENDING) / pending_name
-        dst = self.dir(Status.RUNNING) / claim.filename
+        src = self.path_in(Status.PENDING, pending_name)
+        dst = self.path_in(Status.RUNNING, claim.filename)
         try:
             self.ops.rename(src, dst)
         except FileNotFoundError:
@@ -329,13 +343,13 @@ class Spool:
 
     def move(
         self,
-        src: Path,
+        src: StrPath,
         src_status: Status,
         dst_status: Status,
         job: Job,
         *,
         dst_name: str | None = None,
-    ) -> Path:
+    ) -> str:
         """Publish job's new content in dst_status and remove src, or raise Conflict.
 
         Never replaces an existing file; if src vanished meanwhile, the new
@@ -344,7 +358,7 @@ class Spool:
         if not can_move(src_status, dst_status):
             raise Conflict(f"a {src_status} job cannot become {dst_status}")
         job_id = job.id or ""
-        dst = self.dir(dst_status) / (dst_name or f"{job_id}{JSON}")
+        dst = self.path_in(dst_status, dst_name or f"{job_id}{JSON}")
         record = job.model_copy(update={"revision": job.revision + 1})
         tmp = self._write_tmp(self.encode(record), job_id)
         try:
@@ -352,7 +366,7 @@ class Spool:
                 self.ops.link(tmp, dst)
             except FileExistsError:
                 raise Conflict(f"job {job_id} is already {dst_status}") from None
-            self._sync_dir(dst.parent)
+            self._sync_dir(self._dir_strs[dst_status])
             try:
                 self.ops.unlink(src)
             except BaseException as exc:
@@ -360,22 +374,22 @@ class Spool:
                 if isinstance(exc, FileNotFoundError):
                     raise Conflict(f"job {job_id} was moved by another process") from None
                 raise
-            if dst.parent != src.parent:
-                self._sync_dir(src.parent)
+            if dst_status is not src_status:
+                self._sync_dir(self._dir_strs[src_status])
         finally:
             self.ops.unlink_quiet(tmp)
         return dst
 
-    def _withdraw(self, tmp: Path, dst: Path) -> None:
+    def _withdraw(self, tmp: StrPath, dst: StrPath) -> None:
         """Remove dst only if it is still the copy we linked from tmp."""
         try:
             if os.path.samefile(tmp, dst):
                 self.ops.unlink(dst)
-                self._sync_dir(dst.parent)
+                self._sync_dir(os.path.dirname(dst))
         except FileNotFoundError:
             pass
 
-    def rewrite(self, path: Path, job: Job) -> None:
+    def rewrite(self, path: StrPath, job: Job) -> None:
         """Replace the content of a file the caller owns (e.g. its running claim)."""
         tmp = self._write_tmp(self.encode(job), job.id or "job")
         try:
@@ -383,14 +397,14 @@ class Spool:
         finally:
             self.ops.unlink_quiet(tmp)
 
-    def quarantine(self, path: Path, reason: str) -> Path:
+    def quarantine(self, path: StrPath, reason: str) -> Path:
         """Move anything that is not a job into corrupt/, byte for byte, with a reason.
 
         The entry itself is renamed (a link stays a link, a FIFO a FIFO), so
         nothing it points to is read or touched.
         """
         corrupt = self.dir("corrupt")
-        base = path.name.lstrip(".") or "unnamed"
+        base = os.path.basename(path).lstrip(".") or "unnamed"
         dst = corrupt / base
         n = 0
         while os.path.lexists(dst) or os.path.lexists(dst.with_name(dst.name + ".reason.txt")):
@@ -497,13 +511,6 @@ class Spool:
         self.ops.unlink_quiet(self._request_path(kind, job_id))
 
     # ----------------------------------------------------------- progress
-
-    def write_progress(self, job_id: str, progress: Progress) -> None:
-        """Atomically replace the job's progress side file (written by the job)."""
-        path = self.progress_path(job_id)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        tmp.write_bytes(progress.model_dump_json().encode())
-        os.replace(tmp, path)
 
     def read_progress(self, job_id: str) -> Progress | None:
         try:

@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from runner import binding, child
+from runner import binding, child, logs
 from runner.config import Config, load_config
 from runner.errors import InvalidParams, JobNotFound, JobspoolError, NotAllowed
 from runner.model import Attempt, ErrorInfo, HistoryEntry, Job, JobView, Outcome, utcnow
@@ -138,7 +138,10 @@ def run_background_job(
     )
     if cfg.settings.eager:
         return _run_eager(cfg, record)
-    return open_spool(cfg).submit(record, by=submitted_by, via=via)
+    job_id = open_spool(cfg).submit(record, by=submitted_by, via=via)
+    logs.append(cfg.log_dir, "submitted", job=job_id, name=f"{name}.{method}", via=via,
+                priority=priority or None, delay=delay)
+    return job_id
 
 
 def _run_eager(cfg: Config, record: Job) -> str:

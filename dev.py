@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Bootstrap and run jobspool from a fresh clone with nothing but Python 3.11+.
+
+    python3 dev.py up        runner + dashboard on ./spool (prints the URL)
+    python3 dev.py test      the whole test suite (installs what it needs)
+    python3 dev.py lint      ruff and mypy
+    python3 dev.py bench     the benchmarks in bench/
+
+The first call creates .venv/ and installs the project with its dev extras;
+later calls reinstall only when pyproject.toml changed. Browser tests need
+Chromium: on Debian/Ubuntu as root it is installed with apt-get.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".jobspool-installed"
+
+
+def _run(cmd: list[str], **kw: object) -> None:
+    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
+
+
+def ensure_env() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("jobspool needs Python 3.11 or newer")
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest and PY.exists():
+        return
+    if not PY.exists():
+        print("dev.py: creating .venv", file=sys.stderr)
+        _run([sys.executable, "-m", "venv", str(VENV)])
+    print("dev.py: installing jobspool and its dev tools into .venv", file=sys.stderr)
+    _run([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    _run([str(PY), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]"])
+    STAMP.write_text(digest)
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def ensure_chromium() -> None:
+    if chromium_path():
+        return
+    apt = shutil.which("apt-get")
+    if apt and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print("dev.py: installing Chromium for the browser tests", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        _run([apt, "update", "-qq"], env=env)
+        _run([apt, "install", "-y", "-qq", "chromium"], env=env)
+    if not chromium_path():
+        sys.exit("dev.py: the browser tests need Chromium; install the 'chromium' package")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    ensure_env()
+    if command == "up":
+        return subprocess.call([str(BIN / "jobspool"), "up", *rest], cwd=ROOT)
+    if command == "test":
+        ensure_chromium()
+        return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+    if command == "lint":
+        steps = [
+            [str(PY), "-m", "ruff", "check", "."],
+            [str(PY), "-m", "ruff", "format", "--check", "."],
+            [str(PY), "-m", "mypy"],
+        ]
+        return max(subprocess.call(step, cwd=ROOT) for step in steps)
+    if command == "bench":
+        scripts = sorted((ROOT / "bench").glob("bench_*.py"))
+        return max((subprocess.call([str(PY), str(s), *rest], cwd=ROOT) for s in scripts), default=0)
+    print(f"dev.py: unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
