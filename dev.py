@@ -32,8 +32,6 @@ def _run(cmd: list[str], **kw: object) -> None:
 
 
 def ensure_env() -> None:
-    if sys.version_info < (3, 11):
-        sys.exit("jobspool needs Python 3.11 or newer")
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == digest and PY.exists():
         return
@@ -67,7 +65,10 @@ def ensure_chromium() -> None:
         sys.exit("dev.py: the browser tests need Chromium; install the 'chromium' package")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:  # noqa: PLR0911 - one return per command
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file must run on older Pythons to say so
+        print("jobspool needs Python 3.11 or newer", file=sys.stderr)
+        return 2
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
@@ -87,7 +88,9 @@ def main(argv: list[str]) -> int:
         return max(subprocess.call(step, cwd=ROOT) for step in steps)
     if command == "bench":
         scripts = sorted((ROOT / "bench").glob("bench_*.py"))
-        return max((subprocess.call([str(PY), str(s), *rest], cwd=ROOT) for s in scripts), default=0)
+        return max(
+            (subprocess.call([str(PY), str(s), *rest], cwd=ROOT) for s in scripts), default=0
+        )
     print(f"dev.py: unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2
 

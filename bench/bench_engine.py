@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runner.config import load_config  # noqa: E402
+from runner.states import Status  # noqa: E402
 from runner.submit import open_spool, run_background_job  # noqa: E402
 
 JOBS = {
@@ -58,8 +59,18 @@ def bench_drain(n: int, workers: int) -> tuple[float, float]:
     cfg = load_config(root / "allowed_jobs.yaml")
     for _ in range(n):
         run_background_job("NoOp", "run", [], config=cfg)
-    cmd = [sys.executable, "-m", "runner.cli", "runner", "--config", str(root / "allowed_jobs.yaml"),
-           "--burst", "--quiet", "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner.cli",
+        "runner",
+        "--config",
+        str(root / "allowed_jobs.yaml"),
+        "--burst",
+        "--quiet",
+        "--workers",
+        str(workers),
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env(), check=True)
     total = time.perf_counter() - t0
@@ -68,24 +79,25 @@ def bench_drain(n: int, workers: int) -> tuple[float, float]:
     if done != n:
         raise SystemExit(f"drain: only {done} of {n} completed")
     # Drain rate without interpreter start-up: first start to last finish.
-    stamps = [v.record.attempts[-1] for v in spool.list_jobs(spool_status("completed"), limit=n)]
+    stamps = [v.record.attempts[-1] for v in spool.list_jobs(Status.COMPLETED, limit=n)]
     first = min(a.started_at for a in stamps if a.started_at)
     last = max(a.finished_at for a in stamps if a.finished_at)
     return n / total, n / (last - first).total_seconds()
-
-
-def spool_status(name: str) -> "Status":  # noqa: UP037
-    from runner.states import Status
-
-    return Status(name)
 
 
 def bench_latency(n: int) -> tuple[float, float, float]:
     root = make_project(2)
     cfg = load_config(root / "allowed_jobs.yaml")
     spool = open_spool(cfg)
-    cmd = [sys.executable, "-m", "runner.cli", "runner", "--config", str(root / "allowed_jobs.yaml"),
-           "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner.cli",
+        "runner",
+        "--config",
+        str(root / "allowed_jobs.yaml"),
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, env=env())
     try:
         wait(lambda: list((spool.root / "runners").glob("*.json")), 30)
@@ -121,11 +133,15 @@ def main() -> None:
     a = p.parse_args()
     print(f"submit (helper, durable): {bench_submit(a.jobs):.0f} jobs/s")
     total, steady = bench_drain(a.jobs, a.workers)
-    print(f"drain {a.jobs} no-op jobs, --burst --workers {a.workers}, durable: "
-          f"{total:.0f} jobs/s end to end, {steady:.0f} jobs/s first start to last finish")
+    print(
+        f"drain {a.jobs} no-op jobs, --burst --workers {a.workers}, durable: "
+        f"{total:.0f} jobs/s end to end, {steady:.0f} jobs/s first start to last finish"
+    )
     p50, p99, worst = bench_latency(a.latency)
-    print(f"pickup latency (published -> job code running), idle runner: "
-          f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms")
+    print(
+        f"pickup latency (published -> job code running), idle runner: "
+        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

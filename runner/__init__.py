@@ -50,7 +50,24 @@ _WHERE = {
     "wait_for_job": "runner.submit",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ConfigError",
+    "Conflict",
+    "InvalidJobFile",
+    "InvalidParams",
+    "JobNotFound",
+    "JobRejected",
+    "JobspoolError",
+    "NotAllowed",
+    "Retry",
+    "SpoolFull",
+    "WaitTimeout",
+    "current_job",
+    "get_job",
+    "report_progress",
+    "run_background_job",
+    "wait_for_job",
+]
 
 
 def __getattr__(name: str) -> Any:

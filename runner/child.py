@@ -73,7 +73,9 @@ def _jsonable(value: Any) -> tuple[Any, str | None]:
         json.dumps(value, allow_nan=False)
         return value, None
     except (TypeError, ValueError):
-        return repr(value)[:100_000], f"result of type {type(value).__name__} is not JSON; stored as repr"
+        return repr(value)[
+            :100_000
+        ], f"result of type {type(value).__name__} is not JSON; stored as repr"
 
 
 def execute(req: RunRequest) -> dict[str, Any]:

@@ -117,34 +117,48 @@ def _open(args: argparse.Namespace) -> Spool:
 def _live_runners(spool: Spool) -> list[dict[str, Any]]:
     out = []
     for runner, beat in sorted(Liveness(spool, "", 1.0).runners().items()):
-        out.append({"runner": runner, "host": beat.get("host"), "pid": beat.get("pid"),
-                    "running": len(beat.get("jobs", [])), "heartbeat": beat.get("wall")})
+        out.append(
+            {
+                "runner": runner,
+                "host": beat.get("host"),
+                "pid": beat.get("pid"),
+                "running": len(beat.get("jobs", [])),
+                "heartbeat": beat.get("wall"),
+            }
+        )
     return out
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     spool = _open(args)
     counts = spool.counts()
-    counts["corrupt"] = len([n for n in spool.ops.scandir_names(spool.dir("corrupt"))
-                             if not n.endswith(".reason.txt")])
+    counts["corrupt"] = len(
+        [n for n in spool.ops.scandir_names(spool.dir("corrupt")) if not n.endswith(".reason.txt")]
+    )
     runners = _live_runners(spool)
     if args.json:
-        print(json.dumps({"spool": str(spool.root), "counts": counts, "runners": runners}, indent=2))
+        print(
+            json.dumps({"spool": str(spool.root), "counts": counts, "runners": runners}, indent=2)
+        )
         return 0
     print(f"spool: {spool.root}")
     for status, n in counts.items():
         print(f"  {status:<10} {n}")
     print(f"runners: {len(runners)}")
     for r in runners:
-        print(f"  {r['runner']}  pid {r['pid']}  running {r['running']}  heartbeat {r['heartbeat']}")
+        print(
+            f"  {r['runner']}  pid {r['pid']}  running {r['running']}  heartbeat {r['heartbeat']}"
+        )
     return 0
 
 
 def _summary(view: JobView) -> str:
     rec = view.record
     err = f"  {rec.error.type}: {rec.error.message}"[:80] if rec.error else ""
-    return (f"{view.id:<36} {view.status:<10} {rec.job}.{rec.method:<16} "
-            f"attempts={rec.attempts_used}{err}")
+    return (
+        f"{view.id:<36} {view.status:<10} {rec.job}.{rec.method:<16} "
+        f"attempts={rec.attempts_used}{err}"
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -201,8 +215,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"result:    {json.dumps(rec.result)}")
     for a in rec.attempts:
         err = f" {a.error.type}: {a.error.message}" if a.error else ""
-        print(f"attempt {a.number}: {a.outcome.value} on {a.runner} pid {a.pid} "
-              f"{a.duration_seconds or 0:.3f}s{err}")
+        print(
+            f"attempt {a.number}: {a.outcome.value} on {a.runner} pid {a.pid} "
+            f"{a.duration_seconds or 0:.3f}s{err}"
+        )
     for h in rec.history:
         print(f"history:   {h.at} {h.action} by {h.by or '-'} via {h.via or '-'}")
     if log:
@@ -239,11 +255,15 @@ def cmd_runner(args: argparse.Namespace) -> int:
         "heartbeat_seconds": args.heartbeat_seconds,
     }
     cfg = load_config(args.config, overrides)
-    runner = Runner(cfg, burst=args.burst, watch=not args.no_watch, overrides=overrides,
-                    console=not args.quiet)
+    runner = Runner(
+        cfg, burst=args.burst, watch=not args.no_watch, overrides=overrides, console=not args.quiet
+    )
     if not args.quiet:
-        print(f"jobspool runner {runner.runner_id} on {cfg.spool_dir} "
-              f"({cfg.settings.workers} workers)", file=sys.stderr)
+        print(
+            f"jobspool runner {runner.runner_id} on {cfg.spool_dir} "
+            f"({cfg.settings.workers} workers)",
+            file=sys.stderr,
+        )
     return runner.run()
 
 
@@ -251,8 +271,11 @@ def _runner_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="attempts run at once")
     p.add_argument("--burst", action="store_true", help="exit when nothing is due or running")
     p.add_argument("--poll", type=float, help="seconds between full rescans of the spool")
-    p.add_argument("--no-watch", action="store_true",
-                   help="no filesystem events; rescan only (network filesystems)")
+    p.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="no filesystem events; rescan only (network filesystems)",
+    )
     p.add_argument("--lease-seconds", type=float, help="silence after which a runner is dead")
     p.add_argument("--heartbeat-seconds", type=float, help="how often to refresh the heartbeat")
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
@@ -267,8 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     _runner_flags(r)
     r.set_defaults(func=cmd_runner)
 
-    s = sub.add_parser("submit", help="queue a job (same as runjob)", add_help=False,
-                       parents=[_runjob_parser("jobspool submit")])
+    s = sub.add_parser(
+        "submit",
+        help="queue a job (same as runjob)",
+        add_help=False,
+        parents=[_runjob_parser("jobspool submit")],
+    )
     s.set_defaults(func=cmd_submit)
 
     st = sub.add_parser("status", help="counts per status and live runners")

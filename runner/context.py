@@ -39,7 +39,7 @@ def current_job() -> JobContext | None:
 
 
 def set_current(ctx: JobContext | None) -> None:
-    global _current  # noqa: PLW0603 - one context per process, set by the child
+    global _current
     _current = ctx
 
 
@@ -56,8 +56,11 @@ def report_progress(fraction: float | None = None, message: str | None = None) -
     if fraction is not None:
         fraction = min(1.0, max(0.0, float(fraction)))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
-    body = {"fraction": fraction, "message": None if message is None else str(message)[:1000],
-            "updated_at": stamp}
+    body = {
+        "fraction": fraction,
+        "message": None if message is None else str(message)[:1000],
+        "updated_at": stamp,
+    }
     path = progress_file(ctx.log_dir, ctx.id)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     tmp.write_text(json.dumps(body), encoding="utf-8")

@@ -33,7 +33,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from runner import logs
@@ -445,8 +444,8 @@ class Runner:
         )
         try:
             self._publish(path, Status.FAILED, record)
-        except OSError as exc:
-            logs.event("finish_error", logs.ERROR, job=job.id, to="failed", error=exc)
+        except OSError as io_error:
+            logs.event("finish_error", logs.ERROR, job=job.id, to="failed", error=io_error)
             return
         logs.event("rejected", logs.ERROR, job=job.id, name=f"{job.job}.{job.method}", reason=exc)
 
@@ -522,7 +521,9 @@ class Runner:
         except (OSError, ValueError):
             data = None
         if isinstance(data, dict):
-            outcome = Outcome(data["outcome"]) if data.get("outcome") in _OUTCOMES else Outcome.FAILED
+            outcome = (
+                Outcome(data["outcome"]) if data.get("outcome") in _OUTCOMES else Outcome.FAILED
+            )
             err = data.get("error")
             return Report(
                 outcome=outcome,
@@ -533,21 +534,35 @@ class Runner:
                 delay=data.get("delay"),
             )
         if act.stop is not None:
-            return Report(act.stop, exit_code=None, signal=-code if code < 0 else None,
-                          error=self._stop_error(act))
+            return Report(
+                act.stop,
+                exit_code=None,
+                signal=-code if code < 0 else None,
+                error=self._stop_error(act),
+            )
         if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals.__members__.values() else str(-code)
+            name = (
+                signal.Signals(-code).name
+                if -code in signal.Signals.__members__.values()
+                else str(-code)
+            )
             error = ErrorInfo(type="Crashed", message=f"attempt process killed by signal {name}")
             return Report(Outcome.CRASHED, signal=-code, error=error)
-        error = ErrorInfo(type="Crashed", message=f"attempt process exited with code {code} without a result")
+        error = ErrorInfo(
+            type="Crashed", message=f"attempt process exited with code {code} without a result"
+        )
         return Report(Outcome.CRASHED, exit_code=code, error=error)
 
     def _stop_error(self, act: Active) -> ErrorInfo | None:
         if act.stop is Outcome.TIMED_OUT:
             limit = act.job.timeout_seconds or self.config.timeout(act.job.job)
-            return ErrorInfo(type="Timeout", message=f"ran longer than {limit:g}s; process tree killed")
+            return ErrorInfo(
+                type="Timeout", message=f"ran longer than {limit:g}s; process tree killed"
+            )
         if act.stop is Outcome.LOST:
-            return ErrorInfo(type="RunnerLost", message="the runner lost its lease; attempt abandoned")
+            return ErrorInfo(
+                type="RunnerLost", message="the runner lost its lease; attempt abandoned"
+            )
         return None
 
     def _finish(self, act: Active, report: Report, backoff: float = 0.5) -> None:
@@ -590,9 +605,14 @@ class Runner:
         if isinstance(outcome, OSError):
             # Disk full, EIO...: the job stays in running/ (we still own it)
             # and the finish is tried again with growing backoff, no hot loop.
-            logs.event("finish_error", logs.ERROR, job=pub.record.id,
-                       to=DESTINATION[pub.decision.action], error=outcome,
-                       retry_in=f"{pub.backoff:g}s")
+            logs.event(
+                "finish_error",
+                logs.ERROR,
+                job=pub.record.id,
+                to=DESTINATION[pub.decision.action],
+                error=outcome,
+                retry_in=f"{pub.backoff:g}s",
+            )
             retry_at = time.monotonic() + pub.backoff
             self.unfinished.append(Unfinished(pub.active, pub.report, retry_at, pub.backoff))
         elif outcome:
@@ -671,8 +691,14 @@ class Runner:
             error=f"{err.type}: {err.message}"[:300] if err else None,
         )
         if attempt.outcome is Outcome.FAILED and decision.action is Action.RETRY and err:
-            logs.event("attempt_error", logs.ERROR, exc_text=err.traceback, job=record.id,
-                       attempt=attempt.number, error=f"{err.type}: {err.message}"[:300])
+            logs.event(
+                "attempt_error",
+                logs.ERROR,
+                exc_text=err.traceback,
+                job=record.id,
+                attempt=attempt.number,
+                error=f"{err.type}: {err.message}"[:300],
+            )
 
     # ------------------------------------------------------------ control
 
@@ -763,10 +789,18 @@ class Runner:
             self._not_a_job(os.path.basename(path), path, f"unreadable running file: {exc}")
             return
         job = job.model_copy(update={"id": claim.job_id})
-        logs.event("recovered", logs.WARNING, job=claim.job_id, dead_runner=claim.runner,
-                   attempt=claim.attempt, orphans_killed=len(killed) or None)
+        logs.event(
+            "recovered",
+            logs.WARNING,
+            job=claim.job_id,
+            dead_runner=claim.runner,
+            attempt=claim.attempt,
+            orphans_killed=len(killed) or None,
+        )
         act = Active(claim.filename, claim, path, job, None, utcnow(), 0.0)
-        error = ErrorInfo(type="RunnerLost", message=f"runner {claim.runner} died during the attempt")
+        error = ErrorInfo(
+            type="RunnerLost", message=f"runner {claim.runner} died during the attempt"
+        )
         self._finish(act, Report(Outcome.LOST, error=error))
 
     def _maintenance(self, now: float) -> None:

@@ -47,7 +47,7 @@ class SpoolError(JobspoolError):
     """The spool directory itself is unusable (missing, a symlink, not writable)."""
 
 
-class Retry(Exception):  # noqa: N818 - it is a request, not an error
+class Retry(Exception):
     """Raised by a job to ask for another attempt after ``delay`` seconds.
 
     The attempt still counts against max_attempts, so a job cannot loop

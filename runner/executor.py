@@ -238,7 +238,7 @@ def _spare_main(req_fd: int, private: tuple[int, ...], sigchld: bool) -> None:
         from runner import child
 
         code = child.run(req)
-    except BaseException:  # noqa: BLE001 - report anything, then leave
+    except BaseException:
         with contextlib.suppress(BaseException):
             import traceback
 
@@ -301,7 +301,7 @@ class _Warmer:
             cls = binding.load_class(path)
             changed = changed or (cls, method) not in binding._PLANS
             binding.plan(cls, method)
-        except BaseException:  # noqa: BLE001 - the child will report it properly
+        except BaseException:
             self.cold.add(path)
             return True
         if path not in self.files:

@@ -12,11 +12,11 @@ proves nothing); directory fsyncs are skipped only where the OS has none.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import time
-from pathlib import Path
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -122,10 +122,8 @@ class FileOps:
         os.unlink(path)
 
     def unlink_quiet(self, path: StrPath) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
     def fsync_dir(self, path: StrPath) -> None:
         if WINDOWS:

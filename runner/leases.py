@@ -112,7 +112,9 @@ def lock_is_free(path: Path) -> bool:
         return True
     with fh:
         try:
-            portalocker.lock(fh, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+            portalocker.lock(
+                fh, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
+            )
         except portalocker.LockException:
             return False
         portalocker.unlock(fh)

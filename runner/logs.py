@@ -118,21 +118,21 @@ def setup(
     log_dir: Path, *, max_bytes: int = 10 * 1024 * 1024, backups: int = 5, console: bool = False
 ) -> EventLog:
     """Open the log files for this process (replacing any earlier setup)."""
-    global _sink  # noqa: PLW0603 - one event log per process
+    global _sink
     close()
     _sink = EventLog(log_dir, max_bytes, backups, sys.stderr if console else None)
     return _sink
 
 
 def close() -> None:
-    global _sink  # noqa: PLW0603
+    global _sink
     if _sink is not None:
         _sink.close()
         _sink = None
 
 
 def _stamp(now: float) -> str:
-    global _stamp_cache  # noqa: PLW0603 - strftime once per second, not per line
+    global _stamp_cache
     sec = int(now)
     if _stamp_cache[0] != sec:
         _stamp_cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))

@@ -46,7 +46,7 @@ def is_non_retryable(policy: RetryPolicy, error_types: tuple[str, ...]) -> bool:
     return any(t in wanted for t in error_types)
 
 
-def decide(
+def decide(  # noqa: PLR0911 - one return per rule reads best
     outcome: Outcome,
     *,
     policy: RetryPolicy,
@@ -70,7 +70,9 @@ def decide(
         return Decision(Action.FAIL, reason=f"{error_types[0]} is not retryable")
     limit = max_attempts or policy.max_attempts
     if attempts_used >= limit:
-        return Decision(Action.FAIL, reason=f"{outcome.value} on attempt {attempts_used} of {limit}")
+        return Decision(
+            Action.FAIL, reason=f"{outcome.value} on attempt {attempts_used} of {limit}"
+        )
     if requested_delay is not None and outcome is Outcome.RETRY:
         delay = max(0.0, requested_delay)
     else:

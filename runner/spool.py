@@ -249,7 +249,9 @@ class Spool:
         except (FileNotFoundError, InvalidJobFile, NotRegularFile, OSError):
             return None
         job_id = job_id_of(status, name)
-        return JobView(status=status.value, record=job.model_copy(update={"id": job_id}), path=str(path))
+        return JobView(
+            status=status.value, record=job.model_copy(update={"id": job_id}), path=str(path)
+        )
 
     def list_jobs(
         self, status: Status, *, limit: int = 50, offset: int = 0, newest_first: bool = True
@@ -446,7 +448,9 @@ class Spool:
             if status is Status.RUNNING:
                 self.request("cancel", job_id, {"by": by, "via": via})
                 return "requested"
-            raise Conflict(f"job {job_id} is {status}; only pending or running jobs can be cancelled")
+            raise Conflict(
+                f"job {job_id} is {status}; only pending or running jobs can be cancelled"
+            )
         raise Conflict(f"job {job_id} kept changing state; try again")
 
     def retry(self, job_id: str, *, by: str | None = None, via: str | None = None) -> JobView:
@@ -454,7 +458,9 @@ class Spool:
         view = self.get(job_id)
         status = Status(view.status)
         if status not in (Status.FAILED, Status.CANCELLED):
-            raise Conflict(f"job {job_id} is {status}; only failed or cancelled jobs can be retried")
+            raise Conflict(
+                f"job {job_id} is {status}; only failed or cancelled jobs can be retried"
+            )
         rec = view.record
         job = rec.model_copy(
             update={
@@ -465,7 +471,10 @@ class Spool:
                 "progress": None,
                 "not_before": None,
                 "next_attempt_at": None,
-                "history": [*rec.history, HistoryEntry(at=utcnow(), action="retried", by=by, via=via)],
+                "history": [
+                    *rec.history,
+                    HistoryEntry(at=utcnow(), action="retried", by=by, via=via),
+                ],
             }
         )
         path = self.move(Path(view.path), status, Status.PENDING, job)
@@ -612,5 +621,3 @@ def age_seconds(when: datetime | None) -> float | None:
     if when is None:
         return None
     return max(0.0, (utcnow() - when).total_seconds())
-
-

@@ -133,14 +133,27 @@ def run_background_job(
     params = [] if params is None else params
     validate(cfg, name, method, params)
     record = build_job(
-        name, method, params, priority=priority, delay=delay, max_attempts=max_attempts,
-        timeout=timeout, job_id=job_id,
+        name,
+        method,
+        params,
+        priority=priority,
+        delay=delay,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        job_id=job_id,
     )
     if cfg.settings.eager:
         return _run_eager(cfg, record)
     job_id = open_spool(cfg).submit(record, by=submitted_by, via=via)
-    logs.append(cfg.log_dir, "submitted", job=job_id, name=f"{name}.{method}", via=via,
-                priority=priority or None, delay=delay)
+    logs.append(
+        cfg.log_dir,
+        "submitted",
+        job=job_id,
+        name=f"{name}.{method}",
+        via=via,
+        priority=priority or None,
+        delay=delay,
+    )
     return job_id
 
 
@@ -162,8 +175,13 @@ def _run_eager(cfg: Config, record: Job) -> str:
     outcome = Outcome(report["outcome"])
     err = ErrorInfo.model_validate(report["error"]) if report.get("error") else None
     attempt = Attempt(
-        number=1, runner="eager", host=hostname(), started_at=started, finished_at=utcnow(),
-        outcome=outcome, error=err,
+        number=1,
+        runner="eager",
+        host=hostname(),
+        started_at=started,
+        finished_at=utcnow(),
+        outcome=outcome,
+        error=err,
     )
     ok = outcome is Outcome.SUCCEEDED
     done = record.model_copy(
@@ -181,7 +199,9 @@ def _run_eager(cfg: Config, record: Job) -> str:
     return job_id
 
 
-def get_job(job_id: str, *, config: Config | str | None = None, spool: str | None = None) -> JobView:
+def get_job(
+    job_id: str, *, config: Config | str | None = None, spool: str | None = None
+) -> JobView:
     """The job's current record and status; JobNotFound if it is nowhere."""
     if job_id in _EAGER:
         return _EAGER[job_id]
@@ -209,6 +229,8 @@ def wait_for_job(
         if view is not None and Status(view.status) in TERMINAL:
             return view
         if time.monotonic() > deadline:
-            raise WaitTimeout(f"job {job_id} still {view.status if view else 'unknown'} after {timeout}s")
+            raise WaitTimeout(
+                f"job {job_id} still {view.status if view else 'unknown'} after {timeout}s"
+            )
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)

@@ -26,9 +26,15 @@ Post = Callable[[tuple[Any, ...]], None]
 
 class _InotifyWatch:
     def __init__(self, dirs: list[Path], post: Post) -> None:
-        from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD
+        from watchdog.observers.inotify_c import (
+            CallbackId,
+            InotifyConstants,
+            InotifyEvent,
+            InotifyFD,
+            Mask,
+        )
 
-        mask = (
+        mask = Mask(
             InotifyConstants.IN_CREATE
             | InotifyConstants.IN_MOVED_TO
             | InotifyConstants.IN_CLOSE_WRITE
@@ -52,7 +58,7 @@ class _InotifyWatch:
 
         callback = Callback()
         for d in dirs:
-            wd = self._fd.add_callback(os.fsencode(d), mask, callback, "jobspool")
+            wd = self._fd.add_callback(os.fsencode(d), mask, callback, CallbackId(1))
             self._by_wd[wd] = str(d)
 
     def start(self) -> None:
