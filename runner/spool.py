@@ -602,11 +602,14 @@ def job_id_of(status: Status, name: str) -> str:
     return name[: -len(JSON)] if name.endswith(JSON) else name
 
 
-_HOST = safe_token(socket.gethostname())
-
-
 def hostname() -> str:
-    return _HOST
+    """This host's identity in runner ids and heartbeats.
+
+    JOBSPOOL_HOST overrides it (containers that share a hostname, or tests
+    that play several hosts on one machine). Runners on the same host judge
+    each other by their locks; across hosts, only by heartbeats.
+    """
+    return safe_token(os.environ.get("JOBSPOOL_HOST") or socket.gethostname())
 
 
 def default_actor() -> str:
