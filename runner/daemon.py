@@ -347,7 +347,7 @@ class Runner:
     def _load_pending(self, name: str) -> None:
         path = self.spool.path_in(Status.PENDING, name)
         try:
-            job = self.spool.read_job(path)
+            job = self.spool.read_job(path, single_link=True)
         except FileNotFoundError:
             self.schedule.discard(name)
             return
@@ -360,13 +360,14 @@ class Runner:
         self.deferred.discard(name)
         self.schedule.add(name, self._job_id_for(name, job), job)
 
-    def _not_a_job(self, name: str, path: StrPath, reason: str) -> None:
+    def _not_a_job(self, name: str, path: StrPath, reason: str, *, force: bool = False) -> None:
+        """Quarantine a file that is not a job; a young regular file gets time."""
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             return
         young = time.time() - st.st_mtime < YOUNG_FILE_SECONDS
-        if stat_mod.S_ISREG(st.st_mode) and young:
+        if stat_mod.S_ISREG(st.st_mode) and young and not force:
             self.deferred.add(name)  # its writer may not be done; look again at rescan
             return
         self.deferred.discard(name)
@@ -409,9 +410,14 @@ class Runner:
         if path is None:
             return  # another runner (or a person) took it first
         try:
-            job = self.spool.read_job(path)
-        except (InvalidJobFile, NotRegularFile, OSError) as exc:
-            self._not_a_job(entry.name, path, f"changed after it was queued: {exc}")
+            job = self.spool.read_job(path, single_link=True)
+        except (InvalidJobFile, NotRegularFile) as exc:
+            self._not_a_job(entry.name, path, f"changed after it was queued: {exc}", force=True)
+            return
+        except OSError as exc:  # EIO and the like: give it back untouched
+            logs.event("read_error", logs.ERROR, job=entry.job_id, error=exc)
+            with contextlib.suppress(OSError):
+                self.spool.ops.rename(path, self.spool.path_in(Status.PENDING, entry.name))
             return
         job = self._complete_record(job, entry, path)
         try:
@@ -737,9 +743,12 @@ class Runner:
 
     def _heartbeat(self, now: float) -> None:
         self.next_beat = now + self.settings.heartbeat_seconds
+        cap = self.settings.logs.job_log_max_bytes
         for act in self.active.values():
             if act.pid is not None and act.pid_created is None:
                 act.pid_created = create_time(act.pid)
+            if logs.cap_file(self.spool.job_log_file(act.job.id or ""), cap):
+                logs.event("log_capped", logs.WARNING, job=act.job.id, max_bytes=cap)
         jobs = [
             {
                 "id": a.job.id,
@@ -786,7 +795,9 @@ class Runner:
         try:
             job = self.spool.read_job(path)
         except (InvalidJobFile, NotRegularFile, OSError) as exc:
-            self._not_a_job(os.path.basename(path), path, f"unreadable running file: {exc}")
+            self._not_a_job(
+                os.path.basename(path), path, f"unreadable running file: {exc}", force=True
+            )
             return
         job = job.model_copy(update={"id": claim.job_id})
         logs.event(
@@ -809,6 +820,19 @@ class Runner:
             logs.event("duplicate_resolved", logs.WARNING, note=note)
         for name in self.spool.clean_tmp(TMP_MAX_AGE):
             logs.event("tmp_removed", file=name)
+        self._quarantine_strays(time.time() - self.settings.lease_seconds)
+
+    def _quarantine_strays(self, older_than: float) -> None:
+        """Anything in running/ that is not a claim name was put there by hand."""
+        running = self.spool.dir(Status.RUNNING)
+        for name in self.spool.ops.scandir_names(running):
+            if RunningName.parse(name) is not None or name.startswith("."):
+                continue
+            path = self.spool.path_in(Status.RUNNING, name)
+            with contextlib.suppress(OSError):
+                if os.lstat(path).st_mtime < older_than:
+                    self.spool.quarantine(path, "not a claim: running/ holds only claimed jobs")
+                    logs.event("corrupt", logs.ERROR, file=name, reason="stray file in running/")
 
     def _launcher_gone(self) -> None:
         logs.event("launcher_died", logs.ERROR, running=len(self.active))

@@ -17,6 +17,8 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -30,10 +32,32 @@ _BUSY_RETRIES = 5 if WINDOWS else 0
 
 
 StrPath = str | os.PathLike[str]
+T = TypeVar("T")
 
 
 class NotRegularFile(OSError):
     """A path in a status directory that is a link, FIFO, directory..."""
+
+
+class HardLinked(NotRegularFile):
+    """A job file with a second name somewhere: possibly planted, never trusted."""
+
+
+# Opening these fails instead of reading: a symlink (O_NOFOLLOW), a socket.
+_NOT_A_FILE = {errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EOPNOTSUPP}
+_STALE_RETRIES = 3
+
+
+def retry_stale(fn: Callable[[], T]) -> T:
+    """NFS answers ESTALE when a handle went stale under it; looking again helps."""
+    for attempt in range(_STALE_RETRIES):
+        try:
+            return fn()
+        except OSError as exc:
+            if exc.errno != errno.ESTALE or attempt == _STALE_RETRIES - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class FileOps:
@@ -67,16 +91,25 @@ class FileOps:
     def close(self, fd: int) -> None:
         os.close(fd)
 
-    def read_regular(self, path: StrPath, limit: int) -> bytes:
+    def read_regular(self, path: StrPath, limit: int, *, single_link: bool = False) -> bytes:
         """Bytes of a regular file, never following a link or blocking on a FIFO.
 
         Reads at most limit + 1 bytes so the caller can tell "too big" apart.
+        With single_link, a file that has another name elsewhere is refused.
         """
-        fd = os.open(path, os.O_RDONLY | _O_BINARY | _O_NOFOLLOW | _O_NONBLOCK)
+        flags = os.O_RDONLY | _O_BINARY | _O_NOFOLLOW | _O_NONBLOCK
+        try:
+            fd = retry_stale(lambda: os.open(path, flags))
+        except OSError as exc:
+            if exc.errno in _NOT_A_FILE:
+                raise NotRegularFile(exc.errno, "not a regular file", str(path)) from None
+            raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+            if single_link and st.st_nlink > 1:
+                raise HardLinked(errno.EMLINK, "file has another hard link", str(path))
             chunks = []
             remaining = limit + 1
             while remaining > 0:
@@ -93,7 +126,7 @@ class FileOps:
         """Atomic rename; on Windows also no-replace, on POSIX it replaces."""
         for attempt in range(_BUSY_RETRIES + 1):
             try:
-                os.rename(src, dst)
+                retry_stale(lambda: os.rename(src, dst))
                 return
             except PermissionError:
                 if attempt == _BUSY_RETRIES:

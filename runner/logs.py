@@ -173,3 +173,31 @@ def append(log_dir: Path, action: str, level: int = INFO, **fields: Any) -> None
             os.close(fd)
     except OSError:
         pass  # the job is queued; a missing log line must not fail the submit
+
+
+TRUNCATED = (
+    b"\n[jobspool: log over its size cap; output from here to the next marker was dropped]\n"
+)
+
+
+def cap_file(path: str, max_bytes: int) -> bool:
+    """Keep a job's log under max_bytes while the job keeps writing to it.
+
+    The job appends with O_APPEND, so cutting the file back is safe: its next
+    write lands at the new end. The head (first half) is kept, with a marker,
+    so the log shows how the job started and what it printed most recently.
+    Returns True when the file was cut.
+    """
+    try:
+        size = os.stat(path).st_size
+        if size <= max_bytes:
+            return False
+        os.truncate(path, max_bytes // 2)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, TRUNCATED)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return True

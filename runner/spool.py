@@ -184,15 +184,19 @@ class Spool:
     def counts(self) -> dict[str, int]:
         return {s.value: self.count(s) for s in Status}
 
-    def read_bytes(self, path: StrPath) -> bytes:
-        data = self.ops.read_regular(path, self.max_job_bytes)
+    def read_bytes(self, path: StrPath, *, single_link: bool = False) -> bytes:
+        data = self.ops.read_regular(path, self.max_job_bytes, single_link=single_link)
         if len(data) > self.max_job_bytes:
             raise InvalidJobFile(f"file is larger than the {self.max_job_bytes}-byte cap")
         return data
 
-    def read_job(self, path: StrPath) -> Job:
-        """Parse one job file; InvalidJobFile or NotRegularFile if it is not a job."""
-        return codec.decode_job(self.read_bytes(path))
+    def read_job(self, path: StrPath, *, single_link: bool = False) -> Job:
+        """Parse one job file; InvalidJobFile or NotRegularFile if it is not a job.
+
+        The runner reads with single_link: a file with a second name may be a
+        link planted to something outside the spool.
+        """
+        return codec.decode_job(self.read_bytes(path, single_link=single_link))
 
     def running_entries(self) -> list[tuple[RunningName, Path]]:
         out = []
@@ -339,8 +343,15 @@ class Spool:
         dst = self.path_in(Status.RUNNING, claim.filename)
         try:
             self.ops.rename(src, dst)
-        except FileNotFoundError:
-            return None
+        except OSError:
+            # On NFS the reply to a rename that did happen can be lost and the
+            # retried call fail; the destination name is ours alone, so its
+            # presence says whether we won.
+            if os.path.lexists(dst):
+                return dst
+            if not os.path.lexists(src):
+                return None  # another runner (or a person) took it first
+            raise
         return dst
 
     def move(
