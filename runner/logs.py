@@ -176,7 +176,7 @@ def append(log_dir: Path, action: str, level: int = INFO, **fields: Any) -> None
 
 
 TRUNCATED = (
-    b"\n[jobspool: log over its size cap; output from here to the next marker was dropped]\n"
+    b"\n[jobspool: log reached its size cap; output written before this line was cut]\n"
 )
 
 

@@ -110,3 +110,26 @@ class Progressing:
 class Odd:
     def weird(self) -> object:
         return {1, 2, 3}
+
+
+class Guarded:
+    """One method the test allow-list permits and one it leaves out; both leave a marker."""
+
+    def touch(self, path: str) -> str:
+        Path(path).write_text("touched")
+        return "touched"
+
+    def sneak(self, path: str) -> str:
+        Path(path).write_text("sneaked")
+        return "sneaked"
+
+
+class Chatty:
+    """Writes to stdout, to stderr and through a grandchild process."""
+
+    def speak(self, out: str, err: str) -> str:
+        print(out, flush=True)
+        print(err, file=sys.stderr, flush=True)
+        code = f"print({out!r} + ' from a grandchild', flush=True)"
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return "spoke"
