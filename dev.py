@@ -7,8 +7,8 @@
     python3 dev.py bench     the benchmarks in bench/
 
 The first call creates .venv/ and installs the project with its dev extras;
-later calls reinstall only when pyproject.toml changed. Browser tests need
-Chromium: on Debian/Ubuntu as root it is installed with apt-get.
+later calls reinstall only when pyproject.toml changed. The tests need
+Chromium and bindfs: on Debian/Ubuntu as root they are installed with apt-get.
 """
 
 from __future__ import annotations
@@ -44,25 +44,24 @@ def ensure_env() -> None:
     STAMP.write_text(digest)
 
 
-def chromium_path() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+# What the test suite needs from the system: the browser tests drive
+# Chromium, the multi-host tests mount the spool twice with bindfs.
+SYSTEM_TOOLS = {"chromium": "chromium", "bindfs": "bindfs"}
 
 
-def ensure_chromium() -> None:
-    if chromium_path():
+def ensure_system_tools() -> None:
+    missing = [pkg for tool, pkg in SYSTEM_TOOLS.items() if not shutil.which(tool)]
+    if not missing:
         return
     apt = shutil.which("apt-get")
     if apt and hasattr(os, "geteuid") and os.geteuid() == 0:
-        print("dev.py: installing Chromium for the browser tests", file=sys.stderr)
+        print(f"dev.py: installing {' '.join(missing)} for the tests", file=sys.stderr)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         _run([apt, "update", "-qq"], env=env)
-        _run([apt, "install", "-y", "-qq", "chromium"], env=env)
-    if not chromium_path():
-        sys.exit("dev.py: the browser tests need Chromium; install the 'chromium' package")
+        _run([apt, "install", "-y", "-qq", *missing], env=env)
+    still = [tool for tool in SYSTEM_TOOLS if not shutil.which(tool)]
+    if still:
+        sys.exit(f"dev.py: the tests need {', '.join(still)}; install the Debian packages")
 
 
 def main(argv: list[str]) -> int:  # noqa: PLR0911 - one return per command
@@ -77,7 +76,7 @@ def main(argv: list[str]) -> int:  # noqa: PLR0911 - one return per command
     if command == "up":
         return subprocess.call([str(BIN / "jobspool"), "up", *rest], cwd=ROOT)
     if command == "test":
-        ensure_chromium()
+        ensure_system_tools()
         return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
     if command == "lint":
         steps = [
