@@ -24,6 +24,7 @@ runner's queue: ``("started", token, pid)`` and ``("exit", token, code)``.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import selectors
@@ -398,6 +399,7 @@ class _Zygote:
     def assign(self, req: dict[str, Any]) -> None:
         if self.warmer.warm(req):
             self.retire_spares()
+            gc.freeze()  # the new imports too: children's collections skip them
         if not self.spares:
             self.fork_spare()
         spare = self.spares.pop(0)
@@ -469,8 +471,6 @@ class _Zygote:
 
 def zygote_main() -> None:
     # Warm the imports every attempt needs, once, before any fork.
-    import gc
-
     import runner.binding
     import runner.child
     import runner.context  # noqa: F401

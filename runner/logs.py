@@ -13,6 +13,7 @@ This is a hot path of the runner (two lines per attempt), so it bypasses the
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -139,9 +140,12 @@ def _stamp(now: float) -> str:
     return f"{_stamp_cache[1]}.{int((now - sec) * 1000):03d}Z"
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
+
+
 def _fmt(value: Any) -> str:
     text = str(value)
-    if not text or any(c in text for c in ' "=\n\\'):
+    if not text or _NEEDS_QUOTES.search(text):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
 
