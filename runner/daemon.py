@@ -21,7 +21,6 @@ What happens to a job after an attempt is decided by ``retry.decide`` alone.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import random
@@ -31,11 +30,19 @@ import stat as stat_mod
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from runner import logs
+from runner.attempts import (
+    DESTINATION,
+    Active,
+    Report,
+    log_finish,
+    make_attempt,
+    next_record,
+    read_report,
+)
 from runner.child import RunRequest
 from runner.config import Config, load_config
 from runner.errors import Conflict, InvalidJobFile, NotAllowed
@@ -45,14 +52,13 @@ from runner.leases import Lease, Liveness, kill_orphans, take_over
 from runner.model import (
     Attempt,
     ErrorInfo,
-    HistoryEntry,
     Job,
     Outcome,
     from_timestamp,
     is_valid_id,
     utcnow,
 )
-from runner.retry import Action, Decision, decide
+from runner.retry import Decision, decide
 from runner.schedule import Entry, Schedule
 from runner.spool import RunningName, Spool, hostname, is_job_name, new_id
 from runner.states import TERMINAL, Status
@@ -64,44 +70,6 @@ TMP_MAX_AGE = 3600.0
 MAINTENANCE_SECONDS = 60.0
 PUBLISHERS = 4
 FINISH_RETRY_MAX = 30.0
-_OUTCOMES = {o.value for o in Outcome}
-
-DESTINATION = {
-    Action.COMPLETE: Status.COMPLETED,
-    Action.RETRY: Status.PENDING,
-    Action.FAIL: Status.FAILED,
-    Action.CANCEL: Status.CANCELLED,
-    Action.HAND_BACK: Status.PENDING,
-}
-
-
-@dataclass
-class Active:
-    """One attempt this runner owns."""
-
-    token: str
-    claim: RunningName
-    path: StrPath
-    job: Job
-    pid: int | None
-    started_at: datetime
-    deadline: float
-    pid_created: float | None = None
-    stop: Outcome | None = None  # why we killed it, if we did
-    stop_info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Report:
-    """What one attempt produced, as the runner saw it."""
-
-    outcome: Outcome
-    exit_code: int | None = None
-    signal: int | None = None
-    error: ErrorInfo | None = None
-    error_types: tuple[str, ...] = ()
-    result: Any = None
-    delay: float | None = None
 
 
 @dataclass
@@ -515,82 +483,16 @@ class Runner:
         self.per_job[act.job.job] -= 1
         if act.pid is not None:
             kill_group(act.pid)
-        self._finish(act, self._read_report(act, code))
-
-    def _read_report(self, act: Active, code: int) -> Report:
-        path = self._report_path(act.token)
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-            os.unlink(path)
-            data = json.loads(raw)
-        except (OSError, ValueError):
-            data = None
-        if isinstance(data, dict):
-            outcome = (
-                Outcome(data["outcome"]) if data.get("outcome") in _OUTCOMES else Outcome.FAILED
-            )
-            err = data.get("error")
-            return Report(
-                outcome=outcome,
-                exit_code=code,
-                error=ErrorInfo.model_validate(err) if isinstance(err, dict) else None,
-                error_types=tuple(data.get("error_types") or ()),
-                result=data.get("result"),
-                delay=data.get("delay"),
-            )
-        if act.stop is not None:
-            return Report(
-                act.stop,
-                exit_code=None,
-                signal=-code if code < 0 else None,
-                error=self._stop_error(act),
-            )
-        if code < 0:
-            name = (
-                signal.Signals(-code).name
-                if -code in signal.Signals.__members__.values()
-                else str(-code)
-            )
-            error = ErrorInfo(type="Crashed", message=f"attempt process killed by signal {name}")
-            return Report(Outcome.CRASHED, signal=-code, error=error)
-        error = ErrorInfo(
-            type="Crashed", message=f"attempt process exited with code {code} without a result"
-        )
-        return Report(Outcome.CRASHED, exit_code=code, error=error)
-
-    def _stop_error(self, act: Active) -> ErrorInfo | None:
-        if act.stop is Outcome.TIMED_OUT:
-            limit = act.job.timeout_seconds or self.config.timeout(act.job.job)
-            return ErrorInfo(
-                type="Timeout", message=f"ran longer than {limit:g}s; process tree killed"
-            )
-        if act.stop is Outcome.LOST:
-            return ErrorInfo(
-                type="RunnerLost", message="the runner lost its lease; attempt abandoned"
-            )
-        return None
+        timeout = act.job.timeout_seconds or self.config.timeout(act.job.job)
+        self._finish(act, read_report(self._report_path(act.token), act, code, timeout))
 
     def _finish(self, act: Active, report: Report, backoff: float = 0.5) -> None:
         """Record the attempt, decide, publish; on I/O errors keep it and retry later."""
-        job = act.job
-        finished = utcnow()
-        attempt = Attempt(
-            number=act.claim.attempt,
-            runner=act.claim.runner,
-            host=hostname(),
-            pid=act.pid,
-            started_at=act.started_at,
-            finished_at=finished,
-            duration_seconds=round((finished - act.started_at).total_seconds(), 6),
-            outcome=report.outcome,
-            exit_code=report.exit_code,
-            signal=report.signal,
-            error=report.error,
-        )
-        job = job.model_copy(update={"attempts": [*job.attempts, attempt]})
+        attempt = make_attempt(act, report, hostname())
+        job = act.job.model_copy(update={"attempts": [*act.job.attempts, attempt]})
         decision = self._decide(job, report)
-        record = self._apply(job, decision, report, act)
+        progress = self.spool.read_progress(job.id or "")
+        record = next_record(job, decision, report, act, progress)
         pub = Publication(act, report, record, attempt, decision, backoff)
         if self.pool is None:
             self._published(pub, self._publish_safely(pub))
@@ -622,7 +524,11 @@ class Runner:
             retry_at = time.monotonic() + pub.backoff
             self.unfinished.append(Unfinished(pub.active, pub.report, retry_at, pub.backoff))
         elif outcome:
-            self._log_finish(pub.record, pub.attempt, pub.decision)
+            log_finish(pub.record, pub.attempt, pub.decision)
+            if DESTINATION[pub.decision.action] is Status.PENDING and pub.record.id:
+                # Our own retry: schedule it now rather than wait for an event
+                # or the next rescan (a burst would otherwise exit before it).
+                self.schedule.add(f"{pub.record.id}.json", pub.record.id, pub.record)
 
     def _decide(self, job: Job, report: Report) -> Decision:
         return decide(
@@ -635,24 +541,6 @@ class Runner:
             error_types=report.error_types,
             requested_delay=report.delay,
         )
-
-    def _apply(self, job: Job, decision: Decision, report: Report, act: Active) -> Job:
-        job_id = job.id or ""
-        progress = self.spool.read_progress(job_id) or job.progress
-        updates: dict[str, Any] = {"progress": progress, "next_attempt_at": decision.at}
-        if decision.action is Action.COMPLETE:
-            updates |= {"result": report.result, "error": None, "reason": None}
-        elif decision.action is Action.HAND_BACK:
-            updates |= {"next_attempt_at": None}
-        else:
-            updates |= {"error": report.error or job.error, "reason": decision.reason}
-        if decision.action is Action.CANCEL:
-            info = act.stop_info
-            entry = HistoryEntry(
-                at=utcnow(), action="cancelled", by=info.get("by"), via=info.get("via")
-            )
-            updates["history"] = [*job.history, entry]
-        return job.model_copy(update=updates)
 
     def _publish(self, path: StrPath, dst: Status, record: Job) -> bool:
         """Move our running file on; False if fenced. OSError propagates."""
@@ -673,38 +561,6 @@ class Runner:
         for item in due:
             self.unfinished.remove(item)
             self._finish(item.active, item.report, backoff=min(FINISH_RETRY_MAX, item.backoff * 2))
-
-    def _log_finish(self, record: Job, attempt: Attempt, decision: Decision) -> None:
-        names = {
-            Action.COMPLETE: "completed",
-            Action.RETRY: "retry_scheduled",
-            Action.FAIL: "failed",
-            Action.CANCEL: "cancelled",
-            Action.HAND_BACK: "handed_back",
-        }
-        level = logs.ERROR if decision.action is Action.FAIL else logs.INFO
-        err = attempt.error
-        logs.event(
-            names[decision.action],
-            level,
-            exc_text=err.traceback if err and level == logs.ERROR else None,
-            job=record.id,
-            name=f"{record.job}.{record.method}",
-            attempt=attempt.number,
-            outcome=attempt.outcome.value,
-            duration=f"{attempt.duration_seconds or 0:.3f}s",
-            next_at=decision.at.isoformat() if decision.at else None,
-            error=f"{err.type}: {err.message}"[:300] if err else None,
-        )
-        if attempt.outcome is Outcome.FAILED and decision.action is Action.RETRY and err:
-            logs.event(
-                "attempt_error",
-                logs.ERROR,
-                exc_text=err.traceback,
-                job=record.id,
-                attempt=attempt.number,
-                error=f"{err.type}: {err.message}"[:300],
-            )
 
     # ------------------------------------------------------------ control
 

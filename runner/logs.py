@@ -179,9 +179,7 @@ def append(log_dir: Path, action: str, level: int = INFO, **fields: Any) -> None
         pass  # the job is queued; a missing log line must not fail the submit
 
 
-TRUNCATED = (
-    b"\n[jobspool: log reached its size cap; output written before this line was cut]\n"
-)
+TRUNCATED = b"\n[jobspool: log reached its size cap; output written before this line was cut]\n"
 
 
 def cap_file(path: str, max_bytes: int) -> bool:

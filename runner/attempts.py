@@ -1,0 +1,196 @@
+"""One attempt, from what its process left behind to the job's next record.
+
+The runner's loop owns *when* things happen; this module owns *what* an
+attempt amounts to: reading the child's report (or, without one, reading the
+exit status as a crash, a kill we ordered, a timeout), turning it into an
+:class:`~runner.model.Attempt`, and building the record that the retry
+decision sends on. Apart from reading and removing the report file, nothing
+here does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from runner import logs
+from runner.fsops import StrPath
+from runner.model import Attempt, ErrorInfo, HistoryEntry, Job, Outcome, Progress, utcnow
+from runner.retry import Action, Decision
+from runner.spool import RunningName
+from runner.states import Status
+
+_OUTCOMES = {o.value for o in Outcome}
+
+DESTINATION = {
+    Action.COMPLETE: Status.COMPLETED,
+    Action.RETRY: Status.PENDING,
+    Action.FAIL: Status.FAILED,
+    Action.CANCEL: Status.CANCELLED,
+    Action.HAND_BACK: Status.PENDING,
+}
+
+_LOG_NAMES = {
+    Action.COMPLETE: "completed",
+    Action.RETRY: "retry_scheduled",
+    Action.FAIL: "failed",
+    Action.CANCEL: "cancelled",
+    Action.HAND_BACK: "handed_back",
+}
+
+
+@dataclass
+class Active:
+    """One attempt a runner owns."""
+
+    token: str
+    claim: RunningName
+    path: StrPath
+    job: Job
+    pid: int | None
+    started_at: datetime
+    deadline: float
+    pid_created: float | None = None
+    stop: Outcome | None = None  # why the runner killed it, if it did
+    stop_info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """What one attempt produced, as the runner saw it."""
+
+    outcome: Outcome
+    exit_code: int | None = None
+    signal: int | None = None
+    error: ErrorInfo | None = None
+    error_types: tuple[str, ...] = ()
+    result: Any = None
+    delay: float | None = None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _from_child(data: dict[str, Any], code: int) -> Report:
+    raw = data.get("outcome")
+    err = data.get("error")
+    return Report(
+        outcome=Outcome(raw) if raw in _OUTCOMES else Outcome.FAILED,
+        exit_code=code,
+        error=ErrorInfo.model_validate(err) if isinstance(err, dict) else None,
+        error_types=tuple(data.get("error_types") or ()),
+        result=data.get("result"),
+        delay=data.get("delay"),
+    )
+
+
+def stop_error(act: Active, timeout: float) -> ErrorInfo | None:
+    if act.stop is Outcome.TIMED_OUT:
+        return ErrorInfo(
+            type="Timeout", message=f"ran longer than {timeout:g}s; process tree killed"
+        )
+    if act.stop is Outcome.LOST:
+        return ErrorInfo(type="RunnerLost", message="the runner lost its lease; attempt abandoned")
+    return None
+
+
+def read_report(path: str, act: Active, code: int, timeout: float) -> Report:
+    """The child's report if it left a whole one; else what the exit status says.
+
+    A report wins over a kill we ordered: the job finished just before it.
+    """
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        os.unlink(path)
+        data = json.loads(raw)
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict):
+        return _from_child(data, code)
+    if act.stop is not None:
+        sig = -code if code < 0 else None
+        return Report(act.stop, signal=sig, error=stop_error(act, timeout))
+    if code < 0:
+        message = f"attempt process killed by signal {_signal_name(-code)}"
+        return Report(
+            Outcome.CRASHED, signal=-code, error=ErrorInfo(type="Crashed", message=message)
+        )
+    message = f"attempt process exited with code {code} without a result"
+    return Report(Outcome.CRASHED, exit_code=code, error=ErrorInfo(type="Crashed", message=message))
+
+
+def make_attempt(act: Active, report: Report, host: str) -> Attempt:
+    finished = utcnow()
+    return Attempt(
+        number=act.claim.attempt,
+        runner=act.claim.runner,
+        host=host,
+        pid=act.pid,
+        started_at=act.started_at,
+        finished_at=finished,
+        duration_seconds=round((finished - act.started_at).total_seconds(), 6),
+        outcome=report.outcome,
+        exit_code=report.exit_code,
+        signal=report.signal,
+        error=report.error,
+    )
+
+
+def next_record(
+    job: Job, decision: Decision, report: Report, act: Active, progress: Progress | None
+) -> Job:
+    """The job's record after the decision: result or error, reason, history."""
+    updates: dict[str, Any] = {
+        "progress": progress or job.progress,
+        "next_attempt_at": decision.at,
+    }
+    if decision.action is Action.COMPLETE:
+        updates |= {"result": report.result, "error": None, "reason": None}
+    elif decision.action is Action.HAND_BACK:
+        updates |= {"next_attempt_at": None}
+    else:
+        updates |= {"error": report.error or job.error, "reason": decision.reason}
+    if decision.action is Action.CANCEL:
+        info = act.stop_info
+        entry = HistoryEntry(
+            at=utcnow(), action="cancelled", by=info.get("by"), via=info.get("via")
+        )
+        updates["history"] = [*job.history, entry]
+    return job.model_copy(update=updates)
+
+
+def log_finish(record: Job, attempt: Attempt, decision: Decision) -> None:
+    level = logs.ERROR if decision.action is Action.FAIL else logs.INFO
+    err = attempt.error
+    summary = f"{err.type}: {err.message}"[:300] if err else None
+    logs.event(
+        _LOG_NAMES[decision.action],
+        level,
+        exc_text=err.traceback if err and level == logs.ERROR else None,
+        job=record.id,
+        name=f"{record.job}.{record.method}",
+        attempt=attempt.number,
+        outcome=attempt.outcome.value,
+        duration=f"{attempt.duration_seconds or 0:.3f}s",
+        next_at=decision.at.isoformat() if decision.at else None,
+        error=summary,
+    )
+    if attempt.outcome is Outcome.FAILED and decision.action is Action.RETRY and err:
+        # Retried failures still belong in the errors log, with their traceback.
+        logs.event(
+            "attempt_error",
+            logs.ERROR,
+            exc_text=err.traceback,
+            job=record.id,
+            attempt=attempt.number,
+            error=summary,
+        )
