@@ -47,7 +47,7 @@ from runner.child import RunRequest
 from runner.config import Config, load_config
 from runner.errors import Conflict, InvalidJobFile, NotAllowed
 from runner.executor import Launcher, create_time, kill_group, kill_tree, make_launcher
-from runner.fsops import NotRegularFile, StrPath
+from runner.fsops import HardLinked, NotRegularFile, StrPath
 from runner.leases import Lease, Liveness, kill_orphans, take_over
 from runner.model import (
     Attempt,
@@ -319,6 +319,12 @@ class Runner:
         except FileNotFoundError:
             self.schedule.discard(name)
             return
+        except HardLinked as exc:
+            if self.spool.drop_tmp_twin(path):  # a writer died before removing its tmp name
+                self._load_pending(name)
+            else:
+                self._not_a_job(name, path, str(exc))
+            return
         except (InvalidJobFile, NotRegularFile) as exc:
             self._not_a_job(name, path, str(exc))
             return
@@ -360,23 +366,32 @@ class Runner:
 
     # ------------------------------------------------------------ claiming
 
-    def _under_cap(self, entry: Entry) -> bool:
-        spec = self.settings.allowed_jobs.get(entry.job)
-        cap = spec.concurrency if spec else None
-        return cap is None or self.per_job[entry.job] < cap
-
     def _claim_ready(self, now: float, wall: float) -> None:
-        while len(self.active) < self.settings.workers:
-            entry = self.schedule.take(wall, self._under_cap)
-            if entry is None:
-                return
-            self._claim(entry, now)
+        """Claim what fits, make the claims durable with one sync, then start them."""
+        batch: Counter[str] = Counter()
 
-    def _claim(self, entry: Entry, now: float) -> None:
+        def fits(entry: Entry) -> bool:
+            spec = self.settings.allowed_jobs.get(entry.job)
+            cap = spec.concurrency if spec else None
+            return cap is None or self.per_job[entry.job] + batch[entry.job] < cap
+
+        claimed: list[tuple[Entry, str]] = []
+        while len(self.active) + len(claimed) < self.settings.workers:
+            entry = self.schedule.take(wall, fits)
+            if entry is None:
+                break
+            claim = RunningName(entry.job_id, self.runner_id, entry.attempt)
+            path = self.spool.claim(entry.name, claim)
+            if path is not None:  # else another runner (or a person) took it first
+                claimed.append((entry, path))
+                batch[entry.job] += 1
+        if claimed:
+            self.spool.sync_claims()
+        for entry, path in claimed:
+            self._start_claimed(entry, path, now)
+
+    def _start_claimed(self, entry: Entry, path: str, now: float) -> None:
         claim = RunningName(entry.job_id, self.runner_id, entry.attempt)
-        path = self.spool.claim(entry.name, claim)
-        if path is None:
-            return  # another runner (or a person) took it first
         try:
             job = self.spool.read_job(path, single_link=True)
         except (InvalidJobFile, NotRegularFile) as exc:

@@ -543,14 +543,25 @@ class Spool:
 
     # ----------------------------------------------------------- maintenance
 
-    def clean_tmp(self, max_age: float, now: float | None = None) -> list[str]:
-        """Remove tmp files older than max_age: writes that never got published."""
-        limit = (time.time() if now is None else now) - max_age
+    def clean_tmp(
+        self, max_age: float, now: float | None = None, *, linked_max_age: float = 60.0
+    ) -> list[str]:
+        """Remove leftovers from tmp/; nothing here is ever published from it.
+
+        A tmp file with one name is a write that never got published: removed
+        after max_age. A tmp file with a second name is the tmp name of a
+        publish whose last step (unlink tmp) was cut off by a crash: the job
+        already lives under its other name, so the extra name goes after
+        linked_max_age (short, but longer than any move in flight).
+        """
+        current = time.time() if now is None else now
         removed = []
         for name in self.ops.scandir_names(self.dir("tmp")):
             path = self.dir("tmp") / name
             try:
-                if path.lstat().st_mtime < limit:
+                st = path.lstat()
+                limit = linked_max_age if st.st_nlink > 1 else max_age
+                if st.st_mtime < current - limit:
                     self.ops.unlink(path)
                     removed.append(name)
             except FileNotFoundError:
@@ -559,6 +570,35 @@ class Spool:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(name)
         return removed
+
+    def drop_tmp_twin(self, path: StrPath) -> bool:
+        """If path's second name is a leftover in tmp/, remove that name.
+
+        A writer killed between publishing (link) and removing its tmp name
+        leaves a job with two names; it must still run, not be taken for a
+        link planted from outside the spool.
+        """
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        tmp = self._dir_strs["tmp"]
+        for name in self.ops.scandir_names(self.dir("tmp")):
+            other = os.path.join(tmp, name)
+            try:
+                twin = os.lstat(other)
+            except OSError:
+                continue
+            if (twin.st_ino, twin.st_dev) == (st.st_ino, st.st_dev):
+                self.ops.unlink_quiet(other)
+                return True
+        return False
+
+    def sync_claims(self) -> None:
+        """Make claim renames durable, so attempts are counted even across a
+        power loss (a job that brings its host down must still stop)."""
+        self._sync_dir(self._dir_strs[Status.PENDING])
+        self._sync_dir(self._dir_strs[Status.RUNNING])
 
     def _copies(self) -> dict[str, list[tuple[Status, Path]]]:
         copies: dict[str, list[tuple[Status, Path]]] = {}

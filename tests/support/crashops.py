@@ -1,0 +1,216 @@
+"""The spool operations whose power-loss states are enumerated, recorded for real.
+
+Each :class:`Operation` prepares its precondition on a real, durable spool
+with the ordinary file operations (that state is the durable snapshot), then
+runs the real Spool method once through :class:`RecordingOps`. The job is a
+``Ledger`` job writing to a path relative to the project directory, so every
+materialised copy of a state keeps its own ledger of runs.
+
+A running file belongs to ``DEAD_RUNNER``: a runner of this host that no
+longer exists, as after a power loss. Its heartbeat is in ``runners/`` and
+its lock file is absent (no process holds it), which is exactly what a
+restarted runner finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.fsops import FileOps
+from runner.leases import Lease
+from runner.model import Attempt, ErrorInfo, Job, Outcome, utcnow
+from runner.spool import RunningName, Spool, hostname
+from runner.states import Status
+from tests.support.crashsim import Call, RecordingOps, Snapshot, live_files, snapshot
+
+DEAD_RUNNER = f"{hostname()}-1-dead00"
+LEDGER = "ledger.txt"
+SETTINGS: dict[str, Any] = {
+    "spool": "spool",
+    "workers": 2,
+    "timeout_seconds": 30,
+    "heartbeat_seconds": 0.5,
+    # Far below the age of every state (a reboot), so startup resolves duplicates;
+    # far above a slow step on a loaded machine, so a runner never fences itself.
+    "lease_seconds": 10,
+    "poll_seconds": 0.2,
+    "grace_seconds": 5,
+    "min_free_bytes": 0,
+    "min_free_inodes": 0,
+    # No delay, so a recovered attempt is due again at once.
+    "retry": {"max_attempts": 3, "delay_seconds": 0, "jitter": 0},
+    "allowed_jobs": {
+        "Ledger": {"class": "tests.support.testjobs.Ledger", "allowed_methods": ["record"]},
+    },
+}
+
+
+CONFIG_TEXT = yaml.safe_dump(SETTINGS, sort_keys=False)
+
+
+def write_project(root: Path) -> Path:
+    """allowed_jobs.yaml in root; returns where the spool goes."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "allowed_jobs.yaml").write_text(CONFIG_TEXT)
+    return root / "spool"
+
+
+def new_job() -> Job:
+    return Job(job="Ledger", method="record", params=[LEDGER])
+
+
+def running_path(spool: Spool, job_id: str) -> Path:
+    return spool.dir(Status.RUNNING) / RunningName(job_id, DEAD_RUNNER, 1).filename
+
+
+def attempt(outcome: Outcome) -> Attempt:
+    now = utcnow()
+    error = None
+    if outcome is not Outcome.SUCCEEDED:
+        error = ErrorInfo(type="RuntimeError", message="planned failure")
+    return Attempt(
+        number=1,
+        runner=DEAD_RUNNER,
+        host=hostname(),
+        started_at=now,
+        finished_at=now,
+        outcome=outcome,
+        error=error,
+    )
+
+
+# ---------------------------------------------------------------- preconditions
+
+
+def _register_dead_runner(spool: Spool) -> None:
+    """The heartbeat a runner left before the power went; nobody holds its lock."""
+    Lease(spool, DEAD_RUNNER).beat([])
+
+
+def prepare_empty(spool: Spool) -> str:
+    _register_dead_runner(spool)
+    return ""
+
+
+def prepare_pending(spool: Spool) -> str:
+    _register_dead_runner(spool)
+    return spool.submit(new_job(), by="crash-test")
+
+
+def prepare_running(spool: Spool) -> str:
+    job_id = prepare_pending(spool)
+    claim = RunningName(job_id, DEAD_RUNNER, 1)
+    if spool.claim(f"{job_id}.json", claim) is None:
+        raise AssertionError("the precondition's claim failed")
+    return job_id
+
+
+def prepare_failed(spool: Spool) -> str:
+    job_id = prepare_running(spool)
+    path = running_path(spool, job_id)
+    job = spool.read_job(path)
+    record = job.model_copy(
+        update={"attempts": [attempt(Outcome.FAILED)], "reason": "failed for good"}
+    )
+    spool.move(path, Status.RUNNING, Status.FAILED, record)
+    return job_id
+
+
+# ---------------------------------------------------------------- the operations
+
+
+def act_submit(spool: Spool, _job_id: str) -> str:
+    return spool.submit(new_job(), by="crash-test", via="crashsim")
+
+
+def act_claim(spool: Spool, job_id: str) -> str:
+    if spool.claim(f"{job_id}.json", RunningName(job_id, DEAD_RUNNER, 1)) is None:
+        raise AssertionError("the recorded claim failed")
+    return job_id
+
+
+def _finish_running(spool: Spool, job_id: str, dst: Status, updates: dict[str, Any]) -> str:
+    path = running_path(spool, job_id)
+    job = spool.read_job(path)
+    spool.move(path, Status.RUNNING, dst, job.model_copy(update=updates))
+    return job_id
+
+
+def act_finish(spool: Spool, job_id: str) -> str:
+    updates = {"attempts": [attempt(Outcome.SUCCEEDED)], "result": job_id}
+    return _finish_running(spool, job_id, Status.COMPLETED, updates)
+
+
+def act_retry(spool: Spool, job_id: str) -> str:
+    failed = attempt(Outcome.FAILED)
+    updates = {"attempts": [failed], "error": failed.error, "next_attempt_at": utcnow()}
+    return _finish_running(spool, job_id, Status.PENDING, updates)
+
+
+def act_cancel(spool: Spool, job_id: str) -> str:
+    if spool.cancel(job_id, by="person", via="crashsim") != "cancelled":
+        raise AssertionError("the recorded cancel did not cancel")
+    return job_id
+
+
+def act_person_retry(spool: Spool, job_id: str) -> str:
+    spool.retry(job_id, by="person", via="crashsim")
+    return job_id
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation: its precondition, the recorded action, what acknowledgement means."""
+
+    name: str
+    prepare: Callable[[Spool], str]
+    act: Callable[[Spool, str], str]
+    # Was the job acknowledged before the operation began? (Not for a submit.)
+    known_before: bool
+    # Where the job must be once the operation has returned; None: no promise.
+    done: Status | None
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation("submit", prepare_empty, act_submit, False, Status.PENDING),
+        # A claim promises nothing durable: it is a rename and nothing more.
+        Operation("claim", prepare_pending, act_claim, True, None),
+        Operation("finish", prepare_running, act_finish, True, Status.COMPLETED),
+        Operation("retry", prepare_running, act_retry, True, Status.PENDING),
+        Operation("cancel", prepare_pending, act_cancel, True, Status.CANCELLED),
+        Operation("person-retry", prepare_failed, act_person_retry, True, Status.PENDING),
+    )
+}
+
+
+@dataclass
+class Recorded:
+    """An operation as it ran: the snapshot before, its calls, the live files after."""
+
+    op: Operation
+    job_id: str
+    snap: Snapshot
+    calls: list[Call]
+    live: dict[str, bytes]
+    done_revision: int | None
+
+
+def record(op: Operation, root: Path) -> Recorded:
+    """Prepare op's precondition in a fresh project under root, then run it once, recorded."""
+    spool_dir = write_project(root)
+    plain = Spool(spool_dir, durable=True, ops=FileOps())
+    job_id = op.prepare(plain)
+    snap = snapshot(spool_dir)
+    ops = RecordingOps(spool_dir)
+    recorded_spool = Spool(spool_dir, durable=True, ops=ops, create=False)
+    job_id = op.act(recorded_spool, job_id)
+    view = plain.find(job_id)
+    revision = view.record.revision if view is not None else None
+    return Recorded(op, job_id, snap, list(ops.calls), live_files(spool_dir), revision)
