@@ -55,6 +55,7 @@ class Active:
     started_at: datetime
     deadline: float
     pid_created: float | None = None
+    host: str | None = None  # set when the attempt ran on another host
     stop: Outcome | None = None  # why the runner killed it, if it did
     stop_info: dict[str, Any] = field(default_factory=dict)
 

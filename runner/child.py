@@ -22,6 +22,7 @@ from runner import binding, context
 from runner.errors import JobRejected, Retry
 
 EXIT_OK = 0
+EXIT_FAILED = 1  # the job did not succeed; its report says why
 EXIT_INTERNAL = 70
 
 
@@ -80,6 +81,14 @@ def _jsonable(value: Any) -> tuple[Any, str | None]:
 
 def execute(req: RunRequest) -> dict[str, Any]:
     """Run the job; return the report (never raises for job errors)."""
+    previous = context.current_job()
+    try:
+        return _execute(req)
+    finally:
+        context.set_current(previous)  # eager mode runs in the caller's process
+
+
+def _execute(req: RunRequest) -> dict[str, Any]:
     if req.base_dir not in sys.path:
         sys.path.insert(0, req.base_dir)
     context.set_current(
@@ -130,7 +139,7 @@ def run(req: RunRequest) -> int:
     write_report(req.report_path, report)
     sys.stdout.flush()
     sys.stderr.flush()
-    return EXIT_OK
+    return EXIT_OK if report["outcome"] == "succeeded" else EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -326,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location(rt)
     rt.add_argument("job_id")
     rt.set_defaults(func=cmd_retry)
+
+    from dashboard.commands import register
+
+    register(sub)  # jobspool dashboard, jobspool up
     return p
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -82,13 +83,30 @@ def parse_json(data: bytes) -> Any:
     return value
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_encodable(data: bytes, value: Any) -> None:
+    """A \\uD800-\\uDFFF escape without its pair decodes to a string that can
+    never be written back as UTF-8; such a file is not a job."""
+    if _SURROGATE_ESCAPE.search(data) is None:
+        return
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidJobFile("contains a lone UTF-16 surrogate escape") from None
+
+
 def decode_job(data: bytes) -> Job:
     value = parse_json(data)
+    _check_encodable(data, value)
     if not isinstance(value, dict):
         raise InvalidJobFile(f"a job file must hold a JSON object, not {type(value).__name__}")
     try:
         return Job.model_validate(value)
-    except ValidationError as exc:
+    except (OverflowError, ValueError, TypeError) as exc:
+        if not isinstance(exc, ValidationError):
+            raise InvalidJobFile(f"not a valid job: {str(exc)[:200]}") from None
         parts = []
         for err in exc.errors()[:5]:
             key = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -98,7 +116,10 @@ def decode_job(data: bytes) -> Job:
 
 
 def encode_job(job: Job) -> bytes:
-    return job.model_dump_json(indent=2).encode("utf-8") + b"\n"
+    try:
+        return job.model_dump_json(indent=2).encode("utf-8") + b"\n"
+    except (ValueError, UnicodeError) as exc:  # pydantic's serialization errors are ValueErrors
+        raise InvalidJobFile(f"job {job.id} cannot be written as JSON: {str(exc)[:200]}") from None
 
 
 def json_bytes(value: Any) -> bytes:

@@ -22,7 +22,7 @@ from runner.errors import ConfigError, NotAllowed
 from runner.model import NAME_PATTERN
 
 CONFIG_NAME = "allowed_jobs.yaml"
-_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+_DOTTED = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 
 class _Strict(BaseModel):

@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from runner import logs
@@ -69,6 +70,7 @@ YOUNG_FILE_SECONDS = 2.0
 TMP_MAX_AGE = 3600.0
 MAINTENANCE_SECONDS = 60.0
 PUBLISHERS = 4
+CLAIM_RETRY_SECONDS = 0.5
 FINISH_RETRY_MAX = 30.0
 
 
@@ -92,6 +94,19 @@ class Unfinished:
     report: Report
     retry_at: float
     backoff: float
+
+
+def attempt_seen(beat: dict[str, Any], claim: RunningName) -> dict[str, Any]:
+    """What a dead runner's last heartbeat said about one of its attempts."""
+    for job in beat.get("jobs", []):
+        if job.get("id") == claim.job_id and job.get("attempt") == claim.attempt:
+            pid = job.get("pid")
+            try:
+                started = datetime.fromisoformat(job["started_at"])
+            except (KeyError, TypeError, ValueError):
+                started = utcnow()
+            return {"pid": pid if isinstance(pid, int) else None, "started_at": started}
+    return {"pid": None, "started_at": utcnow()}
 
 
 def new_runner_id() -> str:
@@ -121,6 +136,7 @@ class Runner:
             log_dir=config.log_dir,
         )
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.waiting: list[tuple[Any, ...]] = []
         self.schedule = Schedule()
         self.active: dict[str, Active] = {}
         self.per_job: Counter[str] = Counter()
@@ -137,6 +153,7 @@ class Runner:
         self.control_dirty = True
         self.cancel_requests: dict[str, dict[str, Any]] = {}
         self.deferred: set[str] = set()
+        self.claim_retries: set[str] = set()
         self.last_beat = 0.0
         self.next_beat = 0.0
         self.next_rescan = 0.0
@@ -211,20 +228,22 @@ class Runner:
         self.spool.clean_tmp(TMP_MAX_AGE)
 
     def _wait(self, timeout: float) -> None:
+        """Sleep until an event arrives; step() handles it (after its lease check)."""
         try:
-            item = self.events.get(timeout=max(0.0, timeout))
+            self.waiting.append(self.events.get(timeout=max(0.0, timeout)))
         except queue.Empty:
             return
-        self._handle(item, time.monotonic())
 
     # ------------------------------------------------------------ the step
 
     def step(self, now: float) -> float | None:
         """Do all due work; return seconds until the next wake, or None to exit."""
-        self._drain(now)
-        wall = time.time()
+        # First of all: were we paused past our lease? Then others may own our
+        # jobs, and no event may be acted on before we have fenced ourselves.
         if now - self.last_beat > self.settings.lease_seconds:
             self._fence(now)
+        self._drain(now)
+        wall = time.time()
         if now >= self.next_beat:
             self._heartbeat(now)
         if now >= self.next_rescan:
@@ -245,6 +264,8 @@ class Runner:
         return self._next_wake(now, wall)
 
     def _drain(self, now: float) -> None:
+        while self.waiting:
+            self._handle(self.waiting.pop(0), now)
         while True:
             try:
                 item = self.events.get_nowait()
@@ -286,7 +307,9 @@ class Runner:
         return min(0.1, max(0.0, self.stop_deadline - now)) if now < self.stop_deadline else 0.1
 
     def _idle(self, wall: float) -> bool:
-        busy = self.active or self.unfinished or self.inflight
+        # A job whose claim hit an I/O error is due, just not claimable yet.
+        self.claim_retries &= self.schedule.names()
+        busy = self.active or self.unfinished or self.inflight or self.claim_retries
         return not busy and not self.schedule.has_ready(wall)
 
     def _next_wake(self, now: float, wall: float) -> float:
@@ -320,8 +343,11 @@ class Runner:
             self.schedule.discard(name)
             return
         except HardLinked as exc:
-            if self.spool.drop_tmp_twin(path):  # a writer died before removing its tmp name
+            twin = self.spool.tmp_twin(path, YOUNG_FILE_SECONDS)
+            if twin == "removed":  # its writer died before removing its tmp name
                 self._load_pending(name)
+            elif twin == "young":  # a publish in flight, or just cut off: look again
+                self.deferred.add(name)
             else:
                 self._not_a_job(name, path, str(exc))
             return
@@ -332,6 +358,9 @@ class Runner:
             logs.event("read_error", logs.ERROR, file=name, error=exc)
             return
         self.deferred.discard(name)
+        if job.created_at is None:  # hand-written: its age is the file's
+            with contextlib.suppress(OSError):
+                job = job.model_copy(update={"created_at": from_timestamp(os.stat(path).st_mtime)})
         self.schedule.add(name, self._job_id_for(name, job), job)
 
     def _not_a_job(self, name: str, path: StrPath, reason: str, *, force: bool = False) -> None:
@@ -381,7 +410,14 @@ class Runner:
             if entry is None:
                 break
             claim = RunningName(entry.job_id, self.runner_id, entry.attempt)
-            path = self.spool.claim(entry.name, claim)
+            try:
+                path = self.spool.claim(entry.name, claim)
+            except OSError as exc:  # still in pending/: try it again a little later
+                logs.event("claim_error", logs.ERROR, job=entry.job_id, error=exc)
+                self.schedule.defer(entry, wall + CLAIM_RETRY_SECONDS)
+                self.claim_retries.add(entry.name)
+                continue
+            self.claim_retries.discard(entry.name)
             if path is not None:  # else another runner (or a person) took it first
                 claimed.append((entry, path))
                 batch[entry.job] += 1
@@ -421,7 +457,9 @@ class Runner:
             with contextlib.suppress(OSError):
                 updates["created_at"] = from_timestamp(os.stat(path).st_mtime)
         if entry.name[: -len(".json")] != entry.job_id:
-            updates["original_name"] = job.original_name or entry.name
+            # A name that is not UTF-8 must still be storable in the record.
+            readable = os.fsencode(entry.name).decode("utf-8", "backslashreplace")
+            updates["original_name"] = job.original_name or readable
         return job.model_copy(update=updates)
 
     def _reject(self, claim: RunningName, path: StrPath, job: Job, exc: Exception) -> None:
@@ -503,7 +541,7 @@ class Runner:
 
     def _finish(self, act: Active, report: Report, backoff: float = 0.5) -> None:
         """Record the attempt, decide, publish; on I/O errors keep it and retry later."""
-        attempt = make_attempt(act, report, hostname())
+        attempt = make_attempt(act, report, act.host or hostname())
         job = act.job.model_copy(update={"attempts": [*act.job.attempts, attempt]})
         decision = self._decide(job, report)
         progress = self.spool.read_progress(job.id or "")
@@ -516,15 +554,21 @@ class Runner:
         future = self.pool.submit(self._publish_safely, pub)
         future.add_done_callback(lambda f: self.events.put(("published", pub, f.result())))
 
-    def _publish_safely(self, pub: Publication) -> bool | OSError:
-        """Runs on a publisher thread: only file I/O, no decisions."""
+    def _publish_safely(self, pub: Publication) -> bool | Exception:
+        """Runs on a publisher thread: only file I/O, no decisions, never raises."""
         try:
             return self._publish(pub.active.path, DESTINATION[pub.decision.action], pub.record)
-        except OSError as exc:
+        except Exception as exc:  # reported back to the loop, which decides
             return exc
 
-    def _published(self, pub: Publication, outcome: bool | OSError) -> None:
+    def _published(self, pub: Publication, outcome: bool | Exception) -> None:
         self.inflight.pop(pub.active.token, None)
+        if isinstance(outcome, Exception) and not isinstance(outcome, OSError):
+            # The record itself cannot be written: keep the claim, byte for byte.
+            logs.event("finish_error", logs.ERROR, job=pub.record.id, error=outcome)
+            with contextlib.suppress(OSError):
+                self.spool.quarantine(pub.active.path, f"cannot publish: {outcome}")
+            return
         if isinstance(outcome, OSError):
             # Disk full, EIO...: the job stays in running/ (we still own it)
             # and the finish is tried again with growing backoff, no hot loop.
@@ -540,10 +584,18 @@ class Runner:
             self.unfinished.append(Unfinished(pub.active, pub.report, retry_at, pub.backoff))
         elif outcome:
             log_finish(pub.record, pub.attempt, pub.decision)
-            if DESTINATION[pub.decision.action] is Status.PENDING and pub.record.id:
-                # Our own retry: schedule it now rather than wait for an event
-                # or the next rescan (a burst would otherwise exit before it).
-                self.schedule.add(f"{pub.record.id}.json", pub.record.id, pub.record)
+            job_id = pub.record.id
+            if DESTINATION[pub.decision.action] is Status.PENDING and job_id:
+                self._schedule_own_retry(job_id, pub.record)
+
+    def _schedule_own_retry(self, job_id: str, record: Job) -> None:
+        """Schedule our own retry now rather than wait for an event or the next
+        rescan (a burst would otherwise exit before it), unless the watcher's
+        event got there first."""
+        name = f"{job_id}.json"
+        claimed = any(a.job.id == job_id for a in self.active.values())
+        if name not in self.schedule and not claimed:
+            self.schedule.add(name, job_id, record)
 
     def _decide(self, job: Job, report: Report) -> Decision:
         return decide(
@@ -561,7 +613,7 @@ class Runner:
         """Move our running file on; False if fenced. OSError propagates."""
         job_id = record.id or ""
         try:
-            self.spool.move(path, Status.RUNNING, dst, record)
+            self.spool.finish(path, dst, record)
         except Conflict as exc:
             logs.event("fenced", logs.WARNING, job=job_id, reason=exc)
             return False
@@ -649,8 +701,12 @@ class Runner:
         self.runner_id = new_runner_id()
         self.lease = Lease(self.spool, self.runner_id)
         self.liveness = Liveness(self.spool, self.runner_id, self.settings.lease_seconds)
-        self.lease.acquire()
-        self.last_beat = now
+        self.last_beat = now  # retried no sooner than one lease from now
+        try:
+            self.lease.acquire()
+        except OSError as exc:
+            logs.event("register_error", logs.ERROR, runner=self.runner_id, error=exc)
+            return
         logs.event("runner_reregistered", old=old, runner=self.runner_id)
 
     def _check_runners(self, now: float) -> None:
@@ -659,10 +715,12 @@ class Runner:
         for runner, beat in self.liveness.dead(now, owners).items():
             killed = kill_orphans(beat)
             for claim, path in take_over(self.spool, runner, self.runner_id):
-                self._recover(claim, path, killed)
+                self._recover(claim, path, killed, beat)
             self.liveness.forget(runner)
 
-    def _recover(self, claim: RunningName, path: StrPath, killed: list[int]) -> None:
+    def _recover(
+        self, claim: RunningName, path: StrPath, killed: list[int], beat: dict[str, Any]
+    ) -> None:
         try:
             job = self.spool.read_job(path)
         except (InvalidJobFile, NotRegularFile, OSError) as exc:
@@ -679,7 +737,9 @@ class Runner:
             attempt=claim.attempt,
             orphans_killed=len(killed) or None,
         )
-        act = Active(claim.filename, claim, path, job, None, utcnow(), 0.0)
+        seen = attempt_seen(beat, claim)
+        act = Active(claim.filename, claim, path, job, seen.get("pid"), seen["started_at"], 0.0)
+        act.host = beat.get("host") or "unknown"
         error = ErrorInfo(
             type="RunnerLost", message=f"runner {claim.runner} died during the attempt"
         )

@@ -73,6 +73,30 @@ def kill_group(pgid: int) -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
+def kill_group_of(pgid: int, created: float | None) -> list[int]:
+    """Kill what is left of an attempt's process group after its leader died.
+
+    The leader's pid may have been reused, so only members started at or
+    after the recorded start of the attempt count.
+    """
+    if not POSIX:
+        return []
+    import psutil
+
+    victims = []
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if os.getpgid(proc.pid) != pgid:
+                continue
+            if created is not None and proc.info["create_time"] < created - 0.5:
+                continue
+            proc.kill()
+            victims.append(proc.pid)
+        except (OSError, psutil.Error):
+            continue
+    return victims
+
+
 def process_alive(pid: int, create_time: float | None = None) -> bool:
     import psutil
 
@@ -361,12 +385,18 @@ class _Zygote:
         self.pidfds: dict[int, int] = {}  # every live child: pid -> pidfd
         self.spares: list[_Spare] = []
         self.buf = b""
+        self.orphaned = False
         self.warmer = _Warmer()
 
     def send(self, msg: dict[str, Any]) -> None:
+        if self.orphaned:
+            return
         data = json.dumps(msg).encode() + b"\n"
-        while data:
-            data = data[os.write(self.out, data) :]
+        try:
+            while data:
+                data = data[os.write(self.out, data) :]
+        except BrokenPipeError:
+            self.orphaned = True  # the runner is gone: nobody to report to
 
     def _inherited(self) -> tuple[int, ...]:
         """Descriptors a new child must close: they belong to the zygote."""
@@ -453,13 +483,18 @@ class _Zygote:
             time.sleep(0.01)
 
     def serve(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.shutdown()  # whatever ended the loop, no attempt outlives us
+
+    def _loop(self) -> None:
         self.fill_spares()
-        while True:
+        while not self.orphaned:
             for key, _ in self.selector.select():
                 tag = key.data
                 if tag == "input":
                     if not self.handle_input():
-                        self.shutdown()
                         return
                 elif tag == "wake":
                     with contextlib.suppress(BlockingIOError):
@@ -479,10 +514,9 @@ def zygote_main() -> None:
     # collector does not touch (and copy) their pages after each fork.
     gc.freeze()
 
-    with contextlib.suppress(BrokenPipeError):
-        zygote = _Zygote()
-        zygote.send({"ready": True, "pid": os.getpid()})
-        zygote.serve()
+    zygote = _Zygote()
+    zygote.send({"ready": True, "pid": os.getpid()})
+    zygote.serve()
 
 
 if __name__ == "__main__":

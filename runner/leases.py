@@ -30,7 +30,7 @@ import portalocker
 
 from runner import codec
 from runner.errors import InvalidJobFile
-from runner.executor import create_time, kill_tree, process_alive
+from runner.executor import create_time, kill_group_of, kill_tree, process_alive
 from runner.model import utcnow
 from runner.spool import RunningName, Spool, hostname
 
@@ -76,9 +76,31 @@ class Lease:
             "wall": utcnow().isoformat(),
             "jobs": jobs,
         }
-        tmp = self.heartbeat_path.with_name(f".{self.runner_id}.{self.beat_count}.tmp")
-        tmp.write_bytes(codec.json_bytes(body))
-        os.replace(tmp, self.heartbeat_path)
+        data = codec.json_bytes(body)
+        data += b" " * (-len(data) % 4096)  # room to rewrite in place on a full disk
+        tmp = self.heartbeat_path.with_name(f".{self.runner_id}.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, self.heartbeat_path)
+        except OSError:
+            self.spool.ops.unlink_quiet(tmp)
+            self._beat_in_place(data)
+
+    def _beat_in_place(self, data: bytes) -> None:
+        """On a full disk a new file cannot be made, but the old one can be
+        overwritten: keep beating so others do not take us for dead.
+
+        Padded to the old size with spaces (valid JSON whitespace), so no new
+        block is needed; a reader that catches it half-written skips one beat.
+        """
+        fd = os.open(self.heartbeat_path, os.O_WRONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if len(data) > size:
+                raise OSError(28, "heartbeat grew; no room to rewrite it in place")
+            os.pwrite(fd, data + b" " * (size - len(data)), 0)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         self.spool.ops.unlink_quiet(self.heartbeat_path)
@@ -181,8 +203,12 @@ def kill_orphans(beat: dict[str, Any]) -> list[int]:
     killed: list[int] = []
     for job in beat.get("jobs", []):
         pid, created = job.get("pid"), job.get("pid_created")
-        if isinstance(pid, int) and process_alive(pid, created):
+        if not isinstance(pid, int):
+            continue
+        if process_alive(pid, created):
             killed += kill_tree(pid)
+        else:  # the attempt ended, but what it started may live on in its group
+            killed += kill_group_of(pid, created)
     return killed
 
 

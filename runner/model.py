@@ -28,7 +28,10 @@ def is_valid_id(value: str) -> bool:
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date is outside the range of the calendar") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]

@@ -64,6 +64,14 @@ class Schedule:
         else:
             heapq.heappush(self._ready, (entry.key, entry.seq, name))
 
+    def defer(self, entry: Entry, until: float) -> None:
+        """Put a taken entry back, not due before ``until`` (e.g. a claim that hit EIO)."""
+        again = Entry(
+            entry.name, entry.job_id, entry.job, entry.attempt, entry.key, until, next(self._seq)
+        )
+        self._entries[entry.name] = again
+        heapq.heappush(self._delayed, (until, again.seq, entry.name))
+
     def discard(self, name: str) -> None:
         self._entries.pop(name, None)
 

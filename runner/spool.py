@@ -30,6 +30,8 @@ age limit.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -60,6 +62,7 @@ DIRS = (
     "runners",
 )
 RUN_SEP = "~"
+FINISHING = "-finishing"
 JSON = ".json"
 # Terminal first: while a move is half done, the copy furthest along is the truth.
 LOOKUP_ORDER = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.PENDING, Status.RUNNING)
@@ -95,6 +98,15 @@ class RunningName:
     @property
     def filename(self) -> str:
         return f"{self.job_id}{RUN_SEP}{self.runner}{RUN_SEP}{self.attempt}{JSON}"
+
+    def finishing(self) -> RunningName:
+        """The name a runner gives its claim while it publishes the outcome.
+
+        Renaming to it is the fence: it fails once another runner has taken
+        the claim over. Left behind by a crash, it reads as the claim of a
+        runner that never beats, so it is recovered after the lease.
+        """
+        return RunningName(self.job_id, f"{self.runner}{FINISHING}", self.attempt)
 
     @classmethod
     def parse(cls, name: str) -> RunningName | None:
@@ -327,20 +339,33 @@ class Spool:
             }
         )
         tmp = self._write_tmp(self.encode(record), job_id)
+        dst = self.path_in(Status.PENDING, f"{job_id}{JSON}")
         try:
             try:
-                self.ops.link(tmp, self.path_in(Status.PENDING, f"{job_id}{JSON}"))
+                self.ops.link(tmp, dst)
             except FileExistsError:
                 raise Conflict(f"a job with id {job_id} already exists") from None
+            try:
+                self._sync_dir(self._dir_strs[Status.PENDING])
+            except Exception:  # an error, not a crash: undo what we did
+                # Not acknowledged, so not published: the caller may submit again.
+                self._withdraw(tmp, dst)
+                raise
         finally:
-            self.ops.unlink_quiet(tmp)
-        self._sync_dir(self._dir_strs[Status.PENDING])
+            self._drop_tmp(tmp)
         return job_id
+
+    def _drop_tmp(self, tmp: str) -> None:
+        """Best effort: a tmp name left behind is removed later by clean_tmp."""
+        with contextlib.suppress(OSError):
+            self.ops.unlink_quiet(tmp)
 
     def claim(self, pending_name: str, claim: RunningName) -> str | None:
         """Take a pending file by rename; None when another process took it first."""
         src = self.path_in(Status.PENDING, pending_name)
         dst = self.path_in(Status.RUNNING, claim.filename)
+        if os.path.lexists(dst):
+            return None  # this very attempt is claimed already; a rename would replace it
         try:
             self.ops.rename(src, dst)
         except OSError:
@@ -379,28 +404,100 @@ class Spool:
                 self.ops.link(tmp, dst)
             except FileExistsError:
                 raise Conflict(f"job {job_id} is already {dst_status}") from None
-            self._sync_dir(self._dir_strs[dst_status])
             try:
+                self._sync_dir(self._dir_strs[dst_status])
                 self.ops.unlink(src)
-            except BaseException as exc:
+            except Exception as exc:  # an error, not a crash: undo what we did
                 self._withdraw(tmp, dst)
                 if isinstance(exc, FileNotFoundError):
                     raise Conflict(f"job {job_id} was moved by another process") from None
                 raise
             if dst_status is not src_status:
-                self._sync_dir(self._dir_strs[src_status])
+                # The removal is already done; a lost one only leaves a duplicate
+                # that resolve_duplicates settles, so an error here is not fatal.
+                with contextlib.suppress(OSError):
+                    self._sync_dir(self._dir_strs[src_status])
         finally:
-            self.ops.unlink_quiet(tmp)
+            self._drop_tmp(tmp)
         return dst
 
-    def _withdraw(self, tmp: StrPath, dst: StrPath) -> None:
-        """Remove dst only if it is still the copy we linked from tmp."""
+    def finish(self, src: StrPath, dst_status: Status, job: Job) -> str:
+        """A runner publishes the outcome of its own claim ``src``.
+
+        1. write the new record to tmp/ (a full disk fails here, nothing moved);
+        2. fence: rename the claim to its finishing name. ENOENT means another
+           runner recovered the job: Conflict, and nothing was published;
+        3. link the record into dst_status without replacing. EEXIST means the
+           job already has that state (another copy finished it): our copy is
+           quarantined, Conflict;
+        4. unlink the finishing name. Other I/O errors before 3 completes put
+           the claim back under its name, so the caller can retry later.
+        """
+        claim = RunningName.parse(os.path.basename(src))
+        if claim is None:
+            raise Conflict(f"{src} is not a claim")
+        job_id = job.id or claim.job_id
+        dst = self.path_in(dst_status, f"{job_id}{JSON}")
+        fin = self.path_in(Status.RUNNING, claim.finishing().filename)
+        record = job.model_copy(update={"revision": job.revision + 1})
+        tmp = self._write_tmp(self.encode(record), job_id)
         try:
-            if os.path.samefile(tmp, dst):
-                self.ops.unlink(dst)
-                self._sync_dir(os.path.dirname(dst))
+            try:
+                self.ops.rename(src, fin)
+            except FileNotFoundError:
+                raise Conflict(f"job {job_id} was taken over by another runner") from None
+            self._publish_claimed(tmp, fin, src, dst, dst_status=dst_status, job_id=job_id)
+        finally:
+            self._drop_tmp(tmp)
+        return dst
+
+    def _publish_claimed(
+        self, tmp: str, fin: str, src: StrPath, dst: str, *, dst_status: Status, job_id: str
+    ) -> None:
+        try:
+            self.ops.link(tmp, dst)
+        except FileExistsError:
+            self.quarantine(fin, f"duplicate claim: job {job_id} is already {dst_status}")
+            raise Conflict(f"job {job_id} is already {dst_status}") from None
+        except Exception:  # an error, not a crash: undo what we did
+            self._unfence(fin, src)
+            raise
+        try:
+            self._sync_dir(self._dir_strs[dst_status])
+            self.ops.unlink(fin)
+        except Exception:  # an error, not a crash: undo what we did
+            try:
+                self._withdraw(tmp, dst)
+            finally:
+                self._unfence(fin, src)
+            raise
+        with contextlib.suppress(OSError):  # see move(): a lost removal is settled later
+            self._sync_dir(self._dir_strs[Status.RUNNING])
+
+    def _unfence(self, fin: str, src: StrPath) -> None:
+        """Nothing was published: put the claim back under its name, to retry later."""
+        with contextlib.suppress(OSError):
+            self.ops.rename(fin, src)
+
+    def _withdraw(self, tmp: StrPath, dst: StrPath) -> None:
+        """Remove dst only if it is still the very file we linked from tmp.
+
+        Compared by inode: tmp's own name may already be gone (a runner
+        removes tmp names of published files), and dst may have been claimed
+        and replaced by a newer copy meanwhile.
+        """
+        try:
+            ours = os.stat(tmp)
         except FileNotFoundError:
-            pass
+            ours = None
+        try:
+            there = os.lstat(dst)
+        except FileNotFoundError:
+            return
+        if ours is not None and (there.st_ino, there.st_dev) == (ours.st_ino, ours.st_dev):
+            # Not synced: if a power loss brings the name back, it is a whole,
+            # newer copy, and resolve_duplicates keeps it over the older one.
+            self.ops.unlink(dst)
 
     def rewrite(self, path: StrPath, job: Job) -> None:
         """Replace the content of a file the caller owns (e.g. its running claim)."""
@@ -417,7 +514,7 @@ class Spool:
         nothing it points to is read or touched.
         """
         corrupt = self.dir("corrupt")
-        base = os.path.basename(path).lstrip(".") or "unnamed"
+        base = _short_name(os.path.basename(path).lstrip(".") or "unnamed")
         dst = corrupt / base
         n = 0
         while os.path.lexists(dst) or os.path.lexists(dst.with_name(dst.name + ".reason.txt")):
@@ -571,17 +668,18 @@ class Spool:
                 removed.append(name)
         return removed
 
-    def drop_tmp_twin(self, path: StrPath) -> bool:
-        """If path's second name is a leftover in tmp/, remove that name.
+    def tmp_twin(self, path: StrPath, min_age: float) -> str | None:
+        """Is path's second name a leftover in tmp/? Remove it if old enough.
 
         A writer killed between publishing (link) and removing its tmp name
         leaves a job with two names; it must still run, not be taken for a
-        link planted from outside the spool.
+        link planted from outside the spool. Returns "removed", "young" (a
+        publish may be in flight: look again later) or None (no twin here).
         """
         try:
             st = os.lstat(path)
         except OSError:
-            return False
+            return None
         tmp = self._dir_strs["tmp"]
         for name in self.ops.scandir_names(self.dir("tmp")):
             other = os.path.join(tmp, name)
@@ -589,10 +687,13 @@ class Spool:
                 twin = os.lstat(other)
             except OSError:
                 continue
-            if (twin.st_ino, twin.st_dev) == (st.st_ino, st.st_dev):
-                self.ops.unlink_quiet(other)
-                return True
-        return False
+            if (twin.st_ino, twin.st_dev) != (st.st_ino, st.st_dev):
+                continue
+            if time.time() - twin.st_ctime < min_age:
+                return "young"
+            self.ops.unlink_quiet(other)
+            return "removed"
+        return None
 
     def sync_claims(self) -> None:
         """Make claim renames durable, so attempts are counted even across a
@@ -643,6 +744,15 @@ class Spool:
         for status in Status:
             for name in self.names(status):
                 yield status, name
+
+
+def _short_name(name: str, limit: int = 180) -> str:
+    """Fit a name (any bytes) so that suffixes like ".12.reason.txt" still fit."""
+    raw = os.fsencode(name)
+    if len(raw) <= limit:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return os.fsdecode(raw[: limit - 13]) + "-" + digest
 
 
 def job_id_of(status: Status, name: str) -> str:

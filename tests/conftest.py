@@ -34,8 +34,7 @@ TEST_JOBS: dict[str, Any] = {
     "Flaky": {
         "class": "tests.support.testjobs.Flaky",
         "allowed_methods": ["run", "ask_retry"],
-        "retry": {"max_attempts": 3, "delay_seconds": 0.3, "backoff": "exponential",
-                  "jitter": 0},
+        "retry": {"max_attempts": 3, "delay_seconds": 0.3, "backoff": "exponential", "jitter": 0},
     },
     "Failing": {
         "class": "tests.support.testjobs.Failing",
@@ -68,12 +67,21 @@ class RunnerProcess:
 
     def __init__(self, env: SpoolEnv, args: list[str]) -> None:
         self.env = env
-        cmd = [sys.executable, "-m", "runner.cli", "runner", "--config", str(env.config),
-               "--quiet", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "runner.cli",
+            "runner",
+            "--config",
+            str(env.config),
+            "--quiet",
+            *args,
+        ]
         self.stderr_path = env.root / f"runner-{time.monotonic_ns()}.stderr"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, env=env.environ(), stderr=self._stderr,
-                                     stdout=subprocess.DEVNULL, cwd=env.root)
+        self.proc = subprocess.Popen(
+            cmd, env=env.environ(), stderr=self._stderr, stdout=subprocess.DEVNULL, cwd=env.root
+        )
 
     @property
     def pid(self) -> int:
@@ -132,12 +140,20 @@ class SpoolEnv:
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
         return env
 
-    def cli(self, *args: str, prog: str = "jobspool", check: bool = False,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, prog: str = "jobspool", check: bool = False, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         module = "runner.cli" if prog == "jobspool" else "runner.runjob"
         cmd = [sys.executable, "-m", module, *args]
-        return subprocess.run(cmd, env=self.environ(), cwd=self.root, capture_output=True,
-                              text=True, timeout=timeout, check=check)
+        return subprocess.run(
+            cmd,
+            env=self.environ(),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
 
     def runjob(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.cli(*args, prog="runjob")
@@ -148,8 +164,9 @@ class SpoolEnv:
         return runner
 
     def burst(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return self.cli("runner", "--config", str(self.config), "--burst", "--quiet", *args,
-                        timeout=timeout)
+        return self.cli(
+            "runner", "--config", str(self.config), "--burst", "--quiet", *args, timeout=timeout
+        )
 
     def files(self, status: str) -> list[str]:
         d = self.spool / status
@@ -168,8 +185,11 @@ class SpoolEnv:
         return None
 
     def wait_status(self, job_id: str, status: str, timeout: float = 20.0) -> dict[str, Any]:
-        wait_until(lambda: self.status_of(job_id) == status, timeout,
-                   f"job {job_id} to be {status} (is {self.status_of(job_id)})")
+        wait_until(
+            lambda: self.status_of(job_id) == status,
+            timeout,
+            f"job {job_id} to be {status} (is {self.status_of(job_id)})",
+        )
         if status == "running":
             return {}
         return self.record(status, job_id)

@@ -9,13 +9,16 @@ from tests.conftest import SpoolEnv
 
 
 def test_file_drop_cli_and_helper_complete(env: SpoolEnv) -> None:
-    env.drop("dropped.json", json.dumps({"job": "SampleJob", "method": "process",
-                                         "params": ["p1", "p2"]}))
+    env.drop(
+        "dropped.json",
+        json.dumps({"job": "SampleJob", "method": "process", "params": ["p1", "p2"]}),
+    )
     out = env.runjob("SampleJob", "process", "a,b,c", "--config", str(env.config))
     assert out.returncode == 0, out.stderr
     cli_id = out.stdout.strip()
-    helper_id = run_background_job("SampleJob", "process", {"data": "example"},
-                                   config=str(env.config))
+    helper_id = run_background_job(
+        "SampleJob", "process", {"data": "example"}, config=str(env.config)
+    )
     result = env.burst()
     assert result.returncode == 0, result.stderr
     assert env.record("completed", "dropped")["result"]["processed"] == ["p1", "p2"]

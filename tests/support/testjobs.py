@@ -133,3 +133,65 @@ class Chatty:
         code = f"print({out!r} + ' from a grandchild', flush=True)"
         subprocess.run([sys.executable, "-c", code], check=True)
         return "spoke"
+
+
+class Gate:
+    """Writes its pid to ``started``, then returns once the file ``release`` exists.
+
+    ``padding`` only makes the job record big (for disk-pressure tests): the
+    record is rewritten at finish, while the attempt's report stays small.
+    """
+
+    def wait(self, started: str, release: str, padding: str = "", limit: float = 60.0) -> str:
+        Path(started).write_text(str(os.getpid()))
+        deadline = time.monotonic() + limit
+        while not Path(release).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{release} did not appear within {limit}s")
+            time.sleep(0.02)
+        return f"released after {len(padding)} bytes of padding"
+
+
+class RunnerKiller:
+    """A poison job: records its run in a ledger, then SIGKILLs its own runner.
+
+    The attempt's parent is the fork server, whose parent is the runner (with
+    the spawn launcher the parent is the runner itself). Anything else is
+    refused, so a mistake can never kill the test process.
+    """
+
+    def strike(self, ledger: str) -> str:
+        import psutil
+
+        Ledger().record(ledger)
+        target = psutil.Process(os.getppid())
+        if "runner.executor" in " ".join(target.cmdline()):
+            parent = target.parent()
+            if parent is None:
+                raise RuntimeError("the fork server has no parent")
+            target = parent
+        if "runner.cli" not in " ".join(target.cmdline()):
+            raise RuntimeError(f"refusing to kill {target.cmdline()}: not a runner")
+        os.kill(target.pid, signal.SIGKILL)
+        time.sleep(60)  # the fork server kills this process once its runner is gone
+        return "survived"
+
+
+class Lingerer:
+    """Writes ``<dir>/<attempt>.pid``; attempt 1 sleeps ``first`` seconds, later ones ``later``.
+
+    With ``spawn`` it first starts a grandchild that sleeps for minutes and
+    writes its pid to ``<dir>/<attempt>.grandchild.pid``.
+    """
+
+    def linger(self, started_dir: str, first: float, later: float, spawn: bool = False) -> int:
+        ctx = current_job()
+        attempt = ctx.attempt if ctx else 0
+        if spawn:
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            Path(started_dir, f"{attempt}.grandchild.pid").write_text(str(child.pid))
+        Path(started_dir, f"{attempt}.pid").write_text(str(os.getpid()))
+        deadline = time.monotonic() + (first if attempt == 1 else later)
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+        return attempt

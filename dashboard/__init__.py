@@ -1,0 +1,14 @@
+"""The jobspool web dashboard: see, search and steer every job in a spool.
+
+A Bottle application (:func:`dashboard.app.create_app`) over a
+:class:`dashboard.state.Dashboard`, served by waitress
+(:mod:`dashboard.server`), started by ``jobspool dashboard`` or, together with
+a runner, ``jobspool up`` (:mod:`dashboard.commands`). It reads and changes
+the spool only through ``runner.spool`` and ``runner.submit``. See
+docs/dashboard.md for the user's guide and the JSON API.
+"""
+
+from dashboard.app import create_app
+from dashboard.state import Dashboard
+
+__all__ = ["Dashboard", "create_app"]

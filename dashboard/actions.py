@@ -1,0 +1,225 @@
+"""What a person can do from the dashboard: retry, cancel, bulk retry, submit.
+
+Owns turning a request into calls on the engine, and nothing else: every
+change goes through ``Spool.retry``, ``Spool.cancel`` and ``Spool.submit``
+with ``via="dashboard"``, so the job's history records who did what, and
+the engine's rename protocol decides races. When a person races a runner or
+another person, exactly one wins; the loser gets :class:`runner.errors.Conflict`
+(HTTP 409), and nothing is half done.
+
+Submissions are validated as the command line validates them
+(``runner.submit.validate``: allow-list, method, params bound to the
+signature) before anything is written; errors come back per form field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from dashboard.queries import JobFinder, JobQuery
+from runner.config import Config
+from runner.errors import Conflict, InvalidParams, JobNotFound, JobspoolError, NotAllowed
+from runner.spool import Spool, job_id_of
+from runner.states import Status
+from runner.submit import build_job, validate
+
+VIA = "dashboard"
+BULK_DEFAULT = 500
+BULK_MAX = 5000
+
+
+class IndexNotReadyError(JobspoolError):
+    """A bulk action needs the index of failed jobs, which is still being read."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: str
+    outcome: str  # "retried", "cancelled" or "cancel-requested"
+    status: str  # the job's status right after the action
+
+
+def retry(spool: Spool, job_id: str, by: str) -> Outcome:
+    view = spool.retry(job_id, by=by, via=VIA)
+    return Outcome(view.id, "retried", view.status)
+
+
+def cancel(spool: Spool, job_id: str, by: str) -> Outcome:
+    result = spool.cancel(job_id, by=by, via=VIA)
+    if result == "cancelled":
+        return Outcome(job_id, "cancelled", Status.CANCELLED.value)
+    return Outcome(job_id, "cancel-requested", Status.RUNNING.value)
+
+
+@dataclass
+class BulkResult:
+    matched: int = 0
+    retried: list[str] = field(default_factory=list)
+    conflicts: int = 0  # moved by someone else meanwhile
+    missing: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.matched - len(self.retried) - self.conflicts - self.missing)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "matched": self.matched,
+            "retried": len(self.retried),
+            "ids": self.retried,
+            "conflicts": self.conflicts,
+            "missing": self.missing,
+            "remaining": self.remaining,
+        }
+
+
+def bulk_retry(
+    finder: JobFinder, spool: Spool, *, job: str, q: str, limit: int, by: str
+) -> BulkResult:
+    """Retry up to ``limit`` failed jobs matching the filter, oldest first."""
+    if not finder.index.complete(Status.FAILED):
+        raise IndexNotReadyError(
+            "the dashboard is still reading the failed jobs; try again shortly"
+        )
+    refs = finder.matches(JobQuery(status=Status.FAILED, job=job, q=q, sort="oldest"))
+    result = BulkResult(matched=len(refs))
+    for name, status in refs[: max(0, min(limit, BULK_MAX))]:
+        job_id = job_id_of(status, name)
+        try:
+            spool.retry(job_id, by=by, via=VIA)
+        except Conflict:
+            result.conflicts += 1
+        except JobNotFound:
+            result.missing += 1
+        else:
+            result.retried.append(job_id)
+    return result
+
+
+# ------------------------------------------------------------------ submit
+
+
+class SubmitError(JobspoolError):
+    """Field name -> message; "" is the form as a whole."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k or 'form'}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: str
+    method: str
+    params: list[Any] | dict[str, Any]
+    priority: int = 0
+    delay: float | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None
+
+
+def _number(
+    raw: object, name: str, errors: dict[str, str], *, whole: bool, low: float, high: float
+) -> Any:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value: float = int(str(raw).strip()) if whole else float(str(raw).strip())
+    except ValueError:
+        errors[name] = "must be a whole number" if whole else "must be a number"
+        return None
+    if not math.isfinite(value) or not low <= value <= high:
+        errors[name] = f"must be between {low:g} and {high:g}"
+        return None
+    return value
+
+
+def parse_params(raw: object) -> list[Any] | dict[str, Any]:
+    """JSON text (or an already decoded value from the API) -> list or object."""
+    if isinstance(raw, list | dict):
+        return raw
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return []
+    if not isinstance(raw, str):
+        raise ValueError("params must be a JSON list (positional) or object (keyword)")
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, list | dict):
+        raise ValueError("params must be a JSON list (positional) or object (keyword)")
+    return value
+
+
+def parse_submission(fields: Mapping[str, Any]) -> Submission:
+    """Form fields or API JSON -> Submission, or SubmitError naming each bad field."""
+    errors: dict[str, str] = {}
+    job = str(fields.get("job") or "").strip()
+    method = str(fields.get("method") or "").strip()
+    if not job:
+        errors["job"] = "choose a job"
+    if not method:
+        errors["method"] = "choose a method"
+    params: list[Any] | dict[str, Any] = []
+    try:
+        params = parse_params(fields.get("params"))
+    except ValueError as exc:
+        errors["params"] = str(exc)
+    priority = _number(fields.get("priority"), "priority", errors, whole=True, low=-1e6, high=1e6)
+    delay = _number(fields.get("delay"), "delay", errors, whole=False, low=0, high=10 * 365 * 86400)
+    attempts = _number(
+        fields.get("max_attempts"), "max_attempts", errors, whole=True, low=1, high=1000
+    )
+    timeout = _number(fields.get("timeout"), "timeout", errors, whole=False, low=0.001, high=1e7)
+    if errors:
+        raise SubmitError(errors)
+    return Submission(
+        job=job,
+        method=method,
+        params=params,
+        priority=priority or 0,
+        delay=delay,
+        max_attempts=attempts,
+        timeout=timeout,
+    )
+
+
+def submit(cfg: Config, spool: Spool, sub: Submission, by: str) -> str:
+    """Validate like the CLI, then publish in pending/; returns the new job's id.
+
+    The dashboard never runs a job in its own process, so the ``eager``
+    setting does not apply here: the job is always queued for a runner.
+    """
+    try:
+        validate(cfg, sub.job, sub.method, sub.params)
+    except NotAllowed as exc:
+        spec = cfg.settings.allowed_jobs.get(sub.job)
+        where = (
+            "job" if spec is None else "method" if sub.method not in spec.allowed_methods else ""
+        )
+        raise SubmitError({where: str(exc)}) from None
+    except InvalidParams as exc:
+        raise SubmitError({"params": str(exc)}) from None
+    try:
+        record = build_job(
+            sub.job,
+            sub.method,
+            sub.params,
+            priority=sub.priority,
+            delay=sub.delay,
+            max_attempts=sub.max_attempts,
+            timeout=sub.timeout,
+        )
+        return spool.submit(record, by=by, via=VIA)
+    except (InvalidParams, ValidationError) as exc:
+        raise SubmitError({"params": str(exc)}) from None
+    except JobspoolError as exc:
+        raise SubmitError({"": str(exc)}) from None

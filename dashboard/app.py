@@ -1,0 +1,593 @@
+"""The dashboard's routes: HTML pages, live fragments, the JSON API and /metrics.
+
+Owns URLs and HTTP semantics only; what a route shows comes from
+:mod:`dashboard.overview`, :mod:`dashboard.queries` and the spool, what it
+does from :mod:`dashboard.actions`, and who may call it from
+:mod:`dashboard.security` (checked in one ``before_request`` hook for every
+route). Rules every route keeps:
+
+* GET and HEAD never change anything; actions are POST only (a GET to an
+  action URL is 405).
+* A job id from a URL is checked with ``runner.model.is_valid_id`` before any
+  file is touched; anything else (``..``, ``%2e%2e``, NUL, slashes) is 404.
+* A lost race is 409 with the engine's message; a missing job is 404.
+* API errors are JSON ``{"error": ..., "status": ...}``; page errors are pages.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import bottle
+
+from dashboard import actions, metrics, present
+from dashboard.charts import bar_chart
+from dashboard.logtail import TAIL_BYTES, log_size, open_log, read_log
+from dashboard.overview import CorruptCounter, gather
+from dashboard.queries import PER_PAGE, SORTS, BadQueryError, JobPage, JobQuery
+from dashboard.render import Views, load_static
+from dashboard.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    WsgiApp,
+    with_security_headers,
+)
+from dashboard.state import Dashboard
+from runner.errors import Conflict, JobNotFound
+from runner.model import JobView, Progress, is_valid_id
+from runner.states import Status
+
+MAX_BODY = 2 * 1024 * 1024
+JSON_TYPE = "application/json"
+FLASH = {
+    "retried": "Sent back to pending: a runner will pick it up.",
+    "cancelled": "Cancelled.",
+    "cancel-requested": "Cancel requested: its runner stops the attempt within a moment.",
+    "submitted": "Submitted.",
+}
+ENV_CSRF = "jobspool.csrf"
+ENV_VIA = "jobspool.auth"
+
+request: Any = bottle.request
+response: Any = bottle.response
+
+
+def _is_api(path: str) -> bool:
+    return path.startswith("/api/") or path == "/metrics"
+
+
+def _is_fragment(path: str) -> bool:
+    """Live-refresh fragments: fetched by script, so they never redirect to a login page."""
+    return path.startswith("/partials/")
+
+
+def _json(data: Any, status: int = 200) -> str:
+    response.status = status
+    response.content_type = JSON_TYPE
+    return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def _query() -> dict[str, str]:
+    out = {}
+    for key in request.query:
+        value = request.query.getunicode(key)
+        out[str(key)] = value if isinstance(value, str) else ""
+    return out
+
+
+def _form() -> dict[str, str]:
+    out = {}
+    for key in request.forms:
+        value = request.forms.getunicode(key)
+        out[str(key)] = value if isinstance(value, str) else ""
+    return out
+
+
+def _is_json_body() -> bool:
+    return str(request.content_type or "").split(";")[0].strip().lower() == JSON_TYPE
+
+
+def _payload() -> dict[str, Any]:
+    """The POST body as a mapping: JSON object or form fields."""
+    if _is_json_body():
+        raw = request.body.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            bottle.abort(413, "request body too large")
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            bottle.abort(400, "the body is not valid JSON")
+        if not isinstance(data, dict):
+            bottle.abort(400, "the body must be a JSON object")
+        found: dict[str, Any] = data
+        return found
+    return dict(_form())
+
+
+def _actor() -> str:
+    return f"dashboard@{request.environ.get('REMOTE_ADDR') or 'unknown'}"
+
+
+def _valid_id(job_id: str) -> str:
+    if not is_valid_id(job_id):
+        bottle.abort(404, "no such job")
+    return job_id
+
+
+def _safe_next(target: str) -> str:
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _link(path: str, params: Mapping[str, str]) -> str:
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+def _flash(params: Mapping[str, str]) -> str:
+    done = params.get("done", "")
+    if done == "bulk":
+        try:
+            n = int(params.get("n", "0"))
+            conflicts = int(params.get("conflicts", "0"))
+            left = int(params.get("left", "0"))
+        except ValueError:
+            return ""
+        text = f"Retried {n} failed job{'s' if n != 1 else ''}."
+        if conflicts:
+            text += f" {conflicts} had already moved on."
+        if left:
+            text += f" {left} more match: run it again to retry the next batch."
+        return text
+    return FLASH.get(done, "")
+
+
+class DashboardApp:
+    """Route handlers for one dashboard; :meth:`routes` is the whole URL map."""
+
+    def __init__(self, dash: Dashboard) -> None:
+        self.dash = dash
+        self.guard = dash.guard
+        self.views = Views()
+        self.static = load_static()
+        self.corrupt = CorruptCounter(dash.spool)
+
+    def routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
+        return [
+            ("GET", "/static/<name>", self.static_file),
+            ("GET", "/favicon.ico", self.favicon),
+            ("GET", "/login", self.login_form),
+            ("POST", "/login", self.login),
+            ("POST", "/logout", self.logout),
+            ("GET", "/", self.overview_page),
+            ("GET", "/partials/overview", self.overview_fragment),
+            ("GET", "/api/overview", self.overview_api),
+            ("GET", "/metrics", self.metrics_text),
+            ("GET", "/api/runners", self.runners_api),
+            ("GET", "/jobs", self.jobs_page),
+            ("GET", "/partials/jobs", self.jobs_fragment),
+            ("GET", "/api/jobs", self.jobs_api),
+            ("POST", "/api/jobs", self.submit_api),
+            ("GET", "/jobs/<job_id>", self.job_page),
+            ("GET", "/partials/job/<job_id>", self.job_fragment),
+            ("GET", "/api/jobs/<job_id>", self.job_api),
+            ("GET", "/api/jobs/<job_id>/log", self.job_log_api),
+            ("GET", "/jobs/<job_id>/log", self.job_log_raw),
+            ("POST", "/jobs/<job_id>/retry", self.retry_form),
+            ("POST", "/jobs/<job_id>/cancel", self.cancel_form),
+            ("POST", "/api/jobs/<job_id>/retry", self.retry_api),
+            ("POST", "/api/jobs/<job_id>/cancel", self.cancel_api),
+            ("POST", "/actions/retry-failed", self.bulk_form),
+            ("POST", "/api/actions/retry-failed", self.bulk_api),
+            ("GET", "/submit", self.submit_page),
+            ("POST", "/submit", self.submit_form),
+            ("GET", "/api/allowed-jobs", self.allowed_api),
+            ("GET", "/api/session", self.session_api),
+        ]
+
+    # ------------------------------------------------------------- rendering
+
+    def page(self, name: str, status: int = 200, **values: Any) -> str:
+        response.status = status
+        response.content_type = "text/html; charset=utf-8"
+        common = {
+            "csrf": request.environ.get(ENV_CSRF, ""),
+            "logged_in": request.environ.get(ENV_VIA) == "session",
+            "spool": str(self.dash.spool.root),
+            "flash": _flash(_query()),
+            "fmt": present,
+            "nav": "",
+        }
+        common.update(values)
+        return self.views.render(name, **common)
+
+    # ------------------------------------------------------------- guard
+
+    def check_request(self) -> None:
+        """Runs before every route: body size, CSRF cookie, then the guard's verdict."""
+        env = request.environ
+        length = env.get("CONTENT_LENGTH") or "0"
+        if not str(length).isdigit() or int(length) > MAX_BODY:
+            bottle.abort(413, "request body too large")
+        cookie = request.get_cookie(CSRF_COOKIE) or ""
+        fresh_cookie = len(cookie) != 32
+        if fresh_cookie:
+            cookie = self.guard.new_csrf_cookie()
+            _set_cookie(CSRF_COOKIE, cookie)
+
+        def submitted() -> str:
+            header = env.get(CSRF_HEADER)
+            if header:
+                return str(header)
+            if _is_json_body():
+                return ""
+            value = request.forms.getunicode(CSRF_FIELD)
+            return value if isinstance(value, str) else ""
+
+        verdict = self.guard.check(
+            env,
+            session_cookie=request.get_cookie(SESSION_COOKIE) or "",
+            # A cookie minted just now cannot have a matching token yet.
+            csrf_cookie="" if fresh_cookie else cookie,
+            csrf_submitted=submitted,
+            now=time.time(),
+        )
+        env[ENV_CSRF] = self.guard.csrf_token(cookie)
+        env[ENV_VIA] = verdict.via
+        if verdict.ok:
+            return
+        path = str(env.get("PATH_INFO") or "/")
+        method = str(env.get("REQUEST_METHOD") or "GET").upper()
+        page = not _is_api(path) and not _is_fragment(path)
+        if verdict.status == 401 and page and method in ("GET", "HEAD"):
+            target = path + (f"?{env['QUERY_STRING']}" if env.get("QUERY_STRING") else "")
+            bottle.redirect(_link("/login", {"next": target}), 303)
+        headers = {"WWW-Authenticate": 'Bearer realm="jobspool"'} if verdict.status == 401 else {}
+        raise bottle.HTTPError(verdict.status, verdict.reason, **headers)
+
+    def error_page(self, err: Any) -> str:
+        status = int(err.status_code)
+        message = str(err.body or err.status_line)
+        if status >= 500:
+            message = "Internal error; the dashboard's log has the details."
+        if _is_api(str(request.path)):
+            return _json({"error": message, "status": status}, status)
+        return self.page(
+            "error.tpl", status=status, code=status, message=message, title=str(status)
+        )
+
+    # ------------------------------------------------------------- static, login
+
+    def static_file(self, name: str) -> Any:
+        item = self.static.get(name)
+        if item is None:
+            bottle.abort(404, "no such file")
+        assert item is not None
+        response.set_header("ETag", item.etag)
+        response.set_header("Cache-Control", "no-cache")
+        if request.environ.get("HTTP_IF_NONE_MATCH") == item.etag:
+            return bottle.HTTPResponse(status=304, headers=dict(response.headerlist))
+        response.content_type = item.content_type
+        return item.body
+
+    def favicon(self) -> None:
+        bottle.redirect("/static/favicon.svg", 301)
+
+    def login_form(self) -> str:
+        if not self.guard.token_required:
+            bottle.redirect("/", 303)
+        target = _safe_next(_query().get("next", "/"))
+        return self.page("login.tpl", title="Log in", next=target, error="")
+
+    def login(self) -> str:
+        if not self.guard.token_required:
+            bottle.redirect("/", 303)
+        form = _form()
+        target = _safe_next(form.get("next", "/"))
+        if not self.guard.token_matches(form.get("token", "")):
+            return self.page(
+                "login.tpl", status=401, title="Log in", next=target, error="Wrong token."
+            )
+        _set_cookie(SESSION_COOKIE, self.guard.new_session(time.time()), max_age=SESSION_SECONDS)
+        bottle.redirect(target, 303)
+        return ""
+
+    def logout(self) -> None:
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        bottle.redirect("/login" if self.guard.token_required else "/", 303)
+
+    # ------------------------------------------------------------- overview
+
+    def _overview_values(self) -> dict[str, Any]:
+        ov = gather(self.dash, self.corrupt)
+        return {
+            "ov": ov,
+            "minute_chart": bar_chart(ov.minutes, hourly=False),
+            "hour_chart": bar_chart(ov.hours, hourly=True),
+            "statuses": [s.value for s in Status],
+        }
+
+    def overview_page(self) -> str:
+        return self.page(
+            "overview.tpl", title="Overview", nav="overview", **self._overview_values()
+        )
+
+    def overview_fragment(self) -> str:
+        return self.page("_overview.tpl", **self._overview_values())
+
+    def overview_api(self) -> str:
+        return _json(gather(self.dash, self.corrupt).to_json())
+
+    def metrics_text(self) -> str:
+        ov = gather(self.dash, self.corrupt)
+        response.content_type = metrics.CONTENT_TYPE
+        return metrics.render(ov, self.dash)
+
+    def runners_api(self) -> str:
+        return _json({"runners": [r.to_json() for r in self.dash.runners.snapshot()]})
+
+    # ------------------------------------------------------------- lists
+
+    def _find(self, params: Mapping[str, str]) -> JobPage:
+        try:
+            query = JobQuery.parse(params)
+        except BadQueryError as exc:
+            bottle.abort(400, str(exc))
+        self.dash.fresh()
+        return self.dash.finder.find(query)
+
+    def _list_values(self, result: JobPage) -> dict[str, Any]:
+        query = result.query
+        allowed = set(self.dash.config.settings.allowed_jobs)
+        names = sorted(allowed | set(self.dash.index.job_names()))
+
+        def link(**changes: Any) -> str:
+            return _link("/jobs", query.params(**changes))
+
+        return {
+            "result": result,
+            "query": query,
+            "job_names": names,
+            "counts": self.dash.index.counts(),
+            "statuses": [s.value for s in Status],
+            "sorts": SORTS,
+            "per_pages": PER_PAGE,
+            "link": link,
+            "fragment_url": _link("/partials/jobs", query.params()),
+            "rows": [present.list_row(v) for v in result.views],
+        }
+
+    def jobs_page(self) -> str:
+        values = self._list_values(self._find(_query()))
+        return self.page("jobs.tpl", title="Jobs", nav="jobs", **values)
+
+    def jobs_fragment(self) -> str:
+        return self.page("_jobs.tpl", **self._list_values(self._find(_query())))
+
+    def jobs_api(self) -> str:
+        result = self._find(_query())
+        query = result.query
+        return _json(
+            {
+                "total": result.total,
+                "page": query.page,
+                "per_page": query.per_page,
+                "pages": result.pages,
+                "partial": result.partial,
+                "jobs": [present.summary(v) for v in result.views],
+            }
+        )
+
+    # ------------------------------------------------------------- one job
+
+    def _load(self, job_id: str) -> JobView:
+        view = self.dash.spool.find(_valid_id(job_id))
+        if view is None:
+            bottle.abort(404, f"no job with id {job_id}")
+        assert view is not None
+        return view
+
+    def _live_progress(self, view: JobView) -> Progress | None:
+        if view.status != Status.RUNNING.value:
+            return None
+        return self.dash.spool.read_progress(view.id)
+
+    def _job_values(self, view: JobView) -> dict[str, Any]:
+        return {
+            "view": view,
+            "rec": view.record,
+            "progress": present.progress_of(view, self._live_progress(view)),
+            "active": present.is_active(view.status),
+            "actions": present.actions_for(view.status),
+        }
+
+    def job_page(self, job_id: str) -> str:
+        view = self._load(job_id)
+        chunk = read_log(self.dash.spool.job_log_path(view.id), None)
+        return self.page(
+            "job.tpl",
+            title=f"Job {view.id}",
+            nav="jobs",
+            chunk=chunk,
+            tail_bytes=TAIL_BYTES,
+            **self._job_values(view),
+        )
+
+    def job_fragment(self, job_id: str) -> str:
+        return self.page("_job.tpl", **self._job_values(self._load(job_id)))
+
+    def job_api(self, job_id: str) -> str:
+        view = self._load(job_id)
+        size = log_size(self.dash.spool.job_log_path(view.id))
+        return _json(present.detail(view, self._live_progress(view), size))
+
+    def job_log_api(self, job_id: str) -> str:
+        _valid_id(job_id)
+        raw = _query().get("offset", "")
+        if raw and not raw.isdigit():
+            bottle.abort(400, "offset must be a byte offset (a whole number)")
+        where = self.dash.spool.locate(job_id)
+        if where is None:
+            bottle.abort(404, f"no job with id {job_id}")
+        assert where is not None
+        chunk = read_log(self.dash.spool.job_log_path(job_id), int(raw) if raw else None)
+        data = chunk.to_json()
+        data["status"] = where[0].value
+        data["active"] = present.is_active(where[0].value)
+        return _json(data)
+
+    def job_log_raw(self, job_id: str) -> Any:
+        view = self._load(job_id)
+        handle = open_log(self.dash.spool.job_log_path(view.id))
+        response.content_type = "text/plain; charset=utf-8"
+        return "" if handle is None else handle
+
+    # ------------------------------------------------------------- actions
+
+    def _act(self, do: Callable[[], actions.Outcome]) -> actions.Outcome:
+        try:
+            outcome = do()
+        except JobNotFound as exc:
+            bottle.abort(404, str(exc))
+        except Conflict as exc:
+            bottle.abort(409, str(exc))
+        self.dash.changed()
+        return outcome
+
+    def _retry(self, job_id: str) -> actions.Outcome:
+        return self._act(lambda: actions.retry(self.dash.spool, _valid_id(job_id), _actor()))
+
+    def _cancel(self, job_id: str) -> actions.Outcome:
+        return self._act(lambda: actions.cancel(self.dash.spool, _valid_id(job_id), _actor()))
+
+    def retry_form(self, job_id: str) -> None:
+        done = self._retry(job_id)
+        bottle.redirect(_link(f"/jobs/{done.id}", {"done": done.outcome}), 303)
+
+    def cancel_form(self, job_id: str) -> None:
+        done = self._cancel(job_id)
+        bottle.redirect(_link(f"/jobs/{done.id}", {"done": done.outcome}), 303)
+
+    def retry_api(self, job_id: str) -> str:
+        done = self._retry(job_id)
+        return _json({"id": done.id, "outcome": done.outcome, "status": done.status})
+
+    def cancel_api(self, job_id: str) -> str:
+        done = self._cancel(job_id)
+        return _json({"id": done.id, "outcome": done.outcome, "status": done.status})
+
+    def _bulk(self, data: Mapping[str, Any]) -> actions.BulkResult:
+        job = str(data.get("job") or "")
+        q = str(data.get("q") or "")
+        try:
+            JobQuery.parse({"status": "failed", "job": job, "q": q})
+            limit = int(data.get("limit") or actions.BULK_DEFAULT)
+        except (BadQueryError, ValueError) as exc:
+            bottle.abort(400, str(exc))
+        self.dash.fresh()
+        try:
+            result = actions.bulk_retry(
+                self.dash.finder, self.dash.spool, job=job, q=q, limit=limit, by=_actor()
+            )
+        except actions.IndexNotReadyError as exc:
+            bottle.abort(503, str(exc))
+        self.dash.changed()
+        return result
+
+    def bulk_form(self) -> None:
+        form = _form()
+        result = self._bulk(form)
+        params = {"status": "failed", "job": form.get("job", ""), "q": form.get("q", "")}
+        params = {k: v for k, v in params.items() if v}
+        params |= {
+            "done": "bulk",
+            "n": str(len(result.retried)),
+            "conflicts": str(result.conflicts),
+            "left": str(result.remaining),
+        }
+        bottle.redirect(_link("/jobs", params), 303)
+
+    def bulk_api(self) -> str:
+        return _json(self._bulk(_payload()).to_json())
+
+    # ------------------------------------------------------------- submit
+
+    def _submit_values(
+        self, values: Mapping[str, str], errors: Mapping[str, str]
+    ) -> dict[str, Any]:
+        return {"jobs": self.dash.configs.jobs(), "values": values, "errors": errors}
+
+    def submit_page(self) -> str:
+        values = {k: v for k, v in _query().items() if k in ("job", "method")}
+        return self.page(
+            "submit.tpl", title="Submit a job", nav="submit", **self._submit_values(values, {})
+        )
+
+    def _submit(self, fields: Mapping[str, Any]) -> str:
+        sub = actions.parse_submission(fields)
+        job_id = actions.submit(self.dash.config, self.dash.spool, sub, _actor())
+        self.dash.changed()
+        return job_id
+
+    def submit_form(self) -> str:
+        form = _form()
+        try:
+            job_id = self._submit(form)
+        except actions.SubmitError as exc:
+            values = self._submit_values(form, exc.errors)
+            return self.page("submit.tpl", status=400, title="Submit a job", nav="submit", **values)
+        bottle.redirect(_link(f"/jobs/{job_id}", {"done": "submitted"}), 303)
+        return ""
+
+    def submit_api(self) -> str:
+        try:
+            job_id = self._submit(_payload())
+        except actions.SubmitError as exc:
+            return _json({"error": str(exc), "fields": exc.errors, "status": 400}, 400)
+        response.set_header("Location", f"/api/jobs/{job_id}")
+        return _json({"id": job_id, "status": Status.PENDING.value}, 201)
+
+    def allowed_api(self) -> str:
+        return _json({"jobs": [j.to_json() for j in self.dash.configs.jobs()]})
+
+    def session_api(self) -> str:
+        return _json(
+            {
+                "csrf": request.environ.get(ENV_CSRF, ""),
+                "token_required": self.guard.token_required,
+                "auth": request.environ.get(ENV_VIA) or None,
+            }
+        )
+
+
+def _set_cookie(name: str, value: str, **extra: Any) -> None:
+    response.set_cookie(
+        name,
+        value,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.environ.get("wsgi.url_scheme") == "https",
+        **extra,
+    )
+
+
+def create_app(dash: Dashboard) -> WsgiApp:
+    """The WSGI application for one dashboard (security headers included)."""
+    handlers = DashboardApp(dash)
+    app: Any = bottle.Bottle(catchall=True)
+    app.config["json.enable"] = False
+    app.add_hook("before_request", handlers.check_request)
+    for method, path, callback in handlers.routes():
+        app.route(path, method, callback)
+    for code in (400, 401, 403, 404, 405, 409, 413, 500, 503):
+        app.error_handler[code] = handlers.error_page
+    wsgi: WsgiApp = app.wsgi
+    return with_security_headers(wsgi)

@@ -1,0 +1,188 @@
+"""Everything one running dashboard holds: config, spool, index, guard, runners.
+
+Owns the lifetime of the dashboard's shared objects. The config file is
+re-read when it changes (like the runner does), so the submit form offers
+what the allow-list offers now; a broken edit keeps the last good config.
+The spool directory is fixed at start.
+
+Two refresh modes: ``background=True`` (the server) keeps the index fresh in
+its own thread and requests never wait for disk listings; ``background=False``
+(in-process tests, scripts) refreshes the index inside each request that
+needs it, so what a request sees is exactly what is on disk.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dashboard.index import JobIndex
+from dashboard.queries import JobFinder
+from dashboard.runners import RunnerWatch
+from dashboard.security import Guard
+from runner import binding
+from runner.config import Config, load_config
+from runner.spool import Spool
+from runner.submit import open_spool
+
+LOG = logging.getLogger("dashboard")
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    signature: str | None  # "(path: str, rows: int = 100)"; None if not importable
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    name: str
+    description: str | None
+    methods: tuple[MethodInfo, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.name,
+            "description": self.description,
+            "methods": [{"name": m.name, "signature": m.signature} for m in self.methods],
+        }
+
+
+def _signature(cfg: Config, job: str, method: str) -> str | None:
+    base = str(cfg.base_dir)
+    if base not in sys.path:
+        sys.path.insert(0, base)  # job modules live beside the config, as for the CLI
+    try:
+        cls = binding.load_class(cfg.class_path(job))
+        return signature_text(binding.plan(cls, method).sig)
+    except Exception:  # any import or signature problem: show no hint
+        return None
+
+
+class _Annotation:
+    """Shows a string annotation as written, not quoted (``from __future__ import annotations``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def signature_text(sig: inspect.Signature) -> str:
+    params = [
+        p.replace(annotation=_Annotation(p.annotation)) if isinstance(p.annotation, str) else p
+        for p in sig.parameters.values()
+    ]
+    ret = sig.return_annotation
+    return str(
+        sig.replace(
+            parameters=params,
+            return_annotation=_Annotation(ret) if isinstance(ret, str) else ret,
+        )
+    )
+
+
+def describe_jobs(cfg: Config) -> list[JobInfo]:
+    out = []
+    for name in sorted(cfg.settings.allowed_jobs):
+        spec = cfg.settings.allowed_jobs[name]
+        methods = tuple(MethodInfo(m, _signature(cfg, name, m)) for m in spec.allowed_methods)
+        out.append(JobInfo(name, spec.description, methods))
+    return out
+
+
+class ConfigHolder:
+    """The current config; re-read when allowed_jobs.yaml changes on disk."""
+
+    def __init__(self, config: Config, overrides: dict[str, Any] | None = None) -> None:
+        self._config = config
+        self._overrides = overrides or {}
+        self._stamp = self._read_stamp()
+        self._jobs: list[JobInfo] | None = None
+        self._lock = threading.Lock()
+
+    def _read_stamp(self) -> tuple[int, int] | None:
+        path: Path | None = self._config.path
+        try:
+            st = path.stat() if path else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st else None
+
+    def get(self) -> Config:
+        with self._lock:
+            stamp = self._read_stamp()
+            if stamp != self._stamp and self._config.path is not None:
+                self._stamp = stamp
+                try:
+                    self._config = load_config(self._config.path, self._overrides)
+                    self._jobs = None
+                except Exception:  # a half-saved edit: keep the config in force
+                    LOG.warning("config %s refused; keeping the last good one", self._config.path)
+            return self._config
+
+    def jobs(self) -> list[JobInfo]:
+        cfg = self.get()
+        with self._lock:
+            if self._jobs is None:
+                self._jobs = describe_jobs(cfg)
+            return self._jobs
+
+
+class Dashboard:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        token: str | None = None,
+        bound_host: str = "127.0.0.1",
+        overrides: dict[str, Any] | None = None,
+        background: bool = True,
+        index_limit: int = 200_000,
+        refresh_seconds: float = 1.0,
+    ) -> None:
+        self.configs = ConfigHolder(config, overrides)
+        self.spool: Spool = open_spool(config)
+        self.index = JobIndex(self.spool, limit=index_limit, interval=refresh_seconds)
+        self.finder = JobFinder(self.index, self.spool)
+        self.runners = RunnerWatch(self.spool, config.settings.lease_seconds)
+        self.guard = Guard(token, bound_host)
+        self.background = background
+        self._started = False
+
+    @property
+    def config(self) -> Config:
+        return self.configs.get()
+
+    def start(self) -> None:
+        if self.background and not self._started:
+            self.index.start()
+            self._started = True
+
+    def stop(self) -> None:
+        if self._started:
+            self.index.stop()
+            self._started = False
+
+    def fresh(self) -> JobIndex:
+        """The index, refreshed now when there is no background thread."""
+        if not self.background:
+            self.index.refresh(force=True)
+        return self.index
+
+    def changed(self) -> None:
+        """An action changed the spool: let the index look again soon."""
+        self.index.nudge()
+
+    def __enter__(self) -> Dashboard:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

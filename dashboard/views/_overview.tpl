@@ -1,0 +1,91 @@
+% if not ov.index.ready:
+<p class="notice">Reading job files: {{ov.index.to_read}} left. Charts, rates and durations are partial until then.</p>
+% end
+<section class="cards" aria-label="Jobs per status">
+  % for status in statuses:
+  <a class="card status-{{status}}" href="/jobs?status={{status}}" id="count-{{status}}">
+    <span class="n">{{ov.counts[status]}}</span>
+    <span class="label">{{status}}</span>
+  </a>
+  % end
+  % if ov.corrupt:
+  <span class="card status-corrupt" title="files quarantined in corrupt/: not jobs at all">
+    <span class="n">{{ov.corrupt}}</span>
+    <span class="label">corrupt files</span>
+  </span>
+  % end
+</section>
+<section class="kpis">
+  <div><span class="k">Success, last hour</span><span class="v">{{fmt.fmt_rate(ov.success_last_hour)}}</span></div>
+  <div><span class="k">Success, last 24 h</span><span class="v">{{fmt.fmt_rate(ov.success_last_day)}}</span></div>
+  <div><span class="k">Success, all on disk</span><span class="v">{{fmt.fmt_rate(ov.success_all)}}</span></div>
+  <div><span class="k">Oldest pending</span><span class="v">
+  % if ov.oldest_pending_id:
+    <a href="/jobs/{{ov.oldest_pending_id}}">{{fmt.fmt_age(ov.oldest_pending_age)}}</a>
+  % else:
+    none
+  % end
+  </span></div>
+  <div><span class="k">Running attempts</span><span class="v">{{ov.running_attempts}}</span></div>
+</section>
+<section class="charts">
+  <div>
+    <h2>Last hour, per minute</h2>
+    % include('_chart.tpl', chart=minute_chart, caption='Jobs finished per minute over the last hour')
+  </div>
+  <div>
+    <h2>Last 24 hours, per hour</h2>
+    % include('_chart.tpl', chart=hour_chart, caption='Jobs finished per hour over the last day')
+  </div>
+</section>
+<section>
+<h2>Runners</h2>
+% if not ov.runners:
+<p class="empty">No runner is alive. Start one with <code>jobspool runner</code> (or <code>jobspool up</code>).</p>
+% else:
+<table class="grid runners">
+<thead><tr><th>Runner</th><th>Host</th><th>PID</th><th>Heartbeat</th><th>Running jobs</th></tr></thead>
+<tbody>
+% for r in ov.runners:
+<tr class="{{'stale' if r.stale else ''}}">
+  <td><code>{{r.runner}}</code></td>
+  <td>{{r.host}}</td>
+  <td>{{r.pid if r.pid is not None else '-'}}</td>
+  <td>{{fmt.fmt_ago(r.heartbeat_age)}}{{' (stale)' if r.stale else ''}}</td>
+  <td>
+  % if not r.jobs:
+    idle
+  % end
+  % for j in r.jobs:
+    <div><a href="/jobs/{{j.id}}">{{j.name}}</a> <span class="muted">attempt {{j.attempt}}, pid {{j.pid}}, {{fmt.fmt_duration(j.running_seconds)}}</span></div>
+  % end
+  </td>
+</tr>
+% end
+</tbody>
+</table>
+% end
+</section>
+<section>
+<h2>Per job</h2>
+% if not ov.per_name:
+<p class="empty">No finished jobs yet.</p>
+% else:
+<table class="grid per-job">
+<thead><tr><th>Job</th><th class="num">Completed</th><th class="num">Failed</th><th class="num">Cancelled</th><th class="num">Success</th><th class="num">p50</th><th class="num">p95</th></tr></thead>
+<tbody>
+% for s in ov.per_name:
+<tr>
+  <td><a href="/jobs?job={{s.name.split('.', 1)[0]}}">{{s.name}}</a></td>
+  <td class="num">{{s.completed}}</td>
+  <td class="num">{{s.failed}}</td>
+  <td class="num">{{s.cancelled}}</td>
+  <td class="num">{{fmt.fmt_rate(s.success_rate)}}</td>
+  <td class="num">{{fmt.fmt_duration(s.p50)}}</td>
+  <td class="num">{{fmt.fmt_duration(s.p95)}}</td>
+</tr>
+% end
+</tbody>
+</table>
+% end
+</section>

@@ -1,0 +1,143 @@
+"""runner.binding: from an allow-listed class path to validated call arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from runner.binding import bind, check, load_class
+from runner.errors import InvalidParams, NotAllowed
+from tests.support.testjobs import Marker, Typed
+
+
+class Shapes:
+    """Every kind of parameter and method the binder must handle."""
+
+    label = "not callable"
+
+    def mixed(self, a: int, /, b: str, *rest: float, flag: bool = False, **more: int) -> None:
+        pass
+
+    def untyped(self, x, y=2):  # type: ignore[no-untyped-def]
+        pass
+
+    def listed(self, items: list[int]) -> None:
+        pass
+
+    def keywords(self, **more: int) -> None:
+        pass
+
+    @staticmethod
+    def static(n: int) -> int:
+        return n
+
+    @classmethod
+    def klass(cls, n: int) -> int:
+        return n
+
+    def _hidden(self) -> None:
+        pass
+
+
+def test_positional_and_keyword_params_bind_with_defaults() -> None:
+    assert bind(Typed, "add", [1, 2]) == ([1, 2], {})
+    assert bind(Typed, "add", [1]) == ([1], {})
+    assert bind(Typed, "add", {"a": 1, "b": 5}) == ([1, 5], {})
+    assert bind(Typed, "greet", {"name": "bob", "loud": True}) == (["bob"], {"loud": True})
+    assert bind(Marker, "touch", ["/x"]) == (["/x"], {})
+
+
+def test_values_are_validated_and_coerced_to_the_hints() -> None:
+    assert bind(Typed, "add", ["1", "2"]) == ([1, 2], {})
+    assert bind(Shapes, "listed", [["1", 2]]) == ([[1, 2]], {})
+    assert bind(Shapes, "mixed", [1, "b", "1.5", 2]) == ([1, "b", 1.5, 2.0], {})
+    assert bind(Shapes, "mixed", [1, "b"]) == ([1, "b"], {})
+    args, kwargs = bind(Shapes, "mixed", [1, "b", 3])
+    assert args == [1, "b", 3.0]
+    assert kwargs == {}
+    assert bind(Shapes, "untyped", [object, "anything"])[0] == [object, "anything"]
+
+
+@pytest.mark.parametrize(
+    ("cls", "method", "params", "message"),
+    [
+        pytest.param(Typed, "add", ["x"], "param 'a': Input should be a valid integer", id="type"),
+        pytest.param(Typed, "add", [1.5], "param 'a'", id="fraction"),
+        pytest.param(Typed, "add", [1, 2, 3], "too many positional arguments", id="too-many"),
+        pytest.param(Typed, "add", [], "missing a required argument: 'a'", id="missing"),
+        pytest.param(
+            Typed, "add", {"a": 1, "z": 2}, "unexpected keyword argument 'z'", id="unknown-keyword"
+        ),
+        pytest.param(
+            Typed,
+            "greet",
+            ["bob", True],
+            "too many positional arguments",
+            id="keyword-only-by-position",
+        ),
+        pytest.param(
+            Shapes,
+            "mixed",
+            {"a": 1, "b": "x"},
+            "'a' parameter is positional only",
+            id="positional-only-by-name",
+        ),
+        pytest.param(Shapes, "mixed", [1, "b", "x"], "param 'rest'", id="var-positional"),
+        pytest.param(Shapes, "mixed", {"b": "x"}, "missing a required argument", id="missing-a"),
+        pytest.param(Shapes, "listed", [[1, "two"]], "param 'items'", id="list-item"),
+    ],
+)
+def test_params_that_do_not_fit_are_refused(
+    cls: type, method: str, params: list[Any] | dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidParams, match=message):
+        bind(cls, method, params)
+
+
+def test_var_keyword_values_are_validated() -> None:
+    assert bind(Shapes, "keywords", {"n": "3"}) == ([], {"n": 3})
+    with pytest.raises(InvalidParams, match="param 'extra'"):
+        bind(Shapes, "keywords", {"extra": "nope"})
+
+
+def test_static_and_class_methods_bind_without_self() -> None:
+    assert bind(Shapes, "static", ["4"]) == ([4], {})
+    assert bind(Shapes, "klass", [5]) == ([5], {})
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        pytest.param("_hidden", "is private", id="private"),
+        pytest.param("__init__", "is private", id="dunder"),
+        pytest.param("nothing", "has no method 'nothing'", id="missing"),
+        pytest.param("label", "has no method 'label'", id="attribute"),
+    ],
+)
+def test_methods_that_may_not_be_called(method: str, message: str) -> None:
+    with pytest.raises(NotAllowed, match=message):
+        bind(Shapes, method, [])
+
+
+def test_load_class_takes_only_module_dot_class() -> None:
+    assert load_class("tests.support.testjobs.Marker") is Marker
+    assert load_class("jobs.SampleJob").__name__ == "SampleJob"
+    with pytest.raises(NotAllowed, match="is not a class"):
+        load_class("os.system")
+    with pytest.raises(NotAllowed, match=r"not a module\.Class path"):
+        load_class("Marker")
+    with pytest.raises(NotAllowed, match=r"not a module\.Class path"):
+        load_class("tests.support.testjobs._Hidden")
+    with pytest.raises(NotAllowed, match="is not a class"):
+        load_class("tests.support.testjobs.Nothing")
+    with pytest.raises(ImportError):
+        load_class("no_such_module_here.Thing")
+
+
+def test_check_imports_and_binds_without_running(tmp_path: Any) -> None:
+    marker = tmp_path / "marker"
+    check("tests.support.testjobs.Marker", "touch", [str(marker)])
+    assert not marker.exists()
+    with pytest.raises(InvalidParams):
+        check("tests.support.testjobs.Marker", "touch", [])
