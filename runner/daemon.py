@@ -71,6 +71,8 @@ TMP_MAX_AGE = 3600.0
 MAINTENANCE_SECONDS = 60.0
 PUBLISHERS = 4
 CLAIM_RETRY_SECONDS = 0.5
+RECHECK_FIRST = 0.002
+RECHECK_MAX = 0.5
 FINISH_RETRY_MAX = 30.0
 
 
@@ -153,6 +155,7 @@ class Runner:
         self.control_dirty = True
         self.cancel_requests: dict[str, dict[str, Any]] = {}
         self.deferred: set[str] = set()
+        self.rechecks: dict[str, tuple[float, float]] = {}
         self.claim_retries: set[str] = set()
         self.last_beat = 0.0
         self.next_beat = 0.0
@@ -243,6 +246,8 @@ class Runner:
         if now - self.last_beat > self.settings.lease_seconds:
             self._fence(now)
         self._drain(now)
+        if self.rechecks:
+            self._run_rechecks(now)
         wall = time.time()
         if now >= self.next_beat:
             self._heartbeat(now)
@@ -316,6 +321,7 @@ class Runner:
         times = [self.next_beat, self.next_rescan, self.next_check]
         times += [a.deadline for a in self.active.values()]
         times += [u.retry_at for u in self.unfinished]
+        times += [due for due, _delay in self.rechecks.values()]
         due = self.schedule.next_due()
         if due is not None:
             times.append(now + (due - wall))
@@ -346,8 +352,8 @@ class Runner:
             twin = self.spool.tmp_twin(path, YOUNG_FILE_SECONDS)
             if twin == "removed":  # its writer died before removing its tmp name
                 self._load_pending(name)
-            elif twin == "young":  # a publish in flight, or just cut off: look again
-                self.deferred.add(name)
+            elif twin == "young":  # a publish in flight: its tmp name goes in a moment
+                self._recheck_soon(name)
             else:
                 self._not_a_job(name, path, str(exc))
             return
@@ -362,6 +368,19 @@ class Runner:
             with contextlib.suppress(OSError):
                 job = job.model_copy(update={"created_at": from_timestamp(os.stat(path).st_mtime)})
         self.schedule.add(name, self._job_id_for(name, job), job)
+
+    def _recheck_soon(self, name: str) -> None:
+        """Look at a pending file again shortly (2 ms, doubling up to 0.5 s)."""
+        _due, delay = self.rechecks.get(name, (0.0, RECHECK_FIRST / 2))
+        delay = min(delay * 2, RECHECK_MAX)
+        self.rechecks[name] = (time.monotonic() + delay, delay)
+
+    def _run_rechecks(self, now: float) -> None:
+        for name, (due, _delay) in list(self.rechecks.items()):
+            if due <= now:
+                del self.rechecks[name]
+                if name not in self.schedule:
+                    self._load_pending(name)
 
     def _not_a_job(self, name: str, path: StrPath, reason: str, *, force: bool = False) -> None:
         """Quarantine a file that is not a job; a young regular file gets time."""

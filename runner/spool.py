@@ -341,19 +341,33 @@ class Spool:
         tmp = self._write_tmp(self.encode(record), job_id)
         dst = self.path_in(Status.PENDING, f"{job_id}{JSON}")
         try:
-            try:
-                self.ops.link(tmp, dst)
-            except FileExistsError:
-                raise Conflict(f"a job with id {job_id} already exists") from None
-            try:
-                self._sync_dir(self._dir_strs[Status.PENDING])
-            except Exception:  # an error, not a crash: undo what we did
-                # Not acknowledged, so not published: the caller may submit again.
-                self._withdraw(tmp, dst)
-                raise
-        finally:
-            self._drop_tmp(tmp)
+            ours = self._link_out(tmp, dst)
+        except FileExistsError:
+            raise Conflict(f"a job with id {job_id} already exists") from None
+        try:
+            self._sync_dir(self._dir_strs[Status.PENDING])
+        except Exception:  # an error, not a crash: undo what we did
+            # Not acknowledged, so not published: the caller may submit again.
+            self._withdraw(ours, dst)
+            raise
         return job_id
+
+    def _link_out(self, tmp: str, dst: str) -> tuple[int, int]:
+        """Publish tmp as dst (never replacing), then drop the tmp name at once.
+
+        Dropping it before the directory fsync keeps the window in which the
+        published file has two names (which a runner must not mistake for a
+        planted link) to a few microseconds. Returns the file's identity, so
+        that an undo removes only this very file.
+        """
+        st = os.stat(tmp)
+        try:
+            self.ops.link(tmp, dst)
+        except BaseException:
+            self._drop_tmp(tmp)
+            raise
+        self._drop_tmp(tmp)
+        return st.st_ino, st.st_dev
 
     def _drop_tmp(self, tmp: str) -> None:
         """Best effort: a tmp name left behind is removed later by clean_tmp."""
@@ -400,25 +414,22 @@ class Spool:
         record = job.model_copy(update={"revision": job.revision + 1})
         tmp = self._write_tmp(self.encode(record), job_id)
         try:
-            try:
-                self.ops.link(tmp, dst)
-            except FileExistsError:
-                raise Conflict(f"job {job_id} is already {dst_status}") from None
-            try:
-                self._sync_dir(self._dir_strs[dst_status])
-                self.ops.unlink(src)
-            except Exception as exc:  # an error, not a crash: undo what we did
-                self._withdraw(tmp, dst)
-                if isinstance(exc, FileNotFoundError):
-                    raise Conflict(f"job {job_id} was moved by another process") from None
-                raise
-            if dst_status is not src_status:
-                # The removal is already done; a lost one only leaves a duplicate
-                # that resolve_duplicates settles, so an error here is not fatal.
-                with contextlib.suppress(OSError):
-                    self._sync_dir(self._dir_strs[src_status])
-        finally:
-            self._drop_tmp(tmp)
+            ours = self._link_out(tmp, dst)
+        except FileExistsError:
+            raise Conflict(f"job {job_id} is already {dst_status}") from None
+        try:
+            self._sync_dir(self._dir_strs[dst_status])
+            self.ops.unlink(src)
+        except Exception as exc:  # an error, not a crash: undo what we did
+            self._withdraw(ours, dst)
+            if isinstance(exc, FileNotFoundError):
+                raise Conflict(f"job {job_id} was moved by another process") from None
+            raise
+        if dst_status is not src_status:
+            # The removal is already done; a lost one only leaves a duplicate
+            # that resolve_duplicates settles, so an error here is not fatal.
+            with contextlib.suppress(OSError):
+                self._sync_dir(self._dir_strs[src_status])
         return dst
 
     def finish(self, src: StrPath, dst_status: Status, job: Job) -> str:
@@ -442,20 +453,21 @@ class Spool:
         record = job.model_copy(update={"revision": job.revision + 1})
         tmp = self._write_tmp(self.encode(record), job_id)
         try:
-            try:
-                self.ops.rename(src, fin)
-            except FileNotFoundError:
-                raise Conflict(f"job {job_id} was taken over by another runner") from None
-            self._publish_claimed(tmp, fin, src, dst, dst_status=dst_status, job_id=job_id)
-        finally:
+            self.ops.rename(src, fin)
+        except FileNotFoundError:
             self._drop_tmp(tmp)
+            raise Conflict(f"job {job_id} was taken over by another runner") from None
+        except BaseException:
+            self._drop_tmp(tmp)
+            raise
+        self._publish_claimed(tmp, fin, src, dst, dst_status=dst_status, job_id=job_id)
         return dst
 
     def _publish_claimed(
         self, tmp: str, fin: str, src: StrPath, dst: str, *, dst_status: Status, job_id: str
     ) -> None:
         try:
-            self.ops.link(tmp, dst)
+            ours = self._link_out(tmp, dst)
         except FileExistsError:
             self.quarantine(fin, f"duplicate claim: job {job_id} is already {dst_status}")
             raise Conflict(f"job {job_id} is already {dst_status}") from None
@@ -467,7 +479,7 @@ class Spool:
             self.ops.unlink(fin)
         except Exception:  # an error, not a crash: undo what we did
             try:
-                self._withdraw(tmp, dst)
+                self._withdraw(ours, dst)
             finally:
                 self._unfence(fin, src)
             raise
@@ -479,22 +491,17 @@ class Spool:
         with contextlib.suppress(OSError):
             self.ops.rename(fin, src)
 
-    def _withdraw(self, tmp: StrPath, dst: StrPath) -> None:
-        """Remove dst only if it is still the very file we linked from tmp.
+    def _withdraw(self, ours: tuple[int, int], dst: StrPath) -> None:
+        """Remove dst only if it is still the very file we published.
 
-        Compared by inode: tmp's own name may already be gone (a runner
-        removes tmp names of published files), and dst may have been claimed
-        and replaced by a newer copy meanwhile.
+        Compared by inode: dst may have been claimed and replaced by a newer
+        copy meanwhile.
         """
-        try:
-            ours = os.stat(tmp)
-        except FileNotFoundError:
-            ours = None
         try:
             there = os.lstat(dst)
         except FileNotFoundError:
             return
-        if ours is not None and (there.st_ino, there.st_dev) == (ours.st_ino, ours.st_dev):
+        if (there.st_ino, there.st_dev) == ours:
             # Not synced: if a power loss brings the name back, it is a whole,
             # newer copy, and resolve_duplicates keeps it over the older one.
             self.ops.unlink(dst)
