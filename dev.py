@@ -64,7 +64,7 @@ def ensure_system_tools() -> None:
         sys.exit(f"dev.py: the tests need {', '.join(still)}; install the Debian packages")
 
 
-def main(argv: list[str]) -> int:  # noqa: PLR0911 - one return per command
+def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):  # noqa: UP036 - this file must run on older Pythons to say so
         print("jobspool needs Python 3.11 or newer", file=sys.stderr)
         return 2
@@ -74,10 +74,13 @@ def main(argv: list[str]) -> int:  # noqa: PLR0911 - one return per command
     command, rest = argv[0], argv[1:]
     ensure_env()
     if command == "up":
-        return subprocess.call([str(BIN / "jobspool"), "up", *rest], cwd=ROOT)
+        # Become the command, so Ctrl-C and SIGTERM reach it directly.
+        os.chdir(ROOT)
+        os.execv(str(BIN / "jobspool"), [str(BIN / "jobspool"), "up", *rest])
     if command == "test":
         ensure_system_tools()
-        return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+        os.chdir(ROOT)
+        os.execv(str(PY), [str(PY), "-m", "pytest", *rest])
     if command == "lint":
         steps = [
             [str(PY), "-m", "ruff", "check", "."],

@@ -5,7 +5,7 @@ A Bottle application (:func:`dashboard.app.create_app`) over a
 (:mod:`dashboard.server`), started by ``jobspool dashboard`` or, together with
 a runner, ``jobspool up`` (:mod:`dashboard.commands`). It reads and changes
 the spool only through ``runner.spool`` and ``runner.submit``. See
-docs/dashboard.md for the user's guide and the JSON API.
+README.md ("The dashboard") for the user's guide and the JSON API.
 """
 
 from dashboard.app import create_app

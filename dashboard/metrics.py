@@ -1,7 +1,7 @@
 """The overview's figures in the Prometheus text exposition format (version 0.0.4).
 
 Owns metric names, types and labels, which are part of the public interface
-(documented in docs/dashboard.md). Every figure comes from
+(documented in README.md). Every figure comes from
 :class:`dashboard.overview.Overview`, so /metrics costs what the overview
 costs and opens no job file.
 

@@ -3,7 +3,7 @@
 Owns formatting only (no I/O, no escaping: templates escape every value they
 print, and JSON is JSON). Times are shown in UTC with an explicit zone;
 durations and ages in human units. The JSON shapes built here are the API's
-documented shapes (docs/dashboard.md), so a change here is an API change.
+documented shapes (README.md), so a change here is an API change.
 """
 
 from __future__ import annotations
