@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,8 @@ class RunRequest:
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
+    import traceback  # only a failing attempt pays for it
+
     return {
         "type": type(exc).__qualname__,
         "message": str(exc)[:10_000],

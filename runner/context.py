@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +61,6 @@ def report_progress(fraction: float | None = None, message: str | None = None) -
         "updated_at": stamp,
     }
     path = progress_file(ctx.log_dir, ctx.id)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}")
     tmp.write_text(json.dumps(body), encoding="utf-8")
     os.replace(tmp, path)

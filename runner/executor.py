@@ -29,16 +29,20 @@ import json
 import os
 import selectors
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from runner.child import EXIT_INTERNAL, RunRequest
+
+if TYPE_CHECKING:
+    # The fork server itself never needs these: every module it imports
+    # makes it bigger, and a bigger process forks and exits more slowly.
+    import subprocess
+    import threading
 
 POSIX = os.name == "posix"
 Post = Callable[[tuple[Any, ...]], None]
@@ -129,6 +133,9 @@ class ForkServer:
     """Runner side of the zygote."""
 
     def __init__(self, post: Post) -> None:
+        import subprocess
+        import threading
+
         self._post = post
         self._ready = threading.Event()
         self.proc = subprocess.Popen(
@@ -165,6 +172,8 @@ class ForkServer:
         self._stdin.flush()
 
     def close(self) -> None:
+        import subprocess
+
         with contextlib.suppress(OSError):
             self._stdin.close()
         try:
@@ -185,6 +194,9 @@ class Spawner:
         self._threads: list[threading.Thread] = []
 
     def start(self, req: RunRequest) -> None:
+        import subprocess
+        import threading
+
         request_path = Path(req.report_path + ".request")
         request_path.write_bytes(req.to_json())
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)

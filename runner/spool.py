@@ -704,8 +704,12 @@ class Spool:
 
     def sync_claims(self) -> None:
         """Make claim renames durable, so attempts are counted even across a
-        power loss (a job that brings its host down must still stop)."""
-        self._sync_dir(self._dir_strs[Status.PENDING])
+        power loss (a job that brings its host down must still stop).
+
+        Only running/ is synced: if the removal from pending/ is lost, both
+        copies carry the same revision, and resolve_duplicates keeps the
+        running one (see states.PRECEDENCE).
+        """
         self._sync_dir(self._dir_strs[Status.RUNNING])
 
     def _copies(self) -> dict[str, list[tuple[Status, Path]]]:

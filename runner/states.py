@@ -36,14 +36,16 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.CANCELLED: frozenset({Status.PENDING}),
 }
 
-# Which copy wins when one id is found in two directories after a crash: the
-# terminal copy first, then the state furthest along.
+# Which copy wins when one id is found in two directories after a crash and
+# both have the same revision: the terminal copy first, then the state
+# furthest along. A claim (pending -> running) is the only move that keeps
+# the revision, so at equal revisions running is the newer state.
 PRECEDENCE: dict[Status, int] = {
     Status.COMPLETED: 5,
     Status.FAILED: 4,
     Status.CANCELLED: 3,
-    Status.PENDING: 2,
-    Status.RUNNING: 1,
+    Status.RUNNING: 2,
+    Status.PENDING: 1,
 }
 
 

@@ -117,7 +117,9 @@ def test_terminal_copy_wins_over_a_newer_pending_copy(spool: Spool) -> None:
 
 @pytest.mark.parametrize(
     ("pending_rev", "running_rev", "winner"),
-    [(3, 2, Status.PENDING), (2, 3, Status.RUNNING), (2, 2, Status.PENDING)],
+    # Equal revisions: a claim whose removal from pending/ was lost; the claim
+    # (running) is the newer state, so its attempt stays counted.
+    [(3, 2, Status.PENDING), (2, 3, Status.RUNNING), (2, 2, Status.RUNNING)],
 )
 def test_between_pending_and_running_the_higher_revision_wins(
     spool: Spool, pending_rev: int, running_rev: int, winner: Status
