@@ -27,7 +27,7 @@ from runner.config import Config
 from runner.errors import Conflict, InvalidParams, JobNotFound, JobspoolError, NotAllowed
 from runner.spool import Spool, job_id_of
 from runner.states import Status
-from runner.submit import build_job, validate
+from runner.submit import build_job, queue_job, validate
 
 VIA = "dashboard"
 BULK_DEFAULT = 500
@@ -218,7 +218,7 @@ def submit(cfg: Config, spool: Spool, sub: Submission, by: str) -> str:
             max_attempts=sub.max_attempts,
             timeout=sub.timeout,
         )
-        return spool.submit(record, by=by, via=VIA)
+        return queue_job(cfg, spool, record, by=by, via=VIA)
     except (InvalidParams, ValidationError) as exc:
         raise SubmitError({"params": str(exc)}) from None
     except JobspoolError as exc:

@@ -144,15 +144,19 @@ def run_background_job(
     )
     if cfg.settings.eager:
         return _run_eager(cfg, record)
-    job_id = open_spool(cfg).submit(record, by=submitted_by, via=via)
+    return queue_job(cfg, open_spool(cfg), record, by=submitted_by, via=via)
+
+
+def queue_job(cfg: Config, spool: Spool, record: Job, *, by: str | None, via: str) -> str:
+    """Publish an already validated job for a runner (never eagerly) and log it."""
+    job_id = spool.submit(record, by=by, via=via)
     logs.append(
         cfg.log_dir,
         "submitted",
         job=job_id,
-        name=f"{name}.{method}",
+        name=f"{record.job}.{record.method}",
         via=via,
-        priority=priority or None,
-        delay=delay,
+        priority=record.priority or None,
     )
     return job_id
 
