@@ -22,6 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runner.cli import runner_argv  # noqa: E402
 from runner.config import load_config  # noqa: E402
 from runner.states import Status  # noqa: E402
 from runner.submit import open_spool, run_background_job  # noqa: E402
@@ -59,18 +60,9 @@ def bench_drain(n: int, workers: int) -> tuple[float, float]:
     cfg = load_config(root / "allowed_jobs.yaml")
     for _ in range(n):
         run_background_job("NoOp", "run", [], config=cfg)
-    cmd = [
-        sys.executable,
-        "-m",
-        "runner.cli",
-        "runner",
-        "--config",
-        str(root / "allowed_jobs.yaml"),
-        "--burst",
-        "--quiet",
-        "--workers",
-        str(workers),
-    ]
+    cmd = runner_argv(
+        str(root / "allowed_jobs.yaml"), "--burst", "--quiet", "--workers", str(workers)
+    )
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env(), check=True)
     total = time.perf_counter() - t0
@@ -89,15 +81,7 @@ def bench_latency(n: int) -> tuple[float, float, float]:
     root = make_project(2)
     cfg = load_config(root / "allowed_jobs.yaml")
     spool = open_spool(cfg)
-    cmd = [
-        sys.executable,
-        "-m",
-        "runner.cli",
-        "runner",
-        "--config",
-        str(root / "allowed_jobs.yaml"),
-        "--quiet",
-    ]
+    cmd = runner_argv(str(root / "allowed_jobs.yaml"), "--quiet")
     proc = subprocess.Popen(cmd, env=env())
     try:
         wait(lambda: list((spool.root / "runners").glob("*.json")), 30)

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.chaosjobs import GRANDCHILD_NOTE  # noqa: E402
+from runner.cli import runner_argv  # noqa: E402
 from runner.config import Config, load_config  # noqa: E402
 from runner.spool import RunningName  # noqa: E402
 from runner.submit import run_background_job  # noqa: E402
@@ -174,15 +175,7 @@ class Chaos:
         if slot.stderr is not None:
             slot.stderr.close()
         slot.stderr = open(self.root / f"runner-{slot.index}-{slot.starts}.stderr", "wb")  # noqa: SIM115
-        cmd = [
-            sys.executable,
-            "-m",
-            "runner.cli",
-            "runner",
-            "--config",
-            str(self.config_path),
-            "--quiet",
-        ]
+        cmd = runner_argv(str(self.config_path), "--quiet")
         slot.proc = subprocess.Popen(
             cmd,
             env=self.environ(slot.host),

@@ -333,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def runner_argv(config: str | Path, *args: str) -> list[str]:
+    """The command line that starts a runner on config (for scripts and tests)."""
+    return [sys.executable, "-m", "runner.cli", "runner", "--config", str(config), *args]
+
+
 def _guard(action: Callable[[], int], prog: str) -> int:
     try:
         return action()

@@ -23,6 +23,8 @@ import psutil
 import pytest
 import yaml
 
+from runner.cli import runner_argv
+
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
@@ -67,16 +69,7 @@ class RunnerProcess:
 
     def __init__(self, env: SpoolEnv, args: list[str]) -> None:
         self.env = env
-        cmd = [
-            sys.executable,
-            "-m",
-            "runner.cli",
-            "runner",
-            "--config",
-            str(env.config),
-            "--quiet",
-            *args,
-        ]
+        cmd = runner_argv(str(env.config), "--quiet", *args)
         self.stderr_path = env.root / f"runner-{time.monotonic_ns()}.stderr"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import codec
+from runner.cli import runner_argv
 from runner.errors import InvalidJobFile
 from runner.fsops import FileOps
 from runner.spool import Spool, is_job_name, job_id_of
@@ -221,16 +221,7 @@ def _corrupt(files: Files) -> list[str]:
 def burst_once(project: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSPOOL_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    cmd = [
-        sys.executable,
-        "-m",
-        "runner.cli",
-        "runner",
-        "--config",
-        str(project / "allowed_jobs.yaml"),
-        "--burst",
-        "--quiet",
-    ]
+    cmd = runner_argv(str(project / "allowed_jobs.yaml"), "--burst", "--quiet")
     return subprocess.run(
         cmd,
         env=env,

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from runner.cli import runner_argv
 from runner.spool import RunningName
 from tests.conftest import RunnerProcess, SpoolEnv, wait_until
 
@@ -51,16 +51,7 @@ class HostRunner(RunnerProcess):
         # Same process as RunnerProcess, with one more variable in its environment.
         self.env = env
         self.host = host
-        cmd = [
-            sys.executable,
-            "-m",
-            "runner.cli",
-            "runner",
-            "--config",
-            str(env.config),
-            "--quiet",
-            *args,
-        ]
+        cmd = runner_argv(str(env.config), "--quiet", *args)
         self.stderr_path = env.root / f"runner-{host}-{time.monotonic_ns()}.stderr"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed by wait()
         environ = {**env.environ(), "JOBSPOOL_HOST": host}
