@@ -135,15 +135,15 @@ def _unmount(mnt: Path) -> None:
     """Unmount, retrying while the mount is busy; lazily as the last resort."""
     deadline = time.monotonic() + 15
     while os.path.ismount(mnt):
+        # umount (not fusermount): root may, and it does not depend on
+        # which FUSE generation's helper the machine happens to have.
         out = subprocess.run(
-            ["fusermount", "-u", str(mnt)], check=False, capture_output=True, text=True, timeout=30
+            ["umount", str(mnt)], check=False, capture_output=True, text=True, timeout=30
         )
         if out.returncode == 0:
             break
         if time.monotonic() > deadline:
-            subprocess.run(
-                ["fusermount", "-uz", str(mnt)], check=False, capture_output=True, timeout=30
-            )
+            subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True, timeout=30)
             break
         time.sleep(0.2)
     wait_until(lambda: not os.path.ismount(mnt), 10, f"{mnt} to be unmounted")
@@ -152,9 +152,9 @@ def _unmount(mnt: Path) -> None:
 @contextlib.contextmanager
 def bind_mount(src: Path, mnt: Path) -> Iterator[Path]:
     """A bindfs view of ``src`` at ``mnt``; a mount that cannot be made fails the test."""
-    for tool in ("bindfs", "fusermount"):
+    for tool in ("bindfs", "umount"):
         if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed (Debian packages: bindfs, fuse)")
+            pytest.fail(f"{tool} is not installed (Debian packages: bindfs, mount)")
     mnt.mkdir(parents=True, exist_ok=True)
     out = subprocess.run(
         ["bindfs", str(src), str(mnt)], check=False, capture_output=True, text=True, timeout=30
