@@ -14,7 +14,6 @@ signature) before anything is written; errors come back per form field.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from runner.config import Config
 from runner.errors import Conflict, InvalidParams, JobNotFound, JobspoolError, NotAllowed
 from runner.spool import Spool, job_id_of
 from runner.states import Status
-from runner.submit import build_job, queue_job, validate
+from runner.submit import build_job, params_from_json, queue_job, validate
 
 VIA = "dashboard"
 BULK_DEFAULT = 500
@@ -151,12 +150,9 @@ def parse_params(raw: object) -> list[Any] | dict[str, Any]:
     if not isinstance(raw, str):
         raise ValueError("params must be a JSON list (positional) or object (keyword)")
     try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
-    if not isinstance(value, list | dict):
-        raise ValueError("params must be a JSON list (positional) or object (keyword)")
-    return value
+        return params_from_json(raw)
+    except InvalidParams as exc:
+        raise ValueError(str(exc)) from None
 
 
 def parse_submission(fields: Mapping[str, Any]) -> Submission:

@@ -47,13 +47,7 @@ def parse_params(values: Sequence[str], json_text: str | None) -> list[Any] | di
     if json_text is not None:
         if values:
             raise UsageError("give params either as arguments or with --json, not both")
-        try:
-            params = json.loads(json_text)
-        except ValueError as exc:
-            raise UsageError(f"--json is not valid JSON: {exc}") from None
-        if not isinstance(params, list | dict):
-            raise UsageError("--json must be a JSON list (positional) or object (keyword)")
-        return params
+        return submit.params_from_json(json_text, "--json")
     if len(values) == 1 and "," in values[0]:
         return [v.strip() for v in values[0].split(",")]
     return list(values)

@@ -10,6 +10,7 @@ validation; its record lives in memory for ``get_job``/``wait_for_job``.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from datetime import timedelta
@@ -69,6 +70,17 @@ def job_name_of(job: type | str, cfg: Config) -> str:
         except (ImportError, NotAllowed):
             continue
     raise NotAllowed(f"class {job.__module__}.{job.__qualname__} is not in the allow-list")
+
+
+def params_from_json(text: str, label: str = "params") -> Params:
+    """Params given as JSON text: a list (positional) or an object (keyword)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidParams(f"{label} is not valid JSON: {exc}") from None
+    if not isinstance(value, list | dict):
+        raise InvalidParams(f"{label} must be a JSON list (positional) or object (keyword)")
+    return value
 
 
 def validate(cfg: Config, name: str, method: str, params: Params) -> None:
