@@ -285,6 +285,18 @@ def _spare_main(req_fd: int, private: tuple[int, ...], sigchld: bool) -> None:
         os._exit(code)
 
 
+def _warn_if_threaded(class_path: str) -> None:
+    """A job module that starts a thread on import makes forking unsafe."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        print(
+            f"jobspool: importing {class_path} started a thread in the fork server; "
+            "forking a threaded process can deadlock: start threads inside the job",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 class _Warmer:
     """Imports allowed job classes in the zygote, so each fork inherits them.
 
@@ -341,6 +353,7 @@ class _Warmer:
         except BaseException:
             self.cold.add(path)
             return True
+        _warn_if_threaded(path)
         if path not in self.files:
             names = sorted({path.rpartition(".")[0], cls.__module__})
             files = [getattr(sys.modules.get(n), "__file__", None) for n in names]
