@@ -235,7 +235,3 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
     return Config(settings=settings, path=found)
-
-
-def config_from_settings(settings: Settings, path: Path | None = None) -> Config:
-    return Config(settings=settings, path=path)

@@ -154,7 +154,6 @@ class Runner:
         self.stop_deadline = 0.0
         self.control_dirty = True
         self.cancel_requests: dict[str, dict[str, Any]] = {}
-        self.deferred: set[str] = set()
         self.rechecks: dict[str, tuple[float, float]] = {}
         self.claim_retries: set[str] = set()
         self.last_beat = 0.0
@@ -363,7 +362,6 @@ class Runner:
         except OSError as exc:
             logs.event("read_error", logs.ERROR, file=name, error=exc)
             return
-        self.deferred.discard(name)
         if job.created_at is None:  # hand-written: its age is the file's
             with contextlib.suppress(OSError):
                 job = job.model_copy(update={"created_at": from_timestamp(os.stat(path).st_mtime)})
@@ -390,9 +388,7 @@ class Runner:
             return
         young = time.time() - st.st_mtime < YOUNG_FILE_SECONDS
         if stat_mod.S_ISREG(st.st_mode) and young and not force:
-            self.deferred.add(name)  # its writer may not be done; look again at rescan
-            return
-        self.deferred.discard(name)
+            return  # its writer may not be done: the next rescan looks again
         try:
             dst = self.spool.quarantine(path, reason)
         except FileNotFoundError:

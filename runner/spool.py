@@ -506,14 +506,6 @@ class Spool:
             # newer copy, and resolve_duplicates keeps it over the older one.
             self.ops.unlink(dst)
 
-    def rewrite(self, path: StrPath, job: Job) -> None:
-        """Replace the content of a file the caller owns (e.g. its running claim)."""
-        tmp = self._write_tmp(self.encode(job), job.id or "job")
-        try:
-            self.ops.replace(tmp, path)
-        finally:
-            self.ops.unlink_quiet(tmp)
-
     def quarantine(self, path: StrPath, reason: str) -> Path:
         """Move anything that is not a job into corrupt/, byte for byte, with a reason.
 
@@ -627,9 +619,6 @@ class Spool:
                 continue
             out[job_id] = data if isinstance(data, dict) else {}
         return out
-
-    def has_request(self, kind: str, job_id: str) -> bool:
-        return self._request_path(kind, job_id).exists()
 
     def clear_request(self, kind: str, job_id: str) -> None:
         self.ops.unlink_quiet(self._request_path(kind, job_id))
