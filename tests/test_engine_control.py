@@ -10,7 +10,7 @@ import psutil
 
 from runner.model import Job
 from runner.submit import run_background_job
-from tests.conftest import SpoolEnv, wait_until
+from tests.conftest import RunnerProcess, SpoolEnv, wait_until
 from tests.support.spoolkit import (
     allow_extra_jobs,
     assert_one_line_error,
@@ -156,6 +156,27 @@ def _lingering_job(env: SpoolEnv, tmp_path: Path, *, spawn: bool, max_attempts: 
     )
 
 
+def _cut_off_runner(env: SpoolEnv, runner: RunnerProcess, attempt_pid: int) -> list[psutil.Process]:
+    """Kill a runner and its fork server at once, as a power cut of just them would.
+
+    Both are frozen first, so neither can clean up; the attempt, in its own
+    session, lives on as an orphan. Returns the fork server's processes.
+    """
+    wait_until(
+        lambda: any(j.get("pid") == attempt_pid for j in heartbeat_jobs(env)),
+        10,
+        "the heartbeat to list the attempt",
+    )
+    helpers = psutil.Process(runner.pid).children()
+    frozen = [psutil.Process(runner.pid), *helpers]
+    for proc in frozen:
+        proc.suspend()
+    for proc in frozen:
+        proc.kill()
+    runner.wait()
+    return helpers
+
+
 def test_sigterm_hands_a_running_job_back_without_spending_an_attempt(
     env: SpoolEnv, tmp_path: Path
 ) -> None:
@@ -196,20 +217,7 @@ def test_dead_runner_is_recovered_by_another(env: SpoolEnv, tmp_path: Path) -> N
     grandchild = read_int(tmp_path / "1.grandchild.pid")
     helpers: list[psutil.Process] = []
     try:
-        wait_until(
-            lambda: any(j.get("pid") == attempt_pid for j in heartbeat_jobs(env)),
-            10,
-            "the heartbeat to list the attempt",
-        )
-        # Freeze the runner and its fork server, then kill both: a power cut of
-        # the runner, while the attempt (in its own session) lives on as an orphan.
-        helpers = psutil.Process(first.pid).children()
-        frozen = [psutil.Process(first.pid), *helpers]
-        for proc in frozen:
-            proc.suspend()
-        for proc in frozen:
-            proc.kill()
-        first.wait()
+        helpers = _cut_off_runner(env, first, attempt_pid)
         assert not is_gone(attempt_pid)
         assert not is_gone(grandchild)
         second = env.start_runner("--lease-seconds", "1")
@@ -278,18 +286,7 @@ def test_recovery_kills_what_an_ended_attempt_left_behind(env: SpoolEnv, tmp_pat
     grandchild = read_int(tmp_path / "1.grandchild.pid")
     helpers: list[psutil.Process] = []
     try:
-        wait_until(
-            lambda: any(j.get("pid") == attempt_pid for j in heartbeat_jobs(env)),
-            10,
-            "the heartbeat to list the attempt",
-        )
-        helpers = psutil.Process(first.pid).children()
-        frozen = [psutil.Process(first.pid), *helpers]
-        for proc in frozen:
-            proc.suspend()
-        for proc in frozen:
-            proc.kill()
-        first.wait()
+        helpers = _cut_off_runner(env, first, attempt_pid)
         wait_until(lambda: is_gone(attempt_pid), 10, "the attempt to end by itself")
         assert not is_gone(grandchild)
         second = env.start_runner("--lease-seconds", "1")
