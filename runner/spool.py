@@ -235,11 +235,15 @@ class Spool:
         return None
 
     def find(self, job_id: str) -> JobView | None:
-        """The job in whatever status it is; None if it is nowhere."""
-        for _ in range(3):  # it may move while we look
+        """The job in whatever status it is; None if it is nowhere.
+
+        A job moving while we look can slip past one pass (it left running/
+        after we looked at cancelled/, say), so "nowhere" is asked again.
+        """
+        for _ in range(3):
             where = self.locate(job_id)
             if where is None:
-                return None
+                continue
             status, path = where
             try:
                 job = self.read_job(path)
