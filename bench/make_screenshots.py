@@ -36,18 +36,8 @@ from runner.config import Config, load_config  # noqa: E402
 from runner.model import Job  # noqa: E402
 from runner.states import Status  # noqa: E402
 from runner.submit import open_spool  # noqa: E402
+from tests.dashboard_support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CONFIG = """\
 spool: spool
 durable: false
@@ -120,7 +110,7 @@ def build_project(project: Path) -> tuple[Config, str]:
 
 def photograph(url: str, broken: str, out: Path) -> None:
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1360, "height": 900})
         page.goto(url + f"jobs/{broken}")
         page.click("#retry")
