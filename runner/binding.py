@@ -84,6 +84,8 @@ class Plan:
 
     def bind(self, params: Params) -> tuple[list[Any], dict[str, Any]]:
         sig = self.sig
+        if not params and not sig.parameters:
+            return [], {}  # the common no-argument call skips Signature.bind
         try:
             bound = sig.bind(*params) if isinstance(params, list) else sig.bind(**params)
         except TypeError as exc:

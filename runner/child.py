@@ -71,6 +71,8 @@ def _type_names(exc: BaseException) -> list[str]:
 
 
 def _jsonable(value: Any) -> tuple[Any, str | None]:
+    if value is None or type(value) in (str, int, bool):
+        return value, None
     try:
         json.dumps(value, allow_nan=False)
         return value, None
@@ -141,6 +143,13 @@ def run(req: RunRequest) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     return EXIT_OK if report["outcome"] == "succeeded" else EXIT_FAILED
+
+
+class Rehearsal:
+    """A job that does nothing: the fork server runs it before it forks."""
+
+    def run(self) -> None:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -312,7 +312,8 @@ class Runner:
 
     def _idle(self, wall: float) -> bool:
         # A job whose claim hit an I/O error is due, just not claimable yet.
-        self.claim_retries &= self.schedule.names()
+        if self.claim_retries:
+            self.claim_retries = {n for n in self.claim_retries if n in self.schedule}
         busy = self.active or self.unfinished or self.inflight or self.claim_retries
         return not busy and not self.schedule.has_ready(wall)
 

@@ -25,17 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import json
+import json.scanner
 import os
-import selectors
+import select
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
+from runner import child
 from runner.child import EXIT_INTERNAL, RunRequest
 
 if TYPE_CHECKING:
@@ -245,21 +247,30 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+# The C-level signal module: the public ``signal.signal`` converts to and
+# from enums, and in a forked child that machinery costs ~80 copied pages.
+_signal: Any = importlib.import_module("_signal")
+# The JSON scanner without the Python-level wrappers around it, for the
+# same reason (about half the pages of ``json.loads``).
+_scan_json = cast(Any, json.scanner).make_scanner(json.JSONDecoder())
+
+
 def _spare_main(req_fd: int, private: tuple[int, ...], sigchld: bool) -> None:
     """A forked spare: set up, wait for one request, run it, exit.
 
     Spares are forked ahead of need, so the fork and this setup are off the
     path from "claim" to "job code running". An empty request (the zygote
-    closed the pipe) retires the spare. Kept to a few calls: every Python
-    object a forked child touches costs a copied page.
+    closed the pipe) retires the spare. Kept to a few calls: every page a
+    forked child writes is a copy-on-write fault, and on virtual machines a
+    fault costs several microseconds.
     """
     code = EXIT_INTERNAL
     try:
         os.setsid()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
         if sigchld:  # only the fallback zygote changed these
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _signal.set_wakeup_fd(-1)
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         for fd in private:
             os.close(fd)
         data = _read_all(req_fd)
@@ -267,13 +278,11 @@ def _spare_main(req_fd: int, private: tuple[int, ...], sigchld: bool) -> None:
         if not data:
             code = 0
             return
-        req = RunRequest.from_dict(json.loads(data))
+        req = RunRequest.from_dict(_scan_json(data.decode(), 0)[0])
         log = os.open(req.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
-        from runner import child
-
         code = child.run(req)
     except BaseException:
         with contextlib.suppress(BaseException):
@@ -362,27 +371,26 @@ class _Warmer:
         return changed
 
 
-@dataclass
-class _Spare:
-    pid: int
-    pidfd: int
-    request_w: int
-
-
-SPARES = 2
+# Spares are forked in batches: refilled when only SPARES_LOW are left, up to
+# SPARES_HIGH. After a fork every page of the zygote is shared copy-on-write
+# with the child, so the zygote's own bookkeeping after each fork faults in
+# a hundred pages or so; forking back to back pays that once per batch.
+SPARES_LOW = 1
+SPARES_HIGH = 4
 
 
 class _Zygote:
     """Forks attempts and reports their exits.
 
-    It keeps SPARES children forked ahead of need, each blocked reading its
-    request pipe; a request goes to a spare, and a new spare is forked after
-    "started" has been sent. When the zygote imports a job module, the
-    spares (forked before it) are retired, so new ones inherit the import.
+    It keeps spare children forked ahead of need, each blocked reading its
+    request pipe; a request goes to the oldest spare. When the zygote
+    imports a job module, the spares (forked before it) are retired, so new
+    ones inherit the import.
 
     Children are watched through pidfds (Linux): no SIGCHLD handler, so a
     child inherits no handler it would have to undo. Elsewhere a SIGCHLD
-    handler wakes the loop through a self-pipe.
+    handler wakes the loop through a self-pipe. The loop uses ``poll`` and
+    plain tuples: less Python between forks means fewer copied pages.
     """
 
     def __init__(self) -> None:
@@ -394,29 +402,30 @@ class _Zygote:
         os.dup2(2, 1)
         os.close(devnull)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.inp, selectors.EVENT_READ, "input")
+        self.poll = select.poll()
+        self.poll.register(self.inp, select.POLLIN)
         self.use_pidfd = hasattr(os, "pidfd_open")
         self.private: tuple[int, ...] = (self.inp, self.out)
+        self.wake = -1
         if not self.use_pidfd:
-            wake_r, wake_w = os.pipe()
+            self.wake, wake_w = os.pipe()
             os.set_blocking(wake_w, False)
-            os.set_blocking(wake_r, False)
+            os.set_blocking(self.wake, False)
             signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
             signal.signal(signal.SIGCHLD, lambda *_: None)
-            self.selector.register(wake_r, selectors.EVENT_READ, "wake")
-            self.private += (wake_r, wake_w)
+            self.poll.register(self.wake, select.POLLIN)
+            self.private += (self.wake, wake_w)
         self.children: dict[int, str] = {}  # running attempts: pid -> token
         self.pidfds: dict[int, int] = {}  # every live child: pid -> pidfd
-        self.spares: list[_Spare] = []
+        self.watched: dict[int, int] = {}  # pidfd -> pid
+        self.spares: list[tuple[int, int]] = []  # (pid, request pipe), oldest first
         self.buf = b""
         self.orphaned = False
         self.warmer = _Warmer()
 
-    def send(self, msg: dict[str, Any]) -> None:
+    def send(self, data: bytes) -> None:
         if self.orphaned:
             return
-        data = json.dumps(msg).encode() + b"\n"
         try:
             while data:
                 data = data[os.write(self.out, data) :]
@@ -425,7 +434,7 @@ class _Zygote:
 
     def _inherited(self) -> tuple[int, ...]:
         """Descriptors a new child must close: they belong to the zygote."""
-        return (*self.private, *self.pidfds.values(), *(s.request_w for s in self.spares))
+        return (*self.private, *self.pidfds.values(), *(w for _, w in self.spares))
 
     def fork_spare(self) -> None:
         request_r, request_w = os.pipe()
@@ -435,35 +444,38 @@ class _Zygote:
             os.close(request_w)
             _spare_main(request_r, private, not self.use_pidfd)
         os.close(request_r)
-        pidfd = -1
         if self.use_pidfd:
             pidfd = os.pidfd_open(pid)
             self.pidfds[pid] = pidfd
-            self.selector.register(pidfd, selectors.EVENT_READ, pid)
-        self.spares.append(_Spare(pid, pidfd, request_w))
+            self.watched[pidfd] = pid
+            self.poll.register(pidfd, select.POLLIN)
+        self.spares.append((pid, request_w))
 
     def fill_spares(self) -> None:
-        while len(self.spares) < SPARES:
-            self.fork_spare()
+        if len(self.spares) <= SPARES_LOW:
+            while len(self.spares) < SPARES_HIGH:
+                self.fork_spare()
 
     def retire_spares(self) -> None:
-        for spare in self.spares:
-            os.close(spare.request_w)  # EOF: the spare exits; reaped like any child
+        for _, request_w in self.spares:
+            os.close(request_w)  # EOF: the spare exits; reaped like any child
         self.spares.clear()
 
-    def assign(self, req: dict[str, Any]) -> None:
+    def assign(self, line: bytes) -> None:
+        req = json.loads(line)
         if self.warmer.warm(req):
             self.retire_spares()
             gc.freeze()  # the new imports too: children's collections skip them
         if not self.spares:
             self.fork_spare()
-        spare = self.spares.pop(0)
-        data = json.dumps(req).encode()
+        pid, request_w = self.spares.pop(0)
+        data = line
         while data:
-            data = data[os.write(spare.request_w, data) :]
-        os.close(spare.request_w)
-        self.children[spare.pid] = req["token"]
-        self.send({"started": req["token"], "pid": spare.pid})
+            data = data[os.write(request_w, data) :]
+        os.close(request_w)
+        token = req["token"]
+        self.children[pid] = token
+        self.send(b'{"started": %s, "pid": %d}\n' % (json.dumps(token).encode(), pid))
 
     def handle_input(self) -> bool:
         chunk = os.read(self.inp, 1 << 16)
@@ -473,7 +485,7 @@ class _Zygote:
         *lines, self.buf = self.buf.split(b"\n")
         for line in lines:
             if line.strip():
-                self.assign(json.loads(line))
+                self.assign(line)
         self.fill_spares()
         return True
 
@@ -487,14 +499,19 @@ class _Zygote:
                 return
             pidfd = self.pidfds.pop(got, -1)
             if pidfd >= 0:
-                self.selector.unregister(pidfd)
+                self.poll.unregister(pidfd)
+                del self.watched[pidfd]
                 os.close(pidfd)
             token = self.children.pop(got, None)
             if token is not None:
                 kill_group(got)  # background children the attempt left behind
-                self.send({"exited": token, "pid": got, "code": os.waitstatus_to_exitcode(status)})
+                code = os.waitstatus_to_exitcode(status)
+                self.send(
+                    b'{"exited": %s, "pid": %d, "code": %d}\n'
+                    % (json.dumps(token).encode(), got, code)
+                )
             else:  # a spare that exited (retired, or killed from outside)
-                self.spares = [s for s in self.spares if s.pid != got]
+                self.spares = [s for s in self.spares if s[0] != got]
             if pid != -1:
                 return
 
@@ -516,17 +533,43 @@ class _Zygote:
     def _loop(self) -> None:
         self.fill_spares()
         while not self.orphaned:
-            for key, _ in self.selector.select():
-                tag = key.data
-                if tag == "input":
+            for fd, _ in self.poll.poll():
+                if fd == self.inp:
                     if not self.handle_input():
                         return
-                elif tag == "wake":
+                elif fd == self.wake:
                     with contextlib.suppress(BlockingIOError):
-                        os.read(key.fd, 4096)
+                        os.read(fd, 4096)
                     self.reap()
-                else:
-                    self.reap(tag)
+                elif fd in self.watched:
+                    self.reap(self.watched[fd])
+
+
+def _rehearse() -> None:
+    """Run a no-op attempt here a few times before any fork.
+
+    CPython specialises a function's bytecode in place during its first
+    calls, and allocators warm up their pools; done here once, children
+    inherit the result instead of each writing (and copying) those pages.
+    """
+    request = RunRequest(
+        token="rehearsal",  # noqa: S106  (an attempt token, not a secret)
+        job_id="rehearsal",
+        job="Rehearsal",
+        method="run",
+        params=[],
+        class_path="runner.child.Rehearsal",
+        attempt=1,
+        max_attempts=1,
+        base_dir=sys.path[0] or os.getcwd(),
+        log_path=os.devnull,
+        report_path=os.devnull,
+    ).to_json()
+    for _ in range(REHEARSALS):
+        child.run(RunRequest.from_dict(_scan_json(request.decode(), 0)[0]))
+
+
+REHEARSALS = 20
 
 
 def zygote_main() -> None:
@@ -535,12 +578,13 @@ def zygote_main() -> None:
     import runner.child
     import runner.context  # noqa: F401
 
+    _rehearse()
     # Objects that exist now are never collected in the children, so the
     # collector does not touch (and copy) their pages after each fork.
     gc.freeze()
 
     zygote = _Zygote()
-    zygote.send({"ready": True, "pid": os.getpid()})
+    zygote.send(b'{"ready": true, "pid": %d}\n' % os.getpid())
     zygote.serve()
 
 
