@@ -58,6 +58,7 @@ class Active:
     host: str | None = None  # set when the attempt ran on another host
     stop: Outcome | None = None  # why the runner killed it, if it did
     stop_info: dict[str, Any] = field(default_factory=dict)
+    exited_at: datetime | None = None  # when the runner learnt the process ended
 
 
 @dataclass
@@ -130,7 +131,7 @@ def read_report(path: str, act: Active, code: int, timeout: float) -> Report:
 
 
 def make_attempt(act: Active, report: Report, host: str) -> Attempt:
-    finished = utcnow()
+    finished = act.exited_at or utcnow()
     return Attempt(
         number=act.claim.attempt,
         runner=act.claim.runner,

@@ -144,6 +144,7 @@ class Runner:
         self.per_job: Counter[str] = Counter()
         self.unfinished: list[Unfinished] = []
         self.inflight: dict[str, Publication] = {}
+        self.exited: list[tuple[Active, int]] = []  # slot freed, report not read yet
         # fsync-bound publishing runs here so the loop keeps claiming meanwhile.
         self.pool: ThreadPoolExecutor | None = None
         self.runner_id = new_runner_id()
@@ -261,8 +262,12 @@ class Runner:
         self._enforce_timeouts(now)
         self._retry_unfinished(now)
         if self.stopping:
+            self._finish_exited()
             return self._stop_step(now)
+        # Refill the freed slots before recording the attempts that freed
+        # them: the next attempts start that much sooner.
         self._claim_ready(now, wall)
+        self._finish_exited()
         if self.burst and self._idle(wall):
             return None
         return self._next_wake(now, wall)
@@ -550,10 +555,16 @@ class Runner:
         if act is None:
             return
         self.per_job[act.job.job] -= 1
-        if act.pid is not None:
-            kill_group(act.pid)
-        timeout = act.job.timeout_seconds or self.config.timeout(act.job.job)
-        self._finish(act, read_report(self._report_path(act.token), act, code, timeout))
+        act.exited_at = utcnow()
+        self.exited.append((act, code))
+
+    def _finish_exited(self) -> None:
+        while self.exited:
+            act, code = self.exited.pop(0)
+            if act.pid is not None:
+                kill_group(act.pid)
+            timeout = act.job.timeout_seconds or self.config.timeout(act.job.job)
+            self._finish(act, read_report(self._report_path(act.token), act, code, timeout))
 
     def _finish(self, act: Active, report: Report, backoff: float = 0.5) -> None:
         """Record the attempt, decide, publish; on I/O errors keep it and retry later."""

@@ -421,6 +421,7 @@ class _Zygote:
         self.spares: list[tuple[int, int]] = []  # (pid, request pipe), oldest first
         self.buf = b""
         self.orphaned = False
+        self.refilling = True
         self.warmer = _Warmer()
 
     def send(self, data: bytes) -> None:
@@ -451,10 +452,13 @@ class _Zygote:
             self.poll.register(pidfd, select.POLLIN)
         self.spares.append((pid, request_w))
 
-    def fill_spares(self) -> None:
+    def want_spare(self) -> bool:
+        """True while a batch is being forked (see SPARES_LOW and SPARES_HIGH)."""
         if len(self.spares) <= SPARES_LOW:
-            while len(self.spares) < SPARES_HIGH:
-                self.fork_spare()
+            self.refilling = True
+        elif len(self.spares) >= SPARES_HIGH:
+            self.refilling = False
+        return self.refilling
 
     def retire_spares(self) -> None:
         for _, request_w in self.spares:
@@ -486,7 +490,6 @@ class _Zygote:
         for line in lines:
             if line.strip():
                 self.assign(line)
-        self.fill_spares()
         return True
 
     def reap(self, pid: int = -1) -> None:
@@ -531,9 +534,14 @@ class _Zygote:
             self.shutdown()  # whatever ended the loop, no attempt outlives us
 
     def _loop(self) -> None:
-        self.fill_spares()
         while not self.orphaned:
-            for fd, _ in self.poll.poll():
+            # A batch of spares is forked one per turn, so that a request
+            # that arrives meanwhile is served first.
+            want = self.want_spare()
+            ready = self.poll.poll(0 if want else None)
+            if not ready and want:
+                self.fork_spare()
+            for fd, _ in ready:
                 if fd == self.inp:
                     if not self.handle_input():
                         return
