@@ -11,7 +11,7 @@ allow-list key; import paths come from this file alone.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,6 +113,8 @@ class Config:
 
     settings: Settings
     path: Path | None
+    # Derived once per job name; a reloaded file makes a new Config.
+    _policies: dict[str, RetryPolicy] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def base_dir(self) -> Path:
@@ -142,9 +144,12 @@ class Config:
         return spec.class_path or f"jobs.{job}"
 
     def retry_policy(self, job: str) -> RetryPolicy:
-        spec = self.settings.allowed_jobs.get(job)
-        base = self.settings.retry
-        return spec.retry.apply(base) if spec else base
+        found = self._policies.get(job)
+        if found is None:
+            spec = self.settings.allowed_jobs.get(job)
+            base = self.settings.retry
+            found = self._policies[job] = spec.retry.apply(base) if spec else base
+        return found
 
     def timeout(self, job: str) -> float:
         spec = self.settings.allowed_jobs.get(job)

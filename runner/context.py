@@ -42,9 +42,14 @@ def set_current(ctx: JobContext | None) -> None:
     _current = ctx
 
 
+def progress_name(job_id: str) -> str:
+    """The file name of a job's live progress, in the job logs' directory."""
+    return f"{job_id}.progress.json"
+
+
 def progress_file(log_dir: str | Path, job_id: str) -> Path:
     """Where a job's live progress is kept (beside its log)."""
-    return Path(log_dir) / "jobs" / f"{job_id}.progress.json"
+    return Path(log_dir) / "jobs" / progress_name(job_id)
 
 
 def report_progress(fraction: float | None = None, message: str | None = None) -> None:

@@ -193,6 +193,9 @@ class Runner:
                 watcher = Watcher(self.spool.root, self.events.put)
                 watcher.start()
             self.startup()
+            # The first scan overlaps the fork server's start-up.
+            self._rescan(time.monotonic())
+            self.launcher.wait_ready()
             while True:
                 wait = self.step(time.monotonic())
                 if wait is None:

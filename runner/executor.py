@@ -51,6 +51,7 @@ Post = Callable[[tuple[Any, ...]], None]
 
 
 class Launcher(Protocol):
+    def wait_ready(self) -> None: ...
     def start(self, req: RunRequest) -> None: ...
     def close(self) -> None: ...
 
@@ -152,8 +153,10 @@ class ForkServer:
             target=self._read, args=(self.proc.stdout,), name="jobspool-zygote", daemon=True
         )
         self._reader.start()
-        # Wait until the zygote has imported the engine, so the first attempt
-        # does not pay for interpreter start-up.
+
+    def wait_ready(self) -> None:
+        """Wait until the zygote has imported the engine (the runner does its
+        start-up scan meanwhile), so no attempt pays for interpreter start-up."""
         if not self._ready.wait(60) or self.proc.poll() is not None:
             raise RuntimeError("the fork server failed to start")
 
@@ -170,6 +173,8 @@ class ForkServer:
         self._post(("launcher_gone",))
 
     def start(self, req: RunRequest) -> None:
+        if not self._ready.is_set():
+            self.wait_ready()
         self._stdin.write(req.to_json() + b"\n")
         self._stdin.flush()
 
@@ -194,6 +199,9 @@ class Spawner:
     def __init__(self, post: Post) -> None:
         self._post = post
         self._threads: list[threading.Thread] = []
+
+    def wait_ready(self) -> None:
+        """Nothing to wait for: each attempt starts its own interpreter."""
 
     def start(self, req: RunRequest) -> None:
         import subprocess
@@ -519,13 +527,20 @@ class _Zygote:
                 return
 
     def shutdown(self) -> None:
+        idle = [pid for pid, _ in self.spares]
         self.retire_spares()
-        for pid in list(self.pidfds) + list(self.children):
+        for pid in idle:  # nothing to lose in a spare; no need to wait for it to notice
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in list(self.children):
             kill_tree(pid)
+        with contextlib.suppress(KeyError):
+            self.poll.unregister(self.inp)  # at EOF it would always be ready
         deadline = time.monotonic() + 5
         while (self.children or self.pidfds) and time.monotonic() < deadline:
             self.reap()
-            time.sleep(0.01)
+            if self.children or self.pidfds:
+                self.poll.poll(10)  # a pidfd (or the SIGCHLD pipe) wakes it
 
     def serve(self) -> None:
         try:

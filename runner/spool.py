@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import codec
-from runner.context import progress_file
+from runner.context import progress_file, progress_name
 from runner.errors import Conflict, InvalidJobFile, JobNotFound, SpoolError, SpoolFull
 from runner.fsops import FileOps, NotRegularFile, StrPath
 from runner.model import HistoryEntry, Job, JobView, Progress, is_valid_id, utcnow
@@ -487,8 +487,10 @@ class Spool:
             finally:
                 self._unfence(fin, src)
             raise
-        with contextlib.suppress(OSError):  # see move(): a lost removal is settled later
-            self._sync_dir(self._dir_strs[Status.RUNNING])
+        # running/ is not synced here: if a power loss brings the finishing
+        # name back, the job also has its newer copy in dst, and
+        # resolve_duplicates keeps that one. The runner's next claim batch
+        # syncs running/ anyway.
 
     def _unfence(self, fin: str, src: StrPath) -> None:
         """Nothing was published: put the claim back under its name, to retry later."""
@@ -630,8 +632,12 @@ class Spool:
     # ----------------------------------------------------------- progress
 
     def read_progress(self, job_id: str) -> Progress | None:
+        # Called once per finished attempt, and most jobs never report
+        # progress: a plain open on a string path is the cheap way to know.
+        path = os.path.join(self._job_logs, progress_name(job_id))
         try:
-            return Progress.model_validate_json(self.progress_path(job_id).read_bytes())
+            with open(path, "rb") as fh:
+                return Progress.model_validate_json(fh.read())
         except (OSError, ValueError):
             return None
 
