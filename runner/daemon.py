@@ -1,9 +1,10 @@
 """The runner loop: wake on events, rescan, claim, reap, finish.
 
-One thread owns all decisions. Other threads (the watchdog observer, the
-fork server's reader) and signal handlers only put tuples on a
-``SimpleQueue`` (reentrant, so safe from a signal handler); :meth:`Runner.step`
-drains it and does everything else. ``step`` takes ``now`` (monotonic) so
+One thread owns all decisions. Other threads (the watchdog observer,
+publishers) and signal handlers only put tuples in a
+:class:`~runner.mailbox.Mailbox`; the fork server's messages are read by
+the loop itself. :meth:`Runner.step` drains the mailbox and does everything
+else. ``step`` takes ``now`` (monotonic) so
 tests can drive the loop one step at a time.
 
 Per step:
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import random
 import secrets
 import signal
@@ -50,6 +50,7 @@ from runner.errors import Conflict, InvalidJobFile, NotAllowed
 from runner.executor import Launcher, create_time, kill_group, kill_tree, make_launcher
 from runner.fsops import HardLinked, NotRegularFile, StrPath
 from runner.leases import Lease, Liveness, kill_orphans, take_over
+from runner.mailbox import Mailbox
 from runner.model import (
     Attempt,
     ErrorInfo,
@@ -61,7 +62,7 @@ from runner.model import (
 )
 from runner.retry import Decision, decide
 from runner.schedule import Entry, Schedule
-from runner.spool import RunningName, Spool, hostname, is_job_name, new_id
+from runner.spool import RunningName, Sealed, Spool, hostname, is_job_name, new_id
 from runner.states import TERMINAL, Status
 
 # A hand-written file may be caught half-written; give its writer this long
@@ -86,6 +87,7 @@ class Publication:
     attempt: Attempt
     decision: Decision
     backoff: float
+    sealed: Sealed | None = None  # None: the record could not be encoded
 
 
 @dataclass
@@ -137,8 +139,7 @@ class Runner:
             max_job_bytes=s.max_job_bytes,
             log_dir=config.log_dir,
         )
-        self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self.waiting: list[tuple[Any, ...]] = []
+        self.events = Mailbox()
         self.schedule = Schedule()
         self.active: dict[str, Active] = {}
         self.per_job: Counter[str] = Counter()
@@ -179,6 +180,7 @@ class Runner:
             backups=self.settings.logs.backups,
             console=self.console,
         )
+        self.events.own()
         self.launcher = make_launcher(self.settings.start_method, self.events.put)
         self.pool = ThreadPoolExecutor(PUBLISHERS, thread_name_prefix="jobspool-publish")
         self._install_signals()
@@ -207,6 +209,7 @@ class Runner:
             self.pool.shutdown(wait=True)
             self.pool = None
             self.launcher.close()
+            self.events.close()
             self.lease.release()
             logs.event("runner_stopped", runner=self.runner_id)
             logs.close()
@@ -235,10 +238,8 @@ class Runner:
 
     def _wait(self, timeout: float) -> None:
         """Sleep until an event arrives; step() handles it (after its lease check)."""
-        try:
-            self.waiting.append(self.events.get(timeout=max(0.0, timeout)))
-        except queue.Empty:
-            return
+        fd = self.launcher.fd if self.launcher is not None else None
+        self.events.wait(timeout, fd)
 
     # ------------------------------------------------------------ the step
 
@@ -276,13 +277,9 @@ class Runner:
         return self._next_wake(now, wall)
 
     def _drain(self, now: float) -> None:
-        while self.waiting:
-            self._handle(self.waiting.pop(0), now)
-        while True:
-            try:
-                item = self.events.get_nowait()
-            except queue.Empty:
-                return
+        if self.launcher is not None:
+            self.launcher.pump()
+        while (item := self.events.get_nowait()) is not None:
             self._handle(item, now)
 
     def _handle(self, item: tuple[Any, ...], now: float) -> None:
@@ -494,7 +491,7 @@ class Runner:
             }
         )
         try:
-            self._publish(path, Status.FAILED, record)
+            self._publish(path, Status.FAILED, self.spool.seal(record))
         except OSError as io_error:
             logs.event("finish_error", logs.ERROR, job=job.id, to="failed", error=io_error)
             return
@@ -577,6 +574,11 @@ class Runner:
         progress = self.spool.read_progress(job.id or "")
         record = next_record(job, decision, report, act, progress)
         pub = Publication(act, report, record, attempt, decision, backoff)
+        try:
+            pub.sealed = self.spool.seal(record)
+        except Exception as exc:  # e.g. a result over the size cap
+            self._published(pub, exc)
+            return
         if self.pool is None:
             self._published(pub, self._publish_safely(pub))
             return
@@ -587,7 +589,8 @@ class Runner:
     def _publish_safely(self, pub: Publication) -> bool | Exception:
         """Runs on a publisher thread: only file I/O, no decisions, never raises."""
         try:
-            return self._publish(pub.active.path, DESTINATION[pub.decision.action], pub.record)
+            assert pub.sealed is not None
+            return self._publish(pub.active.path, DESTINATION[pub.decision.action], pub.sealed)
         except Exception as exc:  # reported back to the loop, which decides
             return exc
 
@@ -639,11 +642,12 @@ class Runner:
             requested_delay=report.delay,
         )
 
-    def _publish(self, path: StrPath, dst: Status, record: Job) -> bool:
+    def _publish(self, path: StrPath, dst: Status, sealed: Sealed) -> bool:
         """Move our running file on; False if fenced. OSError propagates."""
+        record = sealed.job
         job_id = record.id or ""
         try:
-            self.spool.finish(path, dst, record)
+            self.spool.finish(path, dst, sealed)
         except Conflict as exc:
             logs.event("fenced", logs.WARNING, job=job_id, reason=exc)
             return False

@@ -51,6 +51,9 @@ Post = Callable[[tuple[Any, ...]], None]
 
 
 class Launcher(Protocol):
+    @property
+    def fd(self) -> int | None: ...
+    def pump(self) -> None: ...
     def wait_ready(self) -> None: ...
     def start(self, req: RunRequest) -> None: ...
     def close(self) -> None: ...
@@ -133,14 +136,19 @@ def _engine_env() -> dict[str, str]:
 
 
 class ForkServer:
-    """Runner side of the zygote."""
+    """Runner side of the zygote.
+
+    No thread: the runner's loop polls :attr:`fd` and calls :meth:`pump`,
+    which posts the zygote's messages as events on the loop's own thread.
+    """
 
     def __init__(self, post: Post) -> None:
         import subprocess
-        import threading
 
         self._post = post
-        self._ready = threading.Event()
+        self._ready = False
+        self._gone = False
+        self._buf = b""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runner.executor"],
             stdin=subprocess.PIPE,
@@ -149,34 +157,72 @@ class ForkServer:
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._stdin: IO[bytes] = self.proc.stdin
-        self._reader = threading.Thread(
-            target=self._read, args=(self.proc.stdout,), name="jobspool-zygote", daemon=True
-        )
-        self._reader.start()
+        self._stdout: IO[bytes] = self.proc.stdout
+        # Both ends are used raw and non-blocking, by the runner's loop only.
+        os.set_blocking(self._stdout.fileno(), False)
+        os.set_blocking(self._stdin.fileno(), False)
+
+    @property
+    def fd(self) -> int | None:
+        """The descriptor to poll for messages; None once the zygote is gone."""
+        return None if self._gone else self._stdout.fileno()
+
+    def pump(self) -> None:
+        """Read whatever the zygote has sent and post it; never blocks."""
+        while not self._gone:
+            try:
+                chunk = os.read(self._stdout.fileno(), 1 << 16)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._gone = True
+                self._post(("launcher_gone",))
+                return
+            self._buf += chunk
+            *lines, self._buf = self._buf.split(b"\n")
+            for line in lines:
+                self._message(json.loads(line))
+
+    def _message(self, msg: dict[str, Any]) -> None:
+        if msg.get("ready"):
+            self._ready = True
+        elif "started" in msg:
+            self._post(("started", msg["started"], msg["pid"]))
+        else:
+            self._post(("exit", msg["exited"], msg["code"]))
 
     def wait_ready(self) -> None:
         """Wait until the zygote has imported the engine (the runner does its
         start-up scan meanwhile), so no attempt pays for interpreter start-up."""
-        if not self._ready.wait(60) or self.proc.poll() is not None:
+        poller = select.poll()
+        poller.register(self._stdout.fileno(), select.POLLIN)
+        deadline = time.monotonic() + 60
+        while not self._ready and not self._gone:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            poller.poll(int(left * 1000) + 1)
+            self.pump()
+        if not self._ready or self.proc.poll() is not None:
             raise RuntimeError("the fork server failed to start")
 
-    def _read(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            msg = json.loads(line)
-            if msg.get("ready"):
-                self._ready.set()
-            elif "started" in msg:
-                self._post(("started", msg["started"], msg["pid"]))
-            else:
-                self._post(("exit", msg["exited"], msg["code"]))
-        self._ready.set()
-        self._post(("launcher_gone",))
-
     def start(self, req: RunRequest) -> None:
-        if not self._ready.is_set():
+        if not self._ready:
             self.wait_ready()
-        self._stdin.write(req.to_json() + b"\n")
-        self._stdin.flush()
+        data = req.to_json() + b"\n"
+        fd = self._stdin.fileno()
+        while data:
+            try:
+                data = data[os.write(fd, data) :]
+            except BlockingIOError:
+                # The zygote may itself be blocked writing to us: read what
+                # it sent, or both sides would wait for each other forever.
+                self.pump()
+                poller = select.poll()
+                poller.register(fd, select.POLLOUT)
+                if not self._gone:
+                    poller.register(self._stdout.fileno(), select.POLLIN)
+                poller.poll(100)
 
     def close(self) -> None:
         import subprocess
@@ -188,9 +234,7 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self._reader.join(timeout=5)
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self._stdout.close()
 
 
 class Spawner:
@@ -199,6 +243,11 @@ class Spawner:
     def __init__(self, post: Post) -> None:
         self._post = post
         self._threads: list[threading.Thread] = []
+
+    fd = None  # its threads post events themselves
+
+    def pump(self) -> None:
+        """Nothing to read: see fd."""
 
     def wait_ready(self) -> None:
         """Nothing to wait for: each attempt starts its own interpreter."""

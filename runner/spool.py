@@ -118,6 +118,14 @@ class RunningName:
         return cls(parts[0], parts[1], int(parts[2]))
 
 
+@dataclass(frozen=True)
+class Sealed:
+    """A record ready to publish and its bytes (see Spool.seal)."""
+
+    job: Job
+    data: bytes
+
+
 class Spool:
     """One spool directory tree. Cheap to create; holds no open files."""
 
@@ -436,7 +444,17 @@ class Spool:
                 self._sync_dir(self._dir_strs[src_status])
         return dst
 
-    def finish(self, src: StrPath, dst_status: Status, job: Job) -> str:
+    def seal(self, job: Job) -> Sealed:
+        """The record a finish publishes: the next revision, encoded once.
+
+        Done by the caller's own thread, so that a publisher thread only
+        does file I/O (and holds the GIL for as little as possible).
+        InvalidJobFile if the record cannot be written (over the size cap).
+        """
+        record = job.model_copy(update={"revision": job.revision + 1})
+        return Sealed(record, self.encode(record))
+
+    def finish(self, src: StrPath, dst_status: Status, sealed: Sealed) -> str:
         """A runner publishes the outcome of its own claim ``src``.
 
         1. write the new record to tmp/ (a full disk fails here, nothing moved);
@@ -451,11 +469,10 @@ class Spool:
         claim = RunningName.parse(os.path.basename(src))
         if claim is None:
             raise Conflict(f"{src} is not a claim")
-        job_id = job.id or claim.job_id
+        job_id = sealed.job.id or claim.job_id
         dst = self.path_in(dst_status, f"{job_id}{JSON}")
         fin = self.path_in(Status.RUNNING, claim.finishing().filename)
-        record = job.model_copy(update={"revision": job.revision + 1})
-        tmp = self._write_tmp(self.encode(record), job_id)
+        tmp = self._write_tmp(sealed.data, job_id)
         try:
             self.ops.rename(src, fin)
         except FileNotFoundError:
