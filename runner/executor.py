@@ -17,8 +17,10 @@ the fork, then ``{"exited": token, "pid": n, "code": rc}`` when it reaps the
 child (rc < 0 is the signal number, as in subprocess).
 
 Launchers never block the runner: ``start`` only sends the request, and
-both "started" (with the pid) and "exit" arrive later as events on the
-runner's queue: ``("started", token, pid)`` and ``("exit", token, code)``.
+both "started" (with the pid) and "exit" arrive later as events,
+``("started", token, pid)`` and ``("exit", token, code)``: posted by
+``pump`` on the runner's own thread when it polls the fork server's pipe
+(``fd``), or by one waiter thread per attempt for spawned attempts.
 """
 
 from __future__ import annotations
@@ -330,6 +332,9 @@ def _spare_main(req_fd: int, private: tuple[int, ...], sigchld: bool) -> None:
             _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         for fd in private:
             os.close(fd)
+        # Once more here, while idle: the pages the attempt will write are
+        # copied now, off the path from request to job code.
+        _rehearse(1)
         data = _read_all(req_fd)
         os.close(req_fd)
         if not data:
@@ -617,7 +622,7 @@ class _Zygote:
                     self.reap(self.watched[fd])
 
 
-def _rehearse() -> None:
+def _rehearse(times: int = 0) -> None:
     """Run a no-op attempt here a few times before any fork.
 
     CPython specialises a function's bytecode in place during its first
@@ -637,7 +642,7 @@ def _rehearse() -> None:
         log_path=os.devnull,
         report_path=os.devnull,
     ).to_json()
-    for _ in range(REHEARSALS):
+    for _ in range(times or REHEARSALS):
         child.run(RunRequest.from_dict(_scan_json(request.decode(), 0)[0]))
 
 
