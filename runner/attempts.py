@@ -81,7 +81,8 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-def _from_child(data: dict[str, Any], code: int) -> Report:
+def from_child(data: dict[str, Any], code: int) -> Report:
+    """The Report for what the attempt process said about itself."""
     raw = data.get("outcome")
     err = data.get("error")
     return Report(
@@ -117,7 +118,7 @@ def read_report(path: str, act: Active, code: int, timeout: float) -> Report:
     except (OSError, ValueError):
         data = None
     if isinstance(data, dict):
-        return _from_child(data, code)
+        return from_child(data, code)
     if act.stop is not None:
         sig = -code if code < 0 else None
         return Report(act.stop, signal=sig, error=stop_error(act, timeout))

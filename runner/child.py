@@ -3,15 +3,17 @@
 The parent hands over a :class:`RunRequest` (already checked against the
 allow-list). This module imports the allowed class, binds and validates the
 params, calls the method and writes one small JSON report next to the claim
-in tmp/. The report is written atomically (tmp name, then rename) so the
-parent either finds a whole report or none; no report means the process
-died, and the parent records a crash with its exit code or signal.
+in tmp/, or, from a fork server, sends it as one line on the runner's pipe
+when it fits in one atomic write. Either way the parent gets a whole
+report or none; no report means the process died, and the parent records a
+crash with its exit code or signal.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,13 +137,40 @@ def write_report(path: str, report: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def run(req: RunRequest) -> int:
+# What fits in one pipe write that the kernel keeps whole (POSIX PIPE_BUF is
+# at least 512; Linux and macOS give 4096 or more).
+PIPE_ATOMIC = min(getattr(select, "PIPE_BUF", 512), 4096)
+
+
+def send_report(fd: int, token: str, report: dict[str, Any]) -> bool:
+    """Send a small report as one line on the runner's pipe; False if too big.
+
+    One write of at most PIPE_BUF bytes is atomic, so lines from many
+    attempts (and the fork server's own) never interleave. The runner then
+    learns the outcome as soon as the job returns, before the process has
+    even exited.
+    """
+    line = json.dumps({"report": token, "pid": os.getpid(), **report}, default=repr).encode()
+    if len(line) + 1 > PIPE_ATOMIC:
+        return False
+    return os.write(fd, line + b"\n") == len(line) + 1
+
+
+def run(req: RunRequest, report_fd: int | None = None) -> int:
     report = execute(req)
     if report.get("warning"):
         print(f"jobspool: warning: {report['warning']}", file=sys.stderr)
-    write_report(req.report_path, report)
+    # The log is complete before anyone hears of the outcome.
     sys.stdout.flush()
     sys.stderr.flush()
+    sent = False
+    if report_fd is not None:
+        try:
+            sent = send_report(report_fd, req.token, report)
+        except OSError:  # the runner is gone, or the pipe is broken: use the file
+            sent = False
+    if not sent:
+        write_report(req.report_path, report)
     return EXIT_OK if report["outcome"] == "succeeded" else EXIT_FAILED
 
 

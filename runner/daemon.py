@@ -39,12 +39,13 @@ from runner.attempts import (
     DESTINATION,
     Active,
     Report,
+    from_child,
     log_finish,
     make_attempt,
     next_record,
     read_report,
 )
-from runner.child import RunRequest
+from runner.child import EXIT_FAILED, EXIT_OK, RunRequest
 from runner.config import Config, load_config
 from runner.errors import Conflict, InvalidJobFile, NotAllowed
 from runner.executor import Launcher, create_time, kill_group, kill_tree, make_launcher
@@ -145,7 +146,9 @@ class Runner:
         self.per_job: Counter[str] = Counter()
         self.unfinished: list[Unfinished] = []
         self.inflight: dict[str, Publication] = {}
-        self.exited: list[tuple[Active, int]] = []  # slot freed, report not read yet
+        # Slot freed, attempt not recorded yet: (attempt, exit code, report
+        # if it came on the fork server's pipe, else None: read its file).
+        self.exited: list[tuple[Active, int, dict[str, Any] | None]] = []
         # fsync-bound publishing runs here so the loop keeps claiming meanwhile.
         self.pool: ThreadPoolExecutor | None = None
         self.runner_id = new_runner_id()
@@ -217,7 +220,7 @@ class Runner:
 
     def _install_signals(self) -> None:
         def handler(signum: int, _frame: object) -> None:
-            self.events.put(("signal", signum))
+            self.events.put(("signal", signum), wake=True)
 
         with contextlib.suppress(ValueError):  # not the main thread: caller handles stop
             signal.signal(signal.SIGTERM, handler)
@@ -292,6 +295,8 @@ class Runner:
                 self._load_pending(name)
         elif kind == "started":
             self._started(item[1], item[2])
+        elif kind == "report":
+            self._reported(item[1], item[2], item[3])
         elif kind == "exit":
             self._exited(item[1], item[2])
         elif kind == "published":
@@ -556,11 +561,29 @@ class Runner:
             return
         self.per_job[act.job.job] -= 1
         act.exited_at = utcnow()
-        self.exited.append((act, code))
+        self.exited.append((act, code, None))
+
+    def _reported(self, token: str, pid: int, data: dict[str, Any]) -> None:
+        """The attempt sent its report: it is over, though its process may
+        still be exiting (the fork server reaps it and kills its group).
+        A report wins over a kill we ordered, as in read_report."""
+        act = self.active.get(token)
+        if act is None:
+            return
+        if act.pid is None:  # its "started" line may come after the report
+            self._started(token, pid)
+        del self.active[token]
+        self.per_job[act.job.job] -= 1
+        act.exited_at = utcnow()
+        code = EXIT_OK if data.get("outcome") == Outcome.SUCCEEDED.value else EXIT_FAILED
+        self.exited.append((act, code, data))
 
     def _finish_exited(self) -> None:
         while self.exited:
-            act, code = self.exited.pop(0)
+            act, code, data = self.exited.pop(0)
+            if data is not None:
+                self._finish(act, from_child(data, code))
+                continue
             if act.pid is not None:
                 kill_group(act.pid)
             timeout = act.job.timeout_seconds or self.config.timeout(act.job.job)

@@ -14,11 +14,15 @@ so a runner that dies (even by SIGKILL) leaves no job processes behind.
 Protocol with the zygote: one JSON object per line. Runner -> zygote:
 a RunRequest. Zygote -> runner: ``{"started": token, "pid": n}`` right after
 the fork, then ``{"exited": token, "pid": n, "code": rc}`` when it reaps the
-child (rc < 0 is the signal number, as in subprocess).
+child (rc < 0 is the signal number, as in subprocess). The attempt itself
+writes ``{"report": token, "pid": n, ...}`` on the same pipe when its report
+fits in one atomic write (see child.send_report); it always precedes the
+"exited" line, since the child writes it before it exits.
 
 Launchers never block the runner: ``start`` only sends the request, and
-both "started" (with the pid) and "exit" arrive later as events,
-``("started", token, pid)`` and ``("exit", token, code)``: posted by
+"started" (with the pid), "report" and "exit" arrive later as events,
+``("started", token, pid)``, ``("report", token, pid, report)`` and
+``("exit", token, code)``: posted by
 ``pump`` on the runner's own thread when it polls the fork server's pipe
 (``fd``), or by one waiter thread per attempt for spawned attempts.
 """
@@ -190,6 +194,8 @@ class ForkServer:
             self._ready = True
         elif "started" in msg:
             self._post(("started", msg["started"], msg["pid"]))
+        elif "report" in msg:
+            self._post(("report", msg.pop("report"), msg.pop("pid"), msg))
         else:
             self._post(("exit", msg["exited"], msg["code"]))
 
@@ -314,7 +320,7 @@ _signal: Any = importlib.import_module("_signal")
 _scan_json = cast(Any, json.scanner).make_scanner(json.JSONDecoder())
 
 
-def _spare_main(req_fd: int, private: tuple[int, ...], sigchld: bool) -> None:
+def _spare_main(req_fd: int, private: tuple[int, ...], report_fd: int, sigchld: bool) -> None:
     """A forked spare: set up, wait for one request, run it, exit.
 
     Spares are forked ahead of need, so the fork and this setup are off the
@@ -331,7 +337,8 @@ def _spare_main(req_fd: int, private: tuple[int, ...], sigchld: bool) -> None:
             _signal.set_wakeup_fd(-1)
             _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         for fd in private:
-            os.close(fd)
+            if fd != report_fd:
+                os.close(fd)
         # Once more here, while idle: the pages the attempt will write are
         # copied now, off the path from request to job code.
         _rehearse(1)
@@ -345,7 +352,7 @@ def _spare_main(req_fd: int, private: tuple[int, ...], sigchld: bool) -> None:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
-        code = child.run(req)
+        code = child.run(req, report_fd)
     except BaseException:
         with contextlib.suppress(BaseException):
             import traceback
@@ -505,7 +512,7 @@ class _Zygote:
         pid = os.fork()
         if pid == 0:
             os.close(request_w)
-            _spare_main(request_r, private, not self.use_pidfd)
+            _spare_main(request_r, private, self.out, not self.use_pidfd)
         os.close(request_r)
         if self.use_pidfd:
             pidfd = os.pidfd_open(pid)
@@ -642,8 +649,12 @@ def _rehearse(times: int = 0) -> None:
         log_path=os.devnull,
         report_path=os.devnull,
     ).to_json()
-    for _ in range(times or REHEARSALS):
-        child.run(RunRequest.from_dict(_scan_json(request.decode(), 0)[0]))
+    sink = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for _ in range(times or REHEARSALS):
+            child.run(RunRequest.from_dict(_scan_json(request.decode(), 0)[0]), sink)
+    finally:
+        os.close(sink)
 
 
 REHEARSALS = 20

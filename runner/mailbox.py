@@ -41,9 +41,12 @@ class Mailbox:
         """The calling thread is the one that waits (its puts need no wake-up)."""
         self._owner = threading.get_ident()
 
-    def put(self, event: Event) -> None:
+    def put(self, event: Event, *, wake: bool = False) -> None:
+        """Queue an event; wake the loop unless this is the loop's own thread
+        (``wake=True`` for a signal handler: it runs on the loop's thread,
+        but may interrupt the loop's sleep, which then resumes)."""
         self._queue.put(event)
-        if self._wake_w >= 0 and threading.get_ident() != self._owner:
+        if self._wake_w >= 0 and (wake or threading.get_ident() != self._owner):
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._wake_w, b"\0")
 

@@ -1,0 +1,87 @@
+"""How an attempt's outcome reaches the runner.
+
+From the fork server, a report that fits in one atomic pipe write travels as
+a line on the runner's pipe; a bigger one (a large result, a long error) is
+written to a file in tmp/ and read after the process exits. Both must give
+the same record, leave nothing behind in tmp/, and log every transition.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from runner.child import PIPE_ATOMIC, send_report
+from runner.submit import run_background_job
+from tests.conftest import SpoolEnv
+from tests.support.spoolkit import config
+
+
+def _submit(env: SpoolEnv, job: str, method: str, params: dict[str, object]) -> str:
+    return run_background_job(job, method, params, config=config(env))
+
+
+@pytest.mark.parametrize("size", [10, PIPE_ATOMIC * 4])
+def test_result_of_any_size_is_recorded_whole(env: SpoolEnv, size: int) -> None:
+    name = "n" * size
+    job_id = _submit(env, "Typed", "greet", {"name": name})
+
+    env.burst()
+
+    record = env.record("completed", job_id)
+    assert record["result"] == name
+    [attempt] = record["attempts"]
+    assert attempt["outcome"] == "succeeded"
+    assert attempt["exit_code"] == 0
+    assert isinstance(attempt["pid"], int) and attempt["pid"] > 0
+    assert attempt["finished_at"] >= attempt["started_at"]
+    assert not [p for p in (env.spool / "tmp").iterdir() if p.name.endswith(".report.json")]
+
+
+@pytest.mark.parametrize("size", [10, PIPE_ATOMIC * 2])
+def test_failure_of_any_size_is_recorded_with_its_error(env: SpoolEnv, size: int) -> None:
+    message = "m" * size
+    job_id = _submit(env, "Failing", "bad", {"message": message})
+
+    env.burst()
+
+    record = env.record("failed", job_id)
+    [attempt] = record["attempts"]
+    assert attempt["outcome"] == "failed"
+    assert attempt["exit_code"] == 1
+    assert attempt["error"]["message"] == message
+    assert "Traceback" in attempt["error"]["traceback"]
+    assert not [p for p in (env.spool / "tmp").iterdir() if p.name.endswith(".report.json")]
+
+
+def test_every_attempt_logs_started_then_its_end(env: SpoolEnv) -> None:
+    small = _submit(env, "Typed", "add", {"a": 1, "b": 2})
+    large = _submit(env, "Typed", "greet", {"name": "x" * PIPE_ATOMIC * 2})
+
+    env.burst()
+
+    log = (env.spool / "logs" / "background_jobs.log").read_text().splitlines()
+    for job_id in (small, large):
+        events = [line.split()[2] for line in log if f"job={job_id}" in line]
+        assert events == ["submitted", "started", "completed"], events
+    assert env.record("completed", small)["result"] == 3
+
+
+def test_report_line_is_one_atomic_write() -> None:
+    """The pipe path is only taken for lines the kernel writes whole."""
+    r, w = os.pipe()
+    try:
+        assert send_report(w, "tok", {"outcome": "succeeded", "result": 1})
+        line = os.read(r, 1 << 16)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        msg = json.loads(line)
+        assert msg["report"] == "tok" and msg["result"] == 1 and msg["pid"] == os.getpid()
+        assert not send_report(w, "tok", {"outcome": "succeeded", "result": "x" * PIPE_ATOMIC})
+        os.set_blocking(r, False)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 1)  # nothing was written for the line that did not fit
+    finally:
+        os.close(r)
+        os.close(w)
