@@ -63,7 +63,15 @@ from runner.model import (
 )
 from runner.retry import Decision, decide
 from runner.schedule import Entry, Schedule
-from runner.spool import RunningName, Sealed, Spool, hostname, is_job_name, new_id
+from runner.spool import (
+    FileIdentity,
+    RunningName,
+    Sealed,
+    Spool,
+    hostname,
+    is_job_name,
+    new_id,
+)
 from runner.states import TERMINAL, Status
 
 # A hand-written file may be caught half-written; give its writer this long
@@ -72,6 +80,8 @@ YOUNG_FILE_SECONDS = 2.0
 TMP_MAX_AGE = 3600.0
 MAINTENANCE_SECONDS = 60.0
 PUBLISHERS = 4
+# How many loaded pending jobs are kept for their claim (a few MB at most).
+LOADED_MAX = 4096
 CLAIM_RETRY_SECONDS = 0.5
 RECHECK_FIRST = 0.002
 RECHECK_MAX = 0.5
@@ -149,6 +159,8 @@ class Runner:
         # Slot freed, attempt not recorded yet: (attempt, exit code, report
         # if it came on the fork server's pipe, else None: read its file).
         self.exited: list[tuple[Active, int, dict[str, Any] | None]] = []
+        # Jobs as loaded from pending/, so a claim need not read them again.
+        self.loaded: dict[str, tuple[FileIdentity, Job]] = {}
         # fsync-bound publishing runs here so the loop keeps claiming meanwhile.
         self.pool: ThreadPoolExecutor | None = None
         self.runner_id = new_runner_id()
@@ -354,7 +366,7 @@ class Runner:
     def _load_pending(self, name: str) -> None:
         path = self.spool.path_in(Status.PENDING, name)
         try:
-            job = self.spool.read_job(path, single_link=True)
+            job, seen = self.spool.read_job_stat(path, single_link=True)
         except FileNotFoundError:
             self.schedule.discard(name)
             return
@@ -373,10 +385,25 @@ class Runner:
         except OSError as exc:
             logs.event("read_error", logs.ERROR, file=name, error=exc)
             return
+        self._remember(name, seen, job)
         if job.created_at is None:  # hand-written: its age is the file's
             with contextlib.suppress(OSError):
                 job = job.model_copy(update={"created_at": from_timestamp(os.stat(path).st_mtime)})
         self.schedule.add(name, self._job_id_for(name, job), job)
+
+    def _remember(self, name: str, seen: FileIdentity, job: Job) -> None:
+        """Keep a loaded job for its claim; bounded, oldest dropped first."""
+        self.loaded.pop(name, None)
+        self.loaded[name] = (seen, job)
+        while len(self.loaded) > LOADED_MAX:
+            del self.loaded[next(iter(self.loaded))]
+
+    def _read_claimed(self, name: str, path: str) -> Job:
+        """The claimed job: as loaded if the claimed file is that very file."""
+        known = self.loaded.pop(name, None)
+        if known is not None and self.spool.same_file(path, known[0]):
+            return known[1]
+        return self.spool.read_job(path, single_link=True)
 
     def _recheck_soon(self, name: str) -> None:
         """Look at a pending file again shortly (2 ms, doubling up to 0.5 s)."""
@@ -455,7 +482,7 @@ class Runner:
     def _start_claimed(self, entry: Entry, path: str, now: float) -> None:
         claim = RunningName(entry.job_id, self.runner_id, entry.attempt)
         try:
-            job = self.spool.read_job(path, single_link=True)
+            job = self._read_claimed(entry.name, path)
         except (InvalidJobFile, NotRegularFile) as exc:
             self._not_a_job(entry.name, path, f"changed after it was queued: {exc}", force=True)
             return
@@ -591,7 +618,7 @@ class Runner:
 
     def _finish(self, act: Active, report: Report, backoff: float = 0.5) -> None:
         """Record the attempt, decide, publish; on I/O errors keep it and retry later."""
-        attempt = make_attempt(act, report, act.host or hostname())
+        attempt = make_attempt(act, report, act.host or self.lease.host)
         job = act.job.model_copy(update={"attempts": [*act.job.attempts, attempt]})
         decision = self._decide(job, report)
         progress = self.spool.read_progress(job.id or "")

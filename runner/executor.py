@@ -187,7 +187,7 @@ class ForkServer:
             self._buf += chunk
             *lines, self._buf = self._buf.split(b"\n")
             for line in lines:
-                self._message(json.loads(line))
+                self._message(_scan_json(line.decode(), 0)[0])
 
     def _message(self, msg: dict[str, Any]) -> None:
         if msg.get("ready"):

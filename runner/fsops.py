@@ -97,6 +97,12 @@ class FileOps:
         Reads at most limit + 1 bytes so the caller can tell "too big" apart.
         With single_link, a file that has another name elsewhere is refused.
         """
+        return self.read_regular_stat(path, limit, single_link=single_link)[0]
+
+    def read_regular_stat(
+        self, path: StrPath, limit: int, *, single_link: bool = False
+    ) -> tuple[bytes, os.stat_result]:
+        """read_regular, plus the status of the very file that was read."""
         flags = os.O_RDONLY | _O_BINARY | _O_NOFOLLOW | _O_NONBLOCK
         try:
             fd = retry_stale(lambda: os.open(path, flags))
@@ -118,7 +124,7 @@ class FileOps:
                     break
                 chunks.append(chunk)
                 remaining -= len(chunk)
-            return b"".join(chunks)
+            return b"".join(chunks), st
         finally:
             os.close(fd)
 

@@ -36,6 +36,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,6 +117,14 @@ class RunningName:
         if len(parts) != 3 or not is_valid_id(parts[0]) or not parts[2].isdigit():
             return None
         return cls(parts[0], parts[1], int(parts[2]))
+
+
+FileIdentity = tuple[int, int, int, int]
+
+
+def identity(st: os.stat_result) -> FileIdentity:
+    """Device, inode, size and modification time: what a rename keeps."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @dataclass(frozen=True)
@@ -216,7 +225,27 @@ class Spool:
         The runner reads with single_link: a file with a second name may be a
         link planted to something outside the spool.
         """
-        return codec.decode_job(self.read_bytes(path, single_link=single_link))
+        return self.read_job_stat(path, single_link=single_link)[0]
+
+    def read_job_stat(
+        self, path: StrPath, *, single_link: bool = False
+    ) -> tuple[Job, FileIdentity]:
+        """read_job, plus the identity of the file read (see same_file)."""
+        data, st = self.ops.read_regular_stat(path, self.max_job_bytes, single_link=single_link)
+        if len(data) > self.max_job_bytes:
+            raise InvalidJobFile(f"file is larger than the {self.max_job_bytes}-byte cap")
+        return codec.decode_job(data), identity(st)
+
+    def same_file(self, path: StrPath, known: FileIdentity) -> bool:
+        """True if path is still the single-linked regular file once read as
+        ``known``. Published files are never modified (a new version is a new
+        file), and a rename keeps all of these, so a claimed job need not be
+        read and validated twice."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and identity(st) == known
 
     def running_entries(self) -> list[tuple[RunningName, Path]]:
         out = []

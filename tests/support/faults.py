@@ -65,9 +65,12 @@ class HookedOps(FileOps):
             raise
         super().close(fd)
 
-    def read_regular(self, path: StrPath, limit: int, *, single_link: bool = False) -> bytes:
+    def read_regular_stat(
+        self, path: StrPath, limit: int, *, single_link: bool = False
+    ) -> tuple[bytes, os.stat_result]:
+        # read_regular goes through here too: one hook covers both.
         self.before("read_regular", os.fspath(path))
-        return super().read_regular(path, limit, single_link=single_link)
+        return super().read_regular_stat(path, limit, single_link=single_link)
 
     def rename(self, src: StrPath, dst: StrPath) -> None:
         self.before("rename", os.fspath(src), os.fspath(dst))
