@@ -44,6 +44,17 @@ def ensure_env() -> None:
     STAMP.write_text(digest)
 
 
+def compile_sources() -> None:
+    """Write the bytecode caches of the project's own modules.
+
+    Python reads them even where it may not write them (PYTHONDONTWRITEBYTECODE),
+    and each runner, fork server and CLI then starts ~0.1 s sooner. A source
+    edited later just makes its cache stale, and Python compiles it as before.
+    """
+    dirs = [d for d in ("runner", "jobs", "dashboard", "bench") if (ROOT / d).is_dir()]
+    _run([str(PY), "-m", "compileall", "-q", *dirs], cwd=ROOT)
+
+
 # What the test suite needs from the system: the browser tests drive
 # Chromium, the multi-host tests mount the spool twice with bindfs.
 SYSTEM_TOOLS = {"chromium": "chromium", "bindfs": "bindfs"}
@@ -73,6 +84,7 @@ def main(argv: list[str]) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     ensure_env()
+    compile_sources()
     if command == "up":
         # Become the command, so Ctrl-C and SIGTERM reach it directly.
         os.chdir(ROOT)

@@ -8,7 +8,24 @@ the spool only through ``runner.spool`` and ``runner.submit``. See
 README.md ("The dashboard") for the user's guide and the JSON API.
 """
 
-from dashboard.app import create_app
-from dashboard.state import Dashboard
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dashboard.app import create_app
+    from dashboard.state import Dashboard
 
 __all__ = ["Dashboard", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `jobspool runner` imports dashboard.commands for its parser and
+    # should not pay for Bottle.
+    if name == "create_app":
+        from dashboard.app import create_app
+
+        return create_app
+    if name == "Dashboard":
+        from dashboard.state import Dashboard
+
+        return Dashboard
+    raise AttributeError(f"module 'dashboard' has no attribute {name!r}")

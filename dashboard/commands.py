@@ -20,14 +20,15 @@ import argparse
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dashboard.app import create_app
 from dashboard.security import TOKEN_ENV, SecurityConfigError, check_bind, load_token
-from dashboard.server import DashboardServer
-from dashboard.state import Dashboard
 from runner.config import Config, load_config
 from runner.errors import JobspoolError
+
+if TYPE_CHECKING:
+    from dashboard.server import DashboardServer
+    from dashboard.state import Dashboard
 
 EXIT_USAGE = 2
 DEFAULT_PORT = 8000
@@ -87,6 +88,12 @@ def _fail(message: str) -> int:
 def _prepare(
     args: argparse.Namespace, overrides: dict[str, Any]
 ) -> tuple[Config, Dashboard, DashboardServer]:
+    # Imported here: every jobspool command builds this parser, and only
+    # these two need Bottle and the web server.
+    from dashboard.app import create_app
+    from dashboard.server import DashboardServer
+    from dashboard.state import Dashboard
+
     if args.threads < 1 or args.index_limit < 1 or args.refresh <= 0:
         raise SecurityConfigError("--threads, --index-limit and --refresh must be positive")
     config = load_config(args.config, overrides)

@@ -46,6 +46,7 @@ class Lease:
         self.runner_id = runner_id
         self.host = hostname()
         self.pid = os.getpid()
+        self._pid_created: float | None = None
         self.beat_count = 0
         self._lock_fh: IO[str] | None = None
         self.started_at = utcnow().isoformat()
@@ -64,13 +65,19 @@ class Lease:
         self._lock_fh = fh
         self.beat([])
 
+    def _created(self) -> float | None:
+        """This process's start time, looked up once (it cannot change)."""
+        if self._pid_created is None:
+            self._pid_created = create_time(self.pid)
+        return self._pid_created
+
     def beat(self, jobs: list[dict[str, Any]]) -> None:
         self.beat_count += 1
         body = {
             "runner": self.runner_id,
             "host": self.host,
             "pid": self.pid,
-            "pid_created": create_time(self.pid),
+            "pid_created": self._created(),
             "started_at": self.started_at,
             "beat": self.beat_count,
             "wall": utcnow().isoformat(),
