@@ -505,7 +505,7 @@ class Runner:
         self._launch(claim, path, job, now)
 
     def _complete_record(self, job: Job, entry: Entry, path: StrPath) -> Job:
-        updates: dict[str, Any] = {"id": entry.job_id}
+        updates: dict[str, Any] = {} if job.id == entry.job_id else {"id": entry.job_id}
         if job.created_at is None:
             with contextlib.suppress(OSError):
                 updates["created_at"] = from_timestamp(os.stat(path).st_mtime)
@@ -513,7 +513,7 @@ class Runner:
             # A name that is not UTF-8 must still be storable in the record.
             readable = os.fsencode(entry.name).decode("utf-8", "backslashreplace")
             updates["original_name"] = job.original_name or readable
-        return job.model_copy(update=updates)
+        return job.model_copy(update=updates) if updates else job
 
     def _reject(self, claim: RunningName, path: StrPath, job: Job, exc: Exception) -> None:
         record = job.model_copy(
