@@ -11,12 +11,15 @@ in a new process group. ``start_method`` picks either on POSIX too.
 The zygote kills every child it started when its pipe from the runner closes,
 so a runner that dies (even by SIGKILL) leaves no job processes behind.
 
-Protocol with the zygote: one JSON object per line. Runner -> zygote:
-a RunRequest. Zygote -> runner: ``{"started": token, "pid": n}`` right after
-the fork, then ``{"exited": token, "pid": n, "code": rc}`` when it reaps the
-child (rc < 0 is the signal number, as in subprocess). The attempt itself
-writes ``{"report": token, "pid": n, ...}`` on the same pipe when its report
-fits in one atomic write (see child.send_report); it always precedes the
+Protocol with the zygote: one line per message. Runner -> zygote: a JSON
+header ``[token, class_path, method, base_dir]``, a tab, the RunRequest's
+JSON (JSON text holds no raw tab or newline); the zygote reads only the
+header and hands the rest to the attempt. Zygote -> runner, one JSON
+object per line: ``{"started": token, "pid": n}`` right after the fork,
+then ``{"exited": token, "pid": n, "code": rc}`` when it reaps the child
+(rc < 0 is the signal number, as in subprocess). The attempt itself writes
+``{"report": token, "pid": n, ...}`` on the same pipe when its report fits
+in one atomic write (see child.send_report); it always precedes the
 "exited" line, since the child writes it before it exits.
 
 Launchers never block the runner: ``start`` only sends the request, and
@@ -217,7 +220,8 @@ class ForkServer:
     def start(self, req: RunRequest) -> None:
         if not self._ready:
             self.wait_ready()
-        data = req.to_json() + b"\n"
+        head = json.dumps([req.token, req.class_path, req.method, req.base_dir])
+        data = head.encode() + b"\t" + req.to_json() + b"\n"
         fd = self._stdin.fileno()
         while data:
             try:
@@ -320,7 +324,21 @@ _signal: Any = importlib.import_module("_signal")
 _scan_json = cast(Any, json.scanner).make_scanner(json.JSONDecoder())
 
 
-def _spare_main(req_fd: int, private: tuple[int, ...], report_fd: int, sigchld: bool) -> None:
+def _close_all_but(keep: tuple[int, ...]) -> None:
+    """Close every descriptor from 3 up except ``keep``: a child must not hold
+    the zygote's pipes, pidfds or other spares' request pipes."""
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, _MAX_FD)
+
+
+_MAX_FD = 1 << 20
+
+
+def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
     """A forked spare: set up, wait for one request, run it, exit.
 
     Spares are forked ahead of need, so the fork and this setup are off the
@@ -336,9 +354,7 @@ def _spare_main(req_fd: int, private: tuple[int, ...], report_fd: int, sigchld: 
         if sigchld:  # only the fallback zygote changed these
             _signal.set_wakeup_fd(-1)
             _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-        for fd in private:
-            if fd != report_fd:
-                os.close(fd)
+        _close_all_but((req_fd, report_fd))
         # Once more here, while idle: the pages the attempt will write are
         # copied now, off the path from request to job code.
         _rehearse(1)
@@ -389,6 +405,7 @@ class _Warmer:
         self.files: dict[str, list[tuple[str, float]]] = {}
         self.modules: dict[str, list[str]] = {}
         self.cold: set[str] = set()
+        self.ready: set[tuple[str, str, str]] = set()  # (class, method, base) warm
 
     def _mtimes(self, paths: list[str]) -> list[tuple[str, float]]:
         out = []
@@ -405,23 +422,24 @@ class _Warmer:
 
         names = self.modules.pop(class_path, [])
         self.files.pop(class_path, None)
+        self.ready = {r for r in self.ready if r[0] != class_path}
         for name in names:
             sys.modules.pop(name, None)
         for key in [k for k in binding._PLANS if k[0].__module__ in names]:
             del binding._PLANS[key]
 
-    def warm(self, req: dict[str, Any]) -> bool:
+    def warm(self, path: str, method: str, base: str) -> bool:
         """Make sure the class is imported here; True if anything changed."""
         from runner import binding
 
-        path, method = req["class_path"], req["method"]
         if path in self.cold:
             return False
+        if (path, method, base) in self.ready and not self._stale(path):
+            return False  # the common case: two stat calls, nothing else
         changed = path not in self.files
         if not changed and self._stale(path):
             self._forget(path)
             changed = True
-        base = req["base_dir"]
         if base not in sys.path:
             sys.path.insert(0, base)
         try:
@@ -437,6 +455,7 @@ class _Warmer:
             files = [getattr(sys.modules.get(n), "__file__", None) for n in names]
             self.modules[path] = names
             self.files[path] = self._mtimes([f for f in files if f])
+        self.ready.add((path, method, base))
         return changed
 
 
@@ -474,7 +493,6 @@ class _Zygote:
         self.poll = select.poll()
         self.poll.register(self.inp, select.POLLIN)
         self.use_pidfd = hasattr(os, "pidfd_open")
-        self.private: tuple[int, ...] = (self.inp, self.out)
         self.wake = -1
         if not self.use_pidfd:
             self.wake, wake_w = os.pipe()
@@ -483,7 +501,6 @@ class _Zygote:
             signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
             signal.signal(signal.SIGCHLD, lambda *_: None)
             self.poll.register(self.wake, select.POLLIN)
-            self.private += (self.wake, wake_w)
         self.children: dict[int, str] = {}  # running attempts: pid -> token
         self.pidfds: dict[int, int] = {}  # every live child: pid -> pidfd
         self.watched: dict[int, int] = {}  # pidfd -> pid
@@ -502,17 +519,11 @@ class _Zygote:
         except BrokenPipeError:
             self.orphaned = True  # the runner is gone: nobody to report to
 
-    def _inherited(self) -> tuple[int, ...]:
-        """Descriptors a new child must close: they belong to the zygote."""
-        return (*self.private, *self.pidfds.values(), *(w for _, w in self.spares))
-
     def fork_spare(self) -> None:
         request_r, request_w = os.pipe()
-        private = self._inherited()
         pid = os.fork()
         if pid == 0:
-            os.close(request_w)
-            _spare_main(request_r, private, self.out, not self.use_pidfd)
+            _spare_main(request_r, self.out, not self.use_pidfd)
         os.close(request_r)
         if self.use_pidfd:
             pidfd = os.pidfd_open(pid)
@@ -535,18 +546,17 @@ class _Zygote:
         self.spares.clear()
 
     def assign(self, line: bytes) -> None:
-        req = json.loads(line)
-        if self.warmer.warm(req):
+        head, _, data = line.partition(b"\t")
+        token, class_path, method, base_dir = _scan_json(head.decode(), 0)[0]
+        if self.warmer.warm(class_path, method, base_dir):
             self.retire_spares()
             gc.freeze()  # the new imports too: children's collections skip them
         if not self.spares:
             self.fork_spare()
         pid, request_w = self.spares.pop(0)
-        data = line
         while data:
             data = data[os.write(request_w, data) :]
         os.close(request_w)
-        token = req["token"]
         self.children[pid] = token
         self.send(b'{"started": %s, "pid": %d}\n' % (json.dumps(token).encode(), pid))
 
