@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from typing import Any
 
 from pydantic import ValidationError
@@ -56,6 +57,22 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+_local = threading.local()
+
+
+def _decoder() -> json.JSONDecoder:
+    """One strict decoder per thread: json.loads with hooks builds a new
+    decoder and scanner on every call."""
+    dec: json.JSONDecoder | None = getattr(_local, "decoder", None)
+    if dec is None:
+        dec = _local.decoder = json.JSONDecoder(
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
+    return dec
+
+
 def parse_json(data: bytes) -> Any:
     """Strict JSON from bytes, or InvalidJobFile saying what is wrong."""
     if not data.strip():
@@ -67,12 +84,7 @@ def parse_json(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidJobFile(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        value = json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_unique_keys,
-        )
+        value = _decoder().decode(text)
     except RecursionError:
         raise InvalidJobFile("JSON nested too deeply") from None
     except ValueError as exc:
