@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import pytest
 
@@ -23,37 +24,36 @@ def _submit(env: SpoolEnv, job: str, method: str, params: dict[str, object]) -> 
     return run_background_job(job, method, params, config=config(env))
 
 
-@pytest.mark.parametrize("size", [10, PIPE_ATOMIC * 4])
-def test_result_of_any_size_is_recorded_whole(env: SpoolEnv, size: int) -> None:
-    name = "n" * size
-    job_id = _submit(env, "Typed", "greet", {"name": name})
-
+def _run_alone(
+    env: SpoolEnv, job: str, method: str, params: dict[str, object], status: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run one job in a burst; its record and its only attempt. No report
+    file may be left behind in tmp/, whichever way the report travelled."""
+    job_id = _submit(env, job, method, params)
     env.burst()
-
-    record = env.record("completed", job_id)
-    assert record["result"] == name
+    record = env.record(status, job_id)
     [attempt] = record["attempts"]
-    assert attempt["outcome"] == "succeeded"
-    assert attempt["exit_code"] == 0
     assert isinstance(attempt["pid"], int) and attempt["pid"] > 0
     assert attempt["finished_at"] >= attempt["started_at"]
     assert not [p for p in (env.spool / "tmp").iterdir() if p.name.endswith(".report.json")]
+    return record, attempt
+
+
+@pytest.mark.parametrize("size", [10, PIPE_ATOMIC * 4])
+def test_result_of_any_size_is_recorded_whole(env: SpoolEnv, size: int) -> None:
+    name = "n" * size
+    record, attempt = _run_alone(env, "Typed", "greet", {"name": name}, "completed")
+    assert record["result"] == name
+    assert (attempt["outcome"], attempt["exit_code"]) == ("succeeded", 0)
 
 
 @pytest.mark.parametrize("size", [10, PIPE_ATOMIC * 2])
 def test_failure_of_any_size_is_recorded_with_its_error(env: SpoolEnv, size: int) -> None:
     message = "m" * size
-    job_id = _submit(env, "Failing", "bad", {"message": message})
-
-    env.burst()
-
-    record = env.record("failed", job_id)
-    [attempt] = record["attempts"]
-    assert attempt["outcome"] == "failed"
-    assert attempt["exit_code"] == 1
+    _, attempt = _run_alone(env, "Failing", "bad", {"message": message}, "failed")
+    assert (attempt["outcome"], attempt["exit_code"]) == ("failed", 1)
     assert attempt["error"]["message"] == message
     assert "Traceback" in attempt["error"]["traceback"]
-    assert not [p for p in (env.spool / "tmp").iterdir() if p.name.endswith(".report.json")]
 
 
 def test_every_attempt_logs_started_then_its_end(env: SpoolEnv) -> None:
