@@ -527,6 +527,12 @@ class Spool:
         try:
             self._sync_dir(self._dir_strs[dst_status])
             self.ops.unlink(fin)
+        except FileNotFoundError:
+            # Someone moved our finishing name while we were paused past our
+            # lease: a take-over, or resolve_duplicates keeping our published
+            # copy as the newest. Withdrawing that copy could leave the job
+            # nowhere but corrupt/; it stands (a terminal copy wins anyway).
+            pass
         except Exception:  # an error, not a crash: undo what we did
             try:
                 self._withdraw(ours, dst)

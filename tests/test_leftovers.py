@@ -281,3 +281,34 @@ def test_tmp_name_left_by_a_finished_publish_does_not_cost_the_job(env: SpoolEnv
     assert out.returncode == 0, out.stderr
     assert where(spool, job_id) == ["completed"], corrupt_with_reasons(spool)
     assert [j for j, _n in ledger_lines(ledger)] == [job_id]
+
+
+def test_a_finish_whose_finishing_name_was_moved_keeps_its_published_copy(
+    tmp_path: Path,
+) -> None:
+    """A runner paused between publishing and removing its finishing name may
+    find that name gone (taken over, or kept aside by resolve_duplicates in
+    favour of the copy it just published). Its published copy must stand:
+    withdrawing it could leave the job only in corrupt/."""
+
+    class MovedAwayFirst(FileOps):
+        other: Spool
+
+        def unlink(self, path: StrPath) -> None:
+            if os.path.basename(os.path.dirname(path)) == "running":
+                self.other.quarantine(path, "moved aside while its runner was paused")
+            super().unlink(path)
+
+    ops = MovedAwayFirst()
+    sp = Spool(tmp_path / "spool", ops=ops)
+    ops.other = Spool(tmp_path / "spool")
+    job_id = sp.submit(job(0))
+    path = sp.claim(f"{job_id}.json", RunningName(job_id, "runner-a", 1))
+    assert path is not None
+    record = sp.read_job(path).model_copy(update={"result": 7})
+
+    sp.finish(path, Status.COMPLETED, sp.seal(record))
+
+    assert where(sp, job_id) == ["completed"]
+    assert sp.read_job(sp.dir(Status.COMPLETED) / f"{job_id}.json").result == 7
+    assert len(corrupt_with_reasons(sp)) == 1  # the moved name, kept with its reason
