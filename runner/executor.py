@@ -184,13 +184,17 @@ class ForkServer:
             except BlockingIOError:
                 return
             if not chunk:
-                self._gone = True
-                self._post(("launcher_gone",))
+                self._gone_now()
                 return
             self._buf += chunk
             *lines, self._buf = self._buf.split(b"\n")
             for line in lines:
                 self._message(_scan_json(line.decode(), 0)[0])
+
+    def _gone_now(self) -> None:
+        if not self._gone:
+            self._gone = True
+            self._post(("launcher_gone",))
 
     def _message(self, msg: dict[str, Any]) -> None:
         if msg.get("ready"):
@@ -226,6 +230,11 @@ class ForkServer:
         while data:
             try:
                 data = data[os.write(fd, data) :]
+            except BrokenPipeError:
+                # The zygote is gone. Its pipe to us may not reach EOF yet
+                # (attempts hold it open until they report), so say so now.
+                self._gone_now()
+                raise
             except BlockingIOError:
                 # The zygote may itself be blocked writing to us: read what
                 # it sent, or both sides would wait for each other forever.

@@ -295,3 +295,30 @@ def test_recovery_kills_what_an_ended_attempt_left_behind(env: SpoolEnv, tmp_pat
         stop_clean(second)
     finally:
         kill_quietly(attempt_pid, grandchild, *(p.pid for p in helpers))
+
+
+def _fork_server(runner: RunnerProcess) -> psutil.Process:
+    [server] = [
+        p for p in psutil.Process(runner.pid).children() if "runner.executor" in p.cmdline()
+    ]
+    return server
+
+
+def test_a_dead_fork_server_is_replaced_and_jobs_keep_running(env: SpoolEnv) -> None:
+    """The fork server dies on its own (OOM killer, a crash): the runner starts
+    a new one, whether it notices at end of file or at its next request."""
+    runner = env.start_runner()
+    first = env.runjob("Typed", "add", "1", "2", "--config", str(env.config)).stdout.strip()
+    assert env.wait_status(first, "completed")["result"] == 3
+    dead = _fork_server(runner)
+    dead.kill()
+    dead.wait(10)
+
+    later = [
+        env.runjob("Typed", "add", str(n), "1", "--config", str(env.config)).stdout.strip()
+        for n in range(3)
+    ]
+    assert [env.wait_status(j, "completed")["result"] for j in later] == [1, 2, 3]
+    assert _fork_server(runner).pid != dead.pid
+    assert "launcher_died" in log_text(env, "background_jobs_errors.log")
+    stop_clean(runner)
