@@ -5,7 +5,8 @@ How the queue works, in one place
 A job is one JSON file; the directory holding it is its status. New content
 is always written to ``tmp/`` first (write, fsync), then *linked* into its
 status directory under a name that must not exist yet, then the old name is
-unlinked, then the directories are fsynced. So:
+unlinked, then the destination directory is fsynced (a source directory
+too, where a lost removal is not settled by the rule below). So:
 
 * a reader never sees a partial file (invariant 2): names appear only by
   link or rename of a complete, synced file;
@@ -18,7 +19,9 @@ unlinked, then the directories are fsynced. So:
   someone else moved the job first (a recovering runner, a person): we
   unlink what we linked and report :class:`Conflict`. A paused runner that
   comes back late therefore can neither finish nor duplicate a job that was
-  taken from it.
+  taken from it: it first renames its claim to a "finishing" name (the
+  fence), which fails once the claim was taken over. If that finishing name
+  vanishes after its record was published, the published copy stands.
 
 A crash between link and unlink leaves one id in two directories. Every
 record carries a ``revision`` raised by each move, so
