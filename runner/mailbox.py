@@ -31,15 +31,19 @@ class Mailbox:
         self._peeked: list[Event] = []
         self._poll: Any = None
         self._wake_r = self._wake_w = -1
-        if hasattr(select, "poll"):
+
+    def own(self) -> None:
+        """The calling thread is the one that waits (its puts need no wake-up).
+
+        Opens the self-pipe, so a mailbox that is only stepped by hand (tests)
+        holds no descriptors; :meth:`close` gives them back.
+        """
+        self._owner = threading.get_ident()
+        if hasattr(select, "poll") and self._wake_r < 0:
             self._wake_r, self._wake_w = os.pipe()
             os.set_blocking(self._wake_r, False)
             os.set_blocking(self._wake_w, False)
             self._poll = select.poll()
-
-    def own(self) -> None:
-        """The calling thread is the one that waits (its puts need no wake-up)."""
-        self._owner = threading.get_ident()
 
     def put(self, event: Event, *, wake: bool = False) -> None:
         """Queue an event; wake the loop unless this is the loop's own thread
@@ -62,7 +66,7 @@ class Mailbox:
         """Sleep until an event is queued, ``fd`` is readable, or timeout."""
         if self._peeked or not self._queue.empty():
             return
-        if self._poll is None:
+        if self._wake_r < 0:
             with contextlib.suppress(queue.Empty):
                 self._peeked.append(self._queue.get(timeout=max(0.0, timeout)))
             return
@@ -80,7 +84,7 @@ class Mailbox:
                 pass
 
     def close(self) -> None:
-        for f in (self._wake_r, self._wake_w):
+        fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for f in fds:
             if f >= 0:
                 os.close(f)
-        self._wake_r = self._wake_w = -1
