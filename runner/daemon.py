@@ -584,11 +584,14 @@ class Runner:
 
     def _exited(self, token: str, code: int) -> None:
         act = self.active.pop(token, None)
-        if act is None:
-            return
+        if act is not None:
+            self._ended(act, code, None)
+
+    def _ended(self, act: Active, code: int, data: dict[str, Any] | None) -> None:
+        """Free the attempt's slot now; its record is written after the refill."""
         self.per_job[act.job.job] -= 1
         act.exited_at = utcnow()
-        self.exited.append((act, code, None))
+        self.exited.append((act, code, data))
 
     def _reported(self, token: str, pid: int, data: dict[str, Any]) -> None:
         """The attempt sent its report: it is over, though its process may
@@ -600,10 +603,8 @@ class Runner:
         if act.pid is None:  # its "started" line may come after the report
             self._started(token, pid)
         del self.active[token]
-        self.per_job[act.job.job] -= 1
-        act.exited_at = utcnow()
         code = EXIT_OK if data.get("outcome") == Outcome.SUCCEEDED.value else EXIT_FAILED
-        self.exited.append((act, code, data))
+        self._ended(act, code, data)
 
     def _finish_exited(self) -> None:
         while self.exited:

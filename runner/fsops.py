@@ -91,18 +91,15 @@ class FileOps:
     def close(self, fd: int) -> None:
         os.close(fd)
 
-    def read_regular(self, path: StrPath, limit: int, *, single_link: bool = False) -> bytes:
-        """Bytes of a regular file, never following a link or blocking on a FIFO.
+    def read_regular_stat(
+        self, path: StrPath, limit: int, *, single_link: bool = False
+    ) -> tuple[bytes, os.stat_result]:
+        """Bytes of a regular file, never following a link or blocking on a FIFO,
+        and the status of the very file that was read.
 
         Reads at most limit + 1 bytes so the caller can tell "too big" apart.
         With single_link, a file that has another name elsewhere is refused.
         """
-        return self.read_regular_stat(path, limit, single_link=single_link)[0]
-
-    def read_regular_stat(
-        self, path: StrPath, limit: int, *, single_link: bool = False
-    ) -> tuple[bytes, os.stat_result]:
-        """read_regular, plus the status of the very file that was read."""
         flags = os.O_RDONLY | _O_BINARY | _O_NOFOLLOW | _O_NONBLOCK
         try:
             fd = retry_stale(lambda: os.open(path, flags))

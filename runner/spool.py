@@ -217,10 +217,13 @@ class Spool:
         return {s.value: self.count(s) for s in Status}
 
     def read_bytes(self, path: StrPath, *, single_link: bool = False) -> bytes:
-        data = self.ops.read_regular(path, self.max_job_bytes, single_link=single_link)
+        return self._read_capped(path, single_link)[0]
+
+    def _read_capped(self, path: StrPath, single_link: bool) -> tuple[bytes, os.stat_result]:
+        data, st = self.ops.read_regular_stat(path, self.max_job_bytes, single_link=single_link)
         if len(data) > self.max_job_bytes:
             raise InvalidJobFile(f"file is larger than the {self.max_job_bytes}-byte cap")
-        return data
+        return data, st
 
     def read_job(self, path: StrPath, *, single_link: bool = False) -> Job:
         """Parse one job file; InvalidJobFile or NotRegularFile if it is not a job.
@@ -234,9 +237,7 @@ class Spool:
         self, path: StrPath, *, single_link: bool = False
     ) -> tuple[Job, FileIdentity]:
         """read_job, plus the identity of the file read (see same_file)."""
-        data, st = self.ops.read_regular_stat(path, self.max_job_bytes, single_link=single_link)
-        if len(data) > self.max_job_bytes:
-            raise InvalidJobFile(f"file is larger than the {self.max_job_bytes}-byte cap")
+        data, st = self._read_capped(path, single_link)
         return codec.decode_job(data), identity(st)
 
     def same_file(self, path: StrPath, known: FileIdentity) -> bool:

@@ -68,7 +68,6 @@ class HookedOps(FileOps):
     def read_regular_stat(
         self, path: StrPath, limit: int, *, single_link: bool = False
     ) -> tuple[bytes, os.stat_result]:
-        # read_regular goes through here too: one hook covers both.
         self.before("read_regular", os.fspath(path))
         return super().read_regular_stat(path, limit, single_link=single_link)
 
