@@ -72,6 +72,8 @@ class Report:
     error_types: tuple[str, ...] = ()
     result: Any = None
     delay: float | None = None
+    # Whether the attempt wrote live progress; None when it could not say.
+    progress: bool | None = None
 
 
 def _signal_name(number: int) -> str:
@@ -92,6 +94,7 @@ def from_child(data: dict[str, Any], code: int) -> Report:
         error_types=tuple(data.get("error_types") or ()),
         result=data.get("result"),
         delay=data.get("delay"),
+        progress=bool(data.get("progress")),
     )
 
 
@@ -148,11 +151,19 @@ def make_attempt(act: Active, report: Report, host: str) -> Attempt:
     )
 
 
-def next_record(
-    job: Job, decision: Decision, report: Report, act: Active, progress: Progress | None
-) -> Job:
-    """The job's record after the decision: result or error, reason, history."""
+def next_updates(
+    job: Job,
+    attempt: Attempt,
+    decision: Decision,
+    *,
+    report: Report,
+    act: Active,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """What changes in the job's record after the decision: the attempt,
+    result or error, reason, history (applied once, by Spool.seal)."""
     updates: dict[str, Any] = {
+        "attempts": [*job.attempts, attempt],
         "progress": progress or job.progress,
         "next_attempt_at": decision.at,
     }
@@ -168,7 +179,7 @@ def next_record(
             at=utcnow(), action="cancelled", by=info.get("by"), via=info.get("via")
         )
         updates["history"] = [*job.history, entry]
-    return job.model_copy(update=updates)
+    return updates
 
 
 def log_finish(record: Job, attempt: Attempt, decision: Decision) -> None:

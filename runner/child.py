@@ -88,7 +88,10 @@ def execute(req: RunRequest) -> dict[str, Any]:
     """Run the job; return the report (never raises for job errors)."""
     previous = context.current_job()
     try:
-        return _execute(req)
+        report = _execute(req)
+        if context.progress_written():
+            report["progress"] = True
+        return report
     finally:
         context.set_current(previous)  # eager mode runs in the caller's process
 

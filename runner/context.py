@@ -31,6 +31,7 @@ class JobContext:
 
 
 _current: JobContext | None = None
+_wrote_progress = False  # by the current job, in this process
 
 
 def current_job() -> JobContext | None:
@@ -38,8 +39,15 @@ def current_job() -> JobContext | None:
 
 
 def set_current(ctx: JobContext | None) -> None:
-    global _current
+    global _current, _wrote_progress
     _current = ctx
+    _wrote_progress = False
+
+
+def progress_written() -> bool:
+    """Whether the current job has recorded progress (so the runner need not
+    look for a progress file when the job said it wrote none)."""
+    return _wrote_progress
 
 
 def progress_name(job_id: str) -> str:
@@ -67,5 +75,7 @@ def report_progress(fraction: float | None = None, message: str | None = None) -
     }
     path = progress_file(ctx.log_dir, ctx.id)
     tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}")
+    global _wrote_progress
+    _wrote_progress = True  # before the file: a runner reads it if in doubt
     tmp.write_text(json.dumps(body), encoding="utf-8")
     os.replace(tmp, path)

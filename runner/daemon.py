@@ -29,7 +29,6 @@ import signal
 import stat as stat_mod
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,7 +41,7 @@ from runner.attempts import (
     from_child,
     log_finish,
     make_attempt,
-    next_record,
+    next_updates,
     read_report,
 )
 from runner.child import EXIT_FAILED, EXIT_OK, RunRequest
@@ -61,6 +60,7 @@ from runner.model import (
     is_valid_id,
     utcnow,
 )
+from runner.publishers import Publishers
 from runner.retry import Decision, decide
 from runner.schedule import Entry, Schedule
 from runner.spool import (
@@ -162,7 +162,7 @@ class Runner:
         # Jobs as loaded from pending/, so a claim need not read them again.
         self.loaded: dict[str, tuple[FileIdentity, Job]] = {}
         # fsync-bound publishing runs here so the loop keeps claiming meanwhile.
-        self.pool: ThreadPoolExecutor | None = None
+        self.pool: Publishers | None = None
         self.runner_id = new_runner_id()
         self.lease = Lease(self.spool, self.runner_id)
         self.liveness = Liveness(self.spool, self.runner_id, s.lease_seconds)
@@ -197,7 +197,7 @@ class Runner:
         )
         self.events.own()
         self.launcher = make_launcher(self.settings.start_method, self.events.put)
-        self.pool = ThreadPoolExecutor(PUBLISHERS, thread_name_prefix="jobspool-publish")
+        self.pool = Publishers(PUBLISHERS, "published", self._publish_safely, self.events.put)
         self._install_signals()
         watcher = None
         try:
@@ -221,7 +221,7 @@ class Runner:
         finally:
             if watcher is not None:
                 watcher.stop()
-            self.pool.shutdown(wait=True)
+            self.pool.shutdown()
             self.pool = None
             self.launcher.close()
             self.events.close()
@@ -516,14 +516,12 @@ class Runner:
         return job.model_copy(update=updates) if updates else job
 
     def _reject(self, claim: RunningName, path: StrPath, job: Job, exc: Exception) -> None:
-        record = job.model_copy(
-            update={
-                "reason": f"rejected: {exc}",
-                "error": ErrorInfo(type=type(exc).__name__, message=str(exc)),
-            }
-        )
+        updates = {
+            "reason": f"rejected: {exc}",
+            "error": ErrorInfo(type=type(exc).__name__, message=str(exc)),
+        }
         try:
-            self._publish(path, Status.FAILED, self.spool.seal(record))
+            self._publish(path, Status.FAILED, self.spool.seal(job, updates))
         except OSError as io_error:
             logs.event("finish_error", logs.ERROR, job=job.id, to="failed", error=io_error)
             return
@@ -619,23 +617,25 @@ class Runner:
 
     def _finish(self, act: Active, report: Report, backoff: float = 0.5) -> None:
         """Record the attempt, decide, publish; on I/O errors keep it and retry later."""
+        job = act.job
         attempt = make_attempt(act, report, act.host or self.lease.host)
-        job = act.job.model_copy(update={"attempts": [*act.job.attempts, attempt]})
-        decision = self._decide(job, report)
-        progress = self.spool.read_progress(job.id or "")
-        record = next_record(job, decision, report, act, progress)
-        pub = Publication(act, report, record, attempt, decision, backoff)
+        decision = self._decide(job, attempt, report)
+        # A report that says no progress was written spares a look for it.
+        wrote = report.progress is not False
+        progress = self.spool.read_progress(job.id or "") if wrote else None
+        updates = next_updates(job, attempt, decision, report=report, act=act, progress=progress)
+        pub = Publication(act, report, job, attempt, decision, backoff)
         try:
-            pub.sealed = self.spool.seal(record)
+            pub.sealed = self.spool.seal(job, updates)
         except Exception as exc:  # e.g. a result over the size cap
             self._published(pub, exc)
             return
+        pub.record = pub.sealed.job
         if self.pool is None:
             self._published(pub, self._publish_safely(pub))
             return
         self.inflight[act.token] = pub
-        future = self.pool.submit(self._publish_safely, pub)
-        future.add_done_callback(lambda f: self.events.put(("published", pub, f.result())))
+        self.pool.submit(pub)
 
     def _publish_safely(self, pub: Publication) -> bool | Exception:
         """Runs on a publisher thread: only file I/O, no decisions, never raises."""
@@ -681,11 +681,12 @@ class Runner:
         if name not in self.schedule and not claimed:
             self.schedule.add(name, job_id, record)
 
-    def _decide(self, job: Job, report: Report) -> Decision:
+    def _decide(self, job: Job, attempt: Attempt, report: Report) -> Decision:
+        counted = attempt.outcome is not Outcome.HANDED_BACK  # as in Job.attempts_used
         return decide(
             report.outcome,
             policy=self.config.retry_policy(job.job),
-            attempts_used=job.attempts_used,
+            attempts_used=job.attempts_used + counted,
             max_attempts=job.max_attempts,
             now=utcnow(),
             rand=self.rng.random(),

@@ -14,13 +14,14 @@ so a runner that dies (even by SIGKILL) leaves no job processes behind.
 Protocol with the zygote: one line per message. Runner -> zygote: a JSON
 header ``[token, class_path, method, base_dir]``, a tab, the RunRequest's
 JSON (JSON text holds no raw tab or newline); the zygote reads only the
-header and hands the rest to the attempt. Zygote -> runner, one JSON
-object per line: ``{"started": token, "pid": n}`` right after the fork,
-then ``{"exited": token, "pid": n, "code": rc}`` when it reaps the child
-(rc < 0 is the signal number, as in subprocess). The attempt itself writes
-``{"report": token, "pid": n, ...}`` on the same pipe when its report fits
-in one atomic write (see child.send_report); it always precedes the
-"exited" line, since the child writes it before it exits.
+header and hands the rest to the attempt. Zygote -> runner, one line per
+message: ``{"ready": true, "pid": n}`` once, then tab-separated status
+lines (tokens hold no tab or newline): ``S <token> <pid>`` right after the
+hand-over to a spare, ``X <token> <pid> <rc>`` when it reaps the child (rc < 0
+is the signal number, as in subprocess). The attempt itself writes
+``{"report": token, "pid": n, ...}`` (JSON) on the same pipe when its report
+fits in one atomic write (see child.send_report); it always precedes the
+"X" line, since the child writes it before it exits.
 
 Launchers never block the runner: ``start`` only sends the request, and
 "started" (with the pid), "report" and "exit" arrive later as events,
@@ -189,7 +190,10 @@ class ForkServer:
             self._buf += chunk
             *lines, self._buf = self._buf.split(b"\n")
             for line in lines:
-                self._message(_scan_json(line.decode(), 0)[0])
+                if line[:1] == b"{":
+                    self._message(_scan_json(line.decode(), 0)[0])
+                else:
+                    self._status(line.decode().split("\t"))
 
     def _gone_now(self) -> None:
         if not self._gone:
@@ -197,14 +201,16 @@ class ForkServer:
             self._post(("launcher_gone",))
 
     def _message(self, msg: dict[str, Any]) -> None:
-        if msg.get("ready"):
-            self._ready = True
-        elif "started" in msg:
-            self._post(("started", msg["started"], msg["pid"]))
-        elif "report" in msg:
+        if "report" in msg:
             self._post(("report", msg.pop("report"), msg.pop("pid"), msg))
-        else:
-            self._post(("exit", msg["exited"], msg["code"]))
+        elif msg.get("ready"):
+            self._ready = True
+
+    def _status(self, fields: list[str]) -> None:
+        if fields[0] == "S":
+            self._post(("started", fields[1], int(fields[2])))
+        elif fields[0] == "X":
+            self._post(("exit", fields[1], int(fields[3])))
 
     def wait_ready(self) -> None:
         """Wait until the zygote has imported the engine (the runner does its
@@ -567,7 +573,7 @@ class _Zygote:
             data = data[os.write(request_w, data) :]
         os.close(request_w)
         self.children[pid] = token
-        self.send(b'{"started": %s, "pid": %d}\n' % (json.dumps(token).encode(), pid))
+        self.send(b"S\t%s\t%d\n" % (token.encode(), pid))
 
     def handle_input(self) -> bool:
         chunk = os.read(self.inp, 1 << 16)
@@ -595,12 +601,14 @@ class _Zygote:
                 os.close(pidfd)
             token = self.children.pop(got, None)
             if token is not None:
-                kill_group(got)  # background children the attempt left behind
+                # Background children the attempt left behind. A plain try:
+                # contextlib's machinery would touch (and copy) more pages.
+                try:  # noqa: SIM105
+                    os.killpg(got, signal.SIGKILL)
+                except OSError:  # none left: the common case
+                    pass
                 code = os.waitstatus_to_exitcode(status)
-                self.send(
-                    b'{"exited": %s, "pid": %d, "code": %d}\n'
-                    % (json.dumps(token).encode(), got, code)
-                )
+                self.send(b"X\t%s\t%d\t%d\n" % (token.encode(), got, code))
             else:  # a spare that exited (retired, or killed from outside)
                 self.spares = [s for s in self.spares if s[0] != got]
             if pid != -1:
@@ -648,7 +656,7 @@ class _Zygote:
                     self.reap(self.watched[fd])
 
 
-def _rehearse(times: int = 0) -> None:
+def _rehearse(times: int = 20) -> None:
     """Run a no-op attempt here a few times before any fork.
 
     CPython specialises a function's bytecode in place during its first
@@ -670,13 +678,10 @@ def _rehearse(times: int = 0) -> None:
     ).to_json()
     sink = os.open(os.devnull, os.O_WRONLY)
     try:
-        for _ in range(times or REHEARSALS):
+        for _ in range(times):
             child.run(RunRequest.from_dict(_scan_json(request.decode(), 0)[0]), sink)
     finally:
         os.close(sink)
-
-
-REHEARSALS = 20
 
 
 def zygote_main() -> None:

@@ -477,14 +477,15 @@ class Spool:
                 self._sync_dir(self._dir_strs[src_status])
         return dst
 
-    def seal(self, job: Job) -> Sealed:
-        """The record a finish publishes: the next revision, encoded once.
+    def seal(self, job: Job, updates: dict[str, Any] | None = None) -> Sealed:
+        """The record a finish publishes: job with updates, as its next
+        revision, encoded once.
 
         Done by the caller's own thread, so that a publisher thread only
         does file I/O (and holds the GIL for as little as possible).
         InvalidJobFile if the record cannot be written (over the size cap).
         """
-        record = job.model_copy(update={"revision": job.revision + 1})
+        record = job.model_copy(update={**(updates or {}), "revision": job.revision + 1})
         return Sealed(record, self.encode(record))
 
     def finish(self, src: StrPath, dst_status: Status, sealed: Sealed) -> str:
