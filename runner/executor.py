@@ -138,6 +138,12 @@ def create_time(pid: int) -> float | None:
         return None
 
 
+# ``-m`` would put the working directory first on sys.path, so a project
+# that has its own ``runner`` package would shadow the engine in the fork
+# server. -P (Python 3.11+) leaves it out; the engine comes from PYTHONPATH.
+SAFE_PATH = ("-P",)
+
+
 def _engine_env() -> dict[str, str]:
     env = dict(os.environ)
     engine_root = str(Path(__file__).resolve().parent.parent)
@@ -160,7 +166,7 @@ class ForkServer:
         self._gone = False
         self._buf = b""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.executor"],
+            [sys.executable, *SAFE_PATH, "-m", "runner.executor"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=_engine_env(),
@@ -288,7 +294,7 @@ class Spawner:
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         with open(req.log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "runner.child", str(request_path)],
+                [sys.executable, *SAFE_PATH, "-m", "runner.child", str(request_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
