@@ -62,6 +62,7 @@ def progress_file(log_dir: str | Path, job_id: str) -> Path:
 
 def report_progress(fraction: float | None = None, message: str | None = None) -> None:
     """Record progress of the running job: fraction in [0, 1], message free text."""
+    global _wrote_progress
     ctx = _current
     if ctx is None or ctx.log_dir is None:
         return
@@ -75,7 +76,6 @@ def report_progress(fraction: float | None = None, message: str | None = None) -
     }
     path = progress_file(ctx.log_dir, ctx.id)
     tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}")
-    global _wrote_progress
     _wrote_progress = True  # before the file: a runner reads it if in doubt
     tmp.write_text(json.dumps(body), encoding="utf-8")
     os.replace(tmp, path)

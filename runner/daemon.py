@@ -94,11 +94,15 @@ class Publication:
 
     active: Active
     report: Report
-    record: Job
     attempt: Attempt
     decision: Decision
     backoff: float
     sealed: Sealed | None = None  # None: the record could not be encoded
+
+    @property
+    def record(self) -> Job:
+        """The record being published (before sealing: the job as claimed)."""
+        return self.sealed.job if self.sealed is not None else self.active.job
 
 
 @dataclass
@@ -624,13 +628,12 @@ class Runner:
         wrote = report.progress is not False
         progress = self.spool.read_progress(job.id or "") if wrote else None
         updates = next_updates(job, attempt, decision, report=report, act=act, progress=progress)
-        pub = Publication(act, report, job, attempt, decision, backoff)
+        pub = Publication(act, report, attempt, decision, backoff)
         try:
             pub.sealed = self.spool.seal(job, updates)
         except Exception as exc:  # e.g. a result over the size cap
             self._published(pub, exc)
             return
-        pub.record = pub.sealed.job
         if self.pool is None:
             self._published(pub, self._publish_safely(pub))
             return

@@ -89,8 +89,12 @@ def kill_tree(pid: int) -> list[int]:
 def kill_group(pgid: int) -> None:
     """After an attempt ended, its leftover background children go too."""
     if POSIX:
-        with contextlib.suppress(OSError):
+        # A plain try: the fork server calls this after every attempt, and
+        # contextlib's machinery would touch (and copy) more of its pages.
+        try:  # noqa: SIM105
             os.killpg(pgid, signal.SIGKILL)
+        except OSError:  # none left: the common case
+            pass
 
 
 def kill_group_of(pgid: int, created: float | None) -> list[int]:
@@ -607,12 +611,7 @@ class _Zygote:
                 os.close(pidfd)
             token = self.children.pop(got, None)
             if token is not None:
-                # Background children the attempt left behind. A plain try:
-                # contextlib's machinery would touch (and copy) more pages.
-                try:  # noqa: SIM105
-                    os.killpg(got, signal.SIGKILL)
-                except OSError:  # none left: the common case
-                    pass
+                kill_group(got)  # background children the attempt left behind
                 code = os.waitstatus_to_exitcode(status)
                 self.send(b"X\t%s\t%d\t%d\n" % (token.encode(), got, code))
             else:  # a spare that exited (retired, or killed from outside)
