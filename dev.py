@@ -31,8 +31,16 @@ def _run(cmd: list[str], **kw: object) -> None:
     subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
 
 
+# "compat" puts the project directory on sys.path with a plain .pth line.
+# The default mode installs an import hook instead, which every interpreter
+# start runs (pathlib, re, urllib...): ~2 MB in each process, the fork server
+# included, and a bigger fork server makes every attempt slower.
+INSTALL = ["install", "-q", "-e", f"{ROOT}[dev]", "--config-settings", "editable_mode=compat"]
+
+
 def ensure_env() -> None:
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    spec = (ROOT / "pyproject.toml").read_bytes() + " ".join(INSTALL).encode()
+    digest = hashlib.sha256(spec).hexdigest()
     if STAMP.exists() and STAMP.read_text() == digest and PY.exists():
         return
     if not PY.exists():
@@ -40,7 +48,7 @@ def ensure_env() -> None:
         _run([sys.executable, "-m", "venv", str(VENV)])
     print("dev.py: installing jobspool and its dev tools into .venv", file=sys.stderr)
     _run([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"])
-    _run([str(PY), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]"])
+    _run([str(PY), "-m", "pip", *INSTALL])
     STAMP.write_text(digest)
 
 

@@ -59,7 +59,7 @@ def _signature(cfg: Config, job: str, method: str) -> str | None:
         sys.path.insert(0, base)  # job modules live beside the config, as for the CLI
     try:
         cls = binding.load_class(cfg.class_path(job))
-        return signature_text(binding.plan(cls, method).sig)
+        return signature_text(binding.plan(cls, method).signature())
     except Exception:  # any import or signature problem: show no hint
         return None
 

@@ -12,10 +12,14 @@ small and every fork of it stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import sys
 
+# Not typing.TYPE_CHECKING: the fork server imports this package, and
+# typing alone would add over half a megabyte to every fork of it.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from runner.context import current_job, report_progress
     from runner.errors import (
         ConfigError,
@@ -74,6 +78,7 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'runner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    __import__(module)
+    value = getattr(sys.modules[module], name)
     globals()[name] = value
     return value

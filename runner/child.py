@@ -7,30 +7,58 @@ in tmp/, or, from a fork server, sends it as one line on the runner's pipe
 when it fits in one atomic write. Either way the parent gets a whole
 report or none; no report means the process died, and the parent records a
 crash with its exit code or signal.
+
+The fork server imports this module, and every attempt's process is a copy
+of it: each module imported here makes every fork and every exit slower.
+So it imports nothing beyond what the interpreter has loaded anyway: the
+request travels as ``marshal`` data (runner and child are the same
+interpreter), and reports are encoded by ``_json``, the C encoder behind
+the json package, without the package (which would bring ``re`` and
+``enum``).
 """
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import select
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from runner import binding, context
 from runner.errors import JobRejected, Retry
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: see above
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the job did not succeed; its report says why
 EXIT_INTERNAL = 70
 
+# Wire format of a request: version, then the fields in this order.
+_WIRE_VERSION = 1
+_FIELDS = (
+    "token",
+    "job_id",
+    "job",
+    "method",
+    "params",
+    "class_path",
+    "attempt",
+    "max_attempts",
+    "base_dir",
+    "spool",
+    "log_dir",
+    "log_path",
+    "report_path",
+)
 
-@dataclass(frozen=True)
+
 class RunRequest:
     """Everything one attempt needs; plain data so the child needs no pydantic."""
 
+    __slots__ = _FIELDS
     token: str
     job_id: str
     job: str
@@ -40,17 +68,81 @@ class RunRequest:
     attempt: int
     max_attempts: int
     base_dir: str
-    spool: str | None = None
-    log_dir: str | None = None
-    log_path: str = ""
-    report_path: str = ""
+    spool: str | None
+    log_dir: str | None
+    log_path: str
+    report_path: str
 
-    def to_json(self) -> bytes:
-        return json.dumps(self.__dict__).encode()
+    def __init__(
+        self,
+        *,
+        token: str,
+        job_id: str,
+        job: str,
+        method: str,
+        params: list[Any] | dict[str, Any],
+        class_path: str,
+        attempt: int,
+        max_attempts: int,
+        base_dir: str,
+        spool: str | None = None,
+        log_dir: str | None = None,
+        log_path: str = "",
+        report_path: str = "",
+    ) -> None:
+        self.token = token
+        self.job_id = job_id
+        self.job = job
+        self.method = method
+        self.params = params
+        self.class_path = class_path
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.base_dir = base_dir
+        self.spool = spool
+        self.log_dir = log_dir
+        self.log_path = log_path
+        self.report_path = report_path
+
+    def to_wire(self) -> bytes:
+        return marshal.dumps((_WIRE_VERSION, *(getattr(self, f) for f in _FIELDS)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunRequest:
-        return cls(**data)
+    def from_wire(cls, data: bytes) -> RunRequest:
+        """The request from to_wire; ValueError if data is not one."""
+        try:
+            # Only ever from the runner that started this process.
+            version, *values = marshal.loads(data)  # noqa: S302
+        except (EOFError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a run request: {exc}") from None
+        if version != _WIRE_VERSION or len(values) != len(_FIELDS):
+            raise ValueError("not a run request of this version")
+        return cls(**dict(zip(_FIELDS, values, strict=True)))
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+try:
+    from _json import encode_basestring_ascii as _ascii
+    from _json import make_encoder as _make_encoder
+
+    _C_ENCODER = True
+except ImportError:  # pragma: no cover - an interpreter without the C accelerator
+    _C_ENCODER = False
+
+
+def dumps(
+    value: Any, default: Callable[[Any], object] = _not_json, *, allow_nan: bool = True
+) -> str:
+    """Compact JSON text of value, as json.dumps makes it (ASCII only)."""
+    if not _C_ENCODER:  # pragma: no cover - see the import above
+        import json
+
+        return json.dumps(value, default=default, allow_nan=allow_nan, separators=(",", ":"))
+    encode = _make_encoder({}, default, _ascii, None, ":", ",", False, False, allow_nan)
+    return "".join(encode(value, 0))
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -76,9 +168,9 @@ def _jsonable(value: Any) -> tuple[Any, str | None]:
     if value is None or type(value) in (str, int, bool):
         return value, None
     try:
-        json.dumps(value, allow_nan=False)
+        dumps(value, allow_nan=False)
         return value, None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return repr(value)[
             :100_000
         ], f"result of type {type(value).__name__} is not JSON; stored as repr"
@@ -131,7 +223,7 @@ def _execute(req: RunRequest) -> dict[str, Any]:
 def write_report(path: str, report: dict[str, Any]) -> None:
     """The runner reads this only after the process has exited, so a plain
     write is enough; a process killed mid-write leaves bad JSON = a crash."""
-    data = json.dumps(report, default=repr).encode()
+    data = dumps(report, default=repr).encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         while data:
@@ -153,7 +245,7 @@ def send_report(fd: int, token: str, report: dict[str, Any]) -> bool:
     learns the outcome as soon as the job returns, before the process has
     even exited.
     """
-    line = json.dumps({"report": token, "pid": os.getpid(), **report}, default=repr).encode()
+    line = dumps({"report": token, "pid": os.getpid(), **report}, default=repr).encode()
     if len(line) + 1 > PIPE_ATOMIC:
         return False
     return os.write(fd, line + b"\n") == len(line) + 1
@@ -185,11 +277,12 @@ class Rehearsal:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of spawned attempts: ``python -m runner.child REQUEST.json``."""
+    """Entry point of spawned attempts: ``python -m runner.child REQUEST``."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        req = RunRequest.from_dict(json.loads(Path(args[0]).read_bytes()))
-    except (IndexError, OSError, ValueError, TypeError) as exc:
+        with open(args[0], "rb") as request:
+            req = RunRequest.from_wire(request.read())
+    except (IndexError, OSError, ValueError) as exc:
         print(f"jobspool child: bad request: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
     return run(req)

@@ -6,21 +6,23 @@ attempt number (so jobs can be idempotent under at-least-once delivery), and
 shows live and the final record keeps. Outside a job both are harmless:
 ``current_job()`` returns None and progress goes nowhere.
 
-This module is imported by every attempt, so it stays light: no pydantic
-models here. Progress is plain JSON that readers validate.
+This module is imported by the fork server, so it stays light: no pydantic,
+no dataclasses, no pathlib (each import is copied into every attempt's
+process). Progress is plain JSON that readers validate.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
+
+_FIELDS = ("id", "job", "method", "attempt", "max_attempts", "spool", "log_dir")
 
 
-@dataclass(frozen=True)
 class JobContext:
+    """Who the running job is: its id, name, method and attempt number (read-only)."""
+
+    __slots__ = ("attempt", "id", "job", "log_dir", "max_attempts", "method", "spool")
     id: str
     job: str
     method: str
@@ -28,6 +30,35 @@ class JobContext:
     max_attempts: int
     spool: str | None
     log_dir: str | None
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        job: str,
+        method: str,
+        attempt: int,
+        max_attempts: int,
+        spool: str | None,
+        log_dir: str | None,
+    ) -> None:
+        fields = (id, job, method, attempt, max_attempts, spool, log_dir)
+        for name, value in zip(_FIELDS, fields, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"JobContext is read-only: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JobContext):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in _FIELDS)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in _FIELDS))
+
+    def __repr__(self) -> str:
+        return f"JobContext(id={self.id!r}, job={self.job!r}, attempt={self.attempt})"
 
 
 _current: JobContext | None = None
@@ -55,9 +86,9 @@ def progress_name(job_id: str) -> str:
     return f"{job_id}.progress.json"
 
 
-def progress_file(log_dir: str | Path, job_id: str) -> Path:
+def progress_file(log_dir: str, job_id: str) -> str:
     """Where a job's live progress is kept (beside its log)."""
-    return Path(log_dir) / "jobs" / progress_name(job_id)
+    return os.path.join(log_dir, "jobs", progress_name(job_id))
 
 
 def report_progress(fraction: float | None = None, message: str | None = None) -> None:
@@ -74,8 +105,12 @@ def report_progress(fraction: float | None = None, message: str | None = None) -
         "message": None if message is None else str(message)[:1000],
         "updated_at": stamp,
     }
+    import json  # only jobs that report progress pay for it
+
     path = progress_file(ctx.log_dir, ctx.id)
-    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}")
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}")
     _wrote_progress = True  # before the file: a runner reads it if in doubt
-    tmp.write_text(json.dumps(body), encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(json.dumps(body))
     os.replace(tmp, path)

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner import logs
 from runner.attempts import (
@@ -47,7 +47,7 @@ from runner.attempts import (
 from runner.child import EXIT_FAILED, EXIT_OK, RunRequest
 from runner.config import Config, load_config
 from runner.errors import Conflict, InvalidJobFile, NotAllowed
-from runner.executor import Launcher, create_time, kill_group, kill_tree, make_launcher
+from runner.executor import create_time, kill_group, kill_tree, make_launcher
 from runner.fsops import HardLinked, NotRegularFile, StrPath
 from runner.leases import Lease, Liveness, kill_orphans, take_over
 from runner.mailbox import Mailbox
@@ -73,6 +73,9 @@ from runner.spool import (
     new_id,
 )
 from runner.states import TERMINAL, Status
+
+if TYPE_CHECKING:
+    from runner.executor import Launcher
 
 # A hand-written file may be caught half-written; give its writer this long
 # before calling it corrupt.

@@ -11,10 +11,10 @@ in a new process group. ``start_method`` picks either on POSIX too.
 The zygote kills every child it started when its pipe from the runner closes,
 so a runner that dies (even by SIGKILL) leaves no job processes behind.
 
-Protocol with the zygote: one line per message. Runner -> zygote: a JSON
-header ``[token, class_path, method, base_dir]``, a tab, the RunRequest's
-JSON (JSON text holds no raw tab or newline); the zygote reads only the
-header and hands the rest to the attempt. Zygote -> runner, one line per
+Protocol with the zygote. Runner -> zygote: one frame per attempt, the
+payload's length as a decimal line, then the RunRequest's wire bytes
+(``marshal``: both ends are the same interpreter); the zygote reads the
+fields it needs and hands the same bytes to the attempt. Zygote -> runner, one line per
 message: ``{"ready": true, "pid": n}`` once, then tab-separated status
 lines (tokens hold no tab or newline): ``S <token> <pid>`` right after the
 hand-over to a spare, ``X <token> <pid> <rc>`` when it reaps the child (rc < 0
@@ -33,40 +33,45 @@ Launchers never block the runner: ``start`` only sends the request, and
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import importlib
-import json
-import json.scanner
 import os
 import select
-import signal
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 from runner import child
 from runner.child import EXIT_INTERNAL, RunRequest
 
+# The fork server imports this module, and every attempt is a fork of it: a
+# bigger process forks and exits more slowly (about 0.1 ms per attempt for
+# each megabyte here). So the top level imports only what the interpreter
+# has loaded anyway, the runner's side imports what it needs where it needs
+# it, and typing is for the type checker alone (typing.TYPE_CHECKING would
+# import typing).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    # The fork server itself never needs these: every module it imports
-    # makes it bigger, and a bigger process forks and exits more slowly.
     import subprocess
     import threading
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import IO, Any, Protocol
 
+    Post = Callable[[tuple[Any, ...]], None]
+
+    class Launcher(Protocol):
+        @property
+        def fd(self) -> int | None: ...
+        def pump(self) -> None: ...
+        def wait_ready(self) -> None: ...
+        def start(self, req: RunRequest) -> None: ...
+        def close(self) -> None: ...
+
+
+# The C-level signal module: the public ``signal`` module imports enum (half
+# a megabyte), and converting to and from enums costs a forked child ~80
+# copied pages.
+_signal: Any = __import__("_signal")
 POSIX = os.name == "posix"
-Post = Callable[[tuple[Any, ...]], None]
-
-
-class Launcher(Protocol):
-    @property
-    def fd(self) -> int | None: ...
-    def pump(self) -> None: ...
-    def wait_ready(self) -> None: ...
-    def start(self, req: RunRequest) -> None: ...
-    def close(self) -> None: ...
 
 
 def kill_tree(pid: int) -> list[int]:
@@ -74,15 +79,18 @@ def kill_tree(pid: int) -> list[int]:
     import psutil
 
     procs: list[psutil.Process] = []
-    with contextlib.suppress(psutil.Error):
+    try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        pass
     if POSIX:
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)
+        kill_group(pid)
     for proc in procs:
-        with contextlib.suppress(psutil.Error):
+        try:  # noqa: SIM105 - contextlib is not loaded in the fork server
             proc.kill()
+        except psutil.Error:
+            pass
     return [p.pid for p in procs]
 
 
@@ -92,7 +100,7 @@ def kill_group(pgid: int) -> None:
         # A plain try: the fork server calls this after every attempt, and
         # contextlib's machinery would touch (and copy) more of its pages.
         try:  # noqa: SIM105
-            os.killpg(pgid, signal.SIGKILL)
+            os.killpg(pgid, _signal.SIGKILL)
         except OSError:  # none left: the common case
             pass
 
@@ -150,7 +158,7 @@ SAFE_PATH = ("-P",)
 
 def _engine_env() -> dict[str, str]:
     env = dict(os.environ)
-    engine_root = str(Path(__file__).resolve().parent.parent)
+    engine_root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (engine_root, env.get("PYTHONPATH")) if p)
     return env
 
@@ -163,9 +171,11 @@ class ForkServer:
     """
 
     def __init__(self, post: Post) -> None:
+        import json
         import subprocess
 
         self._post = post
+        self._decode_json = json.JSONDecoder().raw_decode
         self._ready = False
         self._gone = False
         self._buf = b""
@@ -201,7 +211,7 @@ class ForkServer:
             *lines, self._buf = self._buf.split(b"\n")
             for line in lines:
                 if line[:1] == b"{":
-                    self._message(_scan_json(line.decode(), 0)[0])
+                    self._message(self._decode_json(line.decode())[0])
                 else:
                     self._status(line.decode().split("\t"))
 
@@ -240,8 +250,8 @@ class ForkServer:
     def start(self, req: RunRequest) -> None:
         if not self._ready:
             self.wait_ready()
-        head = json.dumps([req.token, req.class_path, req.method, req.base_dir])
-        data = head.encode() + b"\t" + req.to_json() + b"\n"
+        wire = req.to_wire()
+        data = b"%d\n" % len(wire) + wire
         fd = self._stdin.fileno()
         while data:
             try:
@@ -264,8 +274,10 @@ class ForkServer:
     def close(self) -> None:
         import subprocess
 
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib is not loaded in the fork server
             self._stdin.close()
+        except OSError:
+            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -292,9 +304,10 @@ class Spawner:
     def start(self, req: RunRequest) -> None:
         import subprocess
         import threading
+        from pathlib import Path
 
         request_path = Path(req.report_path + ".request")
-        request_path.write_bytes(req.to_json())
+        request_path.write_bytes(req.to_wire())
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         with open(req.log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -315,8 +328,7 @@ class Spawner:
 
     def _wait(self, proc: subprocess.Popen[bytes], token: str, request_path: Path) -> None:
         code = proc.wait()
-        with contextlib.suppress(OSError):
-            request_path.unlink()
+        request_path.unlink(missing_ok=True)
         self._post(("exit", token, code))
 
     def close(self) -> None:
@@ -339,14 +351,6 @@ def _read_all(fd: int) -> bytes:
     while chunk := os.read(fd, 1 << 16):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-# The C-level signal module: the public ``signal.signal`` converts to and
-# from enums, and in a forked child that machinery costs ~80 copied pages.
-_signal: Any = importlib.import_module("_signal")
-# The JSON scanner without the Python-level wrappers around it, for the
-# same reason (about half the pages of ``json.loads``).
-_scan_json = cast(Any, json.scanner).make_scanner(json.JSONDecoder())
 
 
 def _close_all_but(keep: tuple[int, ...]) -> None:
@@ -388,18 +392,20 @@ def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
         if not data:
             code = 0
             return
-        req = RunRequest.from_dict(_scan_json(data.decode(), 0)[0])
+        req = RunRequest.from_wire(data)
         log = os.open(req.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
         code = child.run(req, report_fd)
     except BaseException:
-        with contextlib.suppress(BaseException):
+        try:
             import traceback
 
             traceback.print_exc()
             sys.stderr.flush()
+        except BaseException:  # noqa: S110 - nothing left to tell it to
+            pass
     finally:
         os._exit(code)
 
@@ -435,8 +441,10 @@ class _Warmer:
     def _mtimes(self, paths: list[str]) -> list[tuple[str, float]]:
         out = []
         for path in paths:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib is not loaded in the fork server
                 out.append((path, os.stat(path).st_mtime))
+            except OSError:
+                pass
         return out
 
     def _stale(self, class_path: str) -> bool:
@@ -514,7 +522,7 @@ class _Zygote:
         os.dup2(devnull, 0)
         os.dup2(2, 1)
         os.close(devnull)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # the runner decides when we stop
         self.poll = select.poll()
         self.poll.register(self.inp, select.POLLIN)
         self.use_pidfd = hasattr(os, "pidfd_open")
@@ -523,8 +531,8 @@ class _Zygote:
             self.wake, wake_w = os.pipe()
             os.set_blocking(wake_w, False)
             os.set_blocking(self.wake, False)
-            signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-            signal.signal(signal.SIGCHLD, lambda *_: None)
+            _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+            _signal.signal(_signal.SIGCHLD, lambda *_: None)
             self.poll.register(self.wake, select.POLLIN)
         self.children: dict[int, str] = {}  # running attempts: pid -> token
         self.pidfds: dict[int, int] = {}  # every live child: pid -> pidfd
@@ -570,10 +578,10 @@ class _Zygote:
             os.close(request_w)  # EOF: the spare exits; reaped like any child
         self.spares.clear()
 
-    def assign(self, line: bytes) -> None:
-        head, _, data = line.partition(b"\t")
-        token, class_path, method, base_dir = _scan_json(head.decode(), 0)[0]
-        if self.warmer.warm(class_path, method, base_dir):
+    def assign(self, data: bytes) -> None:
+        req = RunRequest.from_wire(data)
+        token = req.token
+        if self.warmer.warm(req.class_path, req.method, req.base_dir):
             self.retire_spares()
             gc.freeze()  # the new imports too: children's collections skip them
         if not self.spares:
@@ -590,11 +598,13 @@ class _Zygote:
         if not chunk:
             return False
         self.buf += chunk
-        *lines, self.buf = self.buf.split(b"\n")
-        for line in lines:
-            if line.strip():
-                self.assign(line)
-        return True
+        while True:  # frames: a length line, then that many bytes
+            head, newline, rest = self.buf.partition(b"\n")
+            if not newline or len(rest) < int(head):
+                return True
+            size = int(head)
+            self.buf = rest[size:]
+            self.assign(rest[:size])
 
     def reap(self, pid: int = -1) -> None:
         while True:
@@ -623,12 +633,16 @@ class _Zygote:
         idle = [pid for pid, _ in self.spares]
         self.retire_spares()
         for pid in idle:  # nothing to lose in a spare; no need to wait for it to notice
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+            try:  # noqa: SIM105 - contextlib is not loaded in the fork server
+                os.kill(pid, _signal.SIGKILL)
+            except OSError:
+                pass
         for pid in list(self.children):
             kill_tree(pid)
-        with contextlib.suppress(KeyError):
+        try:  # noqa: SIM105
             self.poll.unregister(self.inp)  # at EOF it would always be ready
+        except KeyError:
+            pass
         deadline = time.monotonic() + 5
         while (self.children or self.pidfds) and time.monotonic() < deadline:
             self.reap()
@@ -654,8 +668,10 @@ class _Zygote:
                     if not self.handle_input():
                         return
                 elif fd == self.wake:
-                    with contextlib.suppress(BlockingIOError):
+                    try:  # noqa: SIM105
                         os.read(fd, 4096)
+                    except BlockingIOError:
+                        pass
                     self.reap()
                 elif fd in self.watched:
                     self.reap(self.watched[fd])
@@ -680,11 +696,11 @@ def _rehearse(times: int = 20) -> None:
         base_dir=sys.path[0] or os.getcwd(),
         log_path=os.devnull,
         report_path=os.devnull,
-    ).to_json()
+    ).to_wire()
     sink = os.open(os.devnull, os.O_WRONLY)
     try:
         for _ in range(times):
-            child.run(RunRequest.from_dict(_scan_json(request.decode(), 0)[0]), sink)
+            child.run(RunRequest.from_wire(request), sink)
     finally:
         os.close(sink)
 

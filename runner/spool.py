@@ -199,7 +199,7 @@ class Spool:
         return os.path.join(self._job_logs, f"{job_id}.log")
 
     def progress_path(self, job_id: str) -> Path:
-        return progress_file(self.log_dir, job_id)
+        return Path(progress_file(str(self.log_dir), job_id))
 
     # ----------------------------------------------------------- reading
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from runner import binding
 from runner.binding import bind, check, load_class
 from runner.errors import InvalidParams, NotAllowed
 from tests.support.testjobs import Marker, Typed
@@ -141,3 +147,61 @@ def test_check_imports_and_binds_without_running(tmp_path: Any) -> None:
     assert not marker.exists()
     with pytest.raises(InvalidParams):
         check("tests.support.testjobs.Marker", "touch", [])
+
+
+def _f0() -> None: ...
+def _f1(a, b=1): ...  # type: ignore[no-untyped-def]
+def _f2(a, /, b, *rest, c, d=4, **more): ...  # type: ignore[no-untyped-def]
+def _f3(a=1, /, *, k): ...  # type: ignore[no-untyped-def]
+def _f4(*args, **kwargs): ...  # type: ignore[no-untyped-def]
+def _f5(a, b, /, c=3, *, d, e=5): ...  # type: ignore[no-untyped-def]
+def _f6(x, *rest): ...  # type: ignore[no-untyped-def]
+
+
+_NAMES = ["a", "b", "c", "d", "e", "k", "x", "rest", "more", "args", "z"]
+
+
+@pytest.mark.parametrize("func", [_f0, _f1, _f2, _f3, _f4, _f5, _f6])
+@given(
+    args=st.lists(st.integers(0, 9), max_size=5),
+    kwargs=st.dictionaries(st.sampled_from(_NAMES), st.integers(0, 9), max_size=4),
+)
+@settings(max_examples=150, deadline=None)
+def test_binding_follows_signature_bind(
+    func: Callable[..., Any], args: list[int], kwargs: dict[str, int]
+) -> None:
+    """The code-object binder agrees with inspect on every call: the same
+    arguments bound, the same split into args and kwargs, the same refusal."""
+    params = binding._code_params(func)
+    try:
+        expected = inspect.signature(func).bind(*args, **kwargs)
+    except TypeError as exc:
+        with pytest.raises(TypeError) as got:
+            binding.bind_arguments(params, args, kwargs)
+        assert str(got.value) == str(exc)
+        return
+    bound = binding.bind_arguments(params, args, kwargs)
+    assert bound == dict(expected.arguments)
+    assert binding.call_arguments(params, bound) == (list(expected.args), expected.kwargs)
+
+
+class Decorated:
+    @staticmethod
+    def _wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    @_wrap
+    def run(self, n: int, *, tag: str = "t") -> int:
+        return n
+
+
+def test_decorated_methods_bind_by_their_wrapped_signature() -> None:
+    assert bind(Decorated, "run", ["3"]) == ([3], {})
+    assert bind(Decorated, "run", {"n": 1, "tag": "x"}) == ([1], {"tag": "x"})
+    shown = r"Decorated\.run\(n: 'int'.*unexpected keyword argument 'z'"
+    with pytest.raises(InvalidParams, match=shown):
+        bind(Decorated, "run", {"n": 1, "z": 2})

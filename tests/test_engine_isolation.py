@@ -1,4 +1,5 @@
-"""The engine's own processes import the engine, whatever the working directory holds."""
+"""The engine's own processes import the engine (whatever the working
+directory holds), and the fork server imports little else."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from runner import executor
 from runner.submit import run_background_job
 from tests.conftest import SpoolEnv
 
@@ -40,3 +42,31 @@ def test_a_project_with_its_own_runner_package_does_not_shadow_the_engine(
     assert done.returncode == 0, done.stderr
     assert env.record("completed", job_id)["job"] == "SampleJob"
     assert not (decoy / "DECOY_IMPORTED").exists(), "the fork server imported the project's runner"
+
+
+# Modules that would each add hundreds of kilobytes to the fork server, and
+# so to the cost of every fork and exit of it.
+HEAVY = {"typing", "inspect", "dataclasses", "pathlib", "json", "re", "enum", "signal", "pydantic"}
+FORK_SERVER_IMPORTS = """
+import sys
+from runner import binding, child, executor
+executor._rehearse(1)
+binding.plan(child.Rehearsal, "run")  # the warm-up of a job without params
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_the_fork_server_stays_small() -> None:
+    """What the fork server imports before its first fork, in a fresh
+    interpreter started as the engine starts it."""
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", FORK_SERVER_IMPORTS],
+        env=executor._engine_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = set(done.stdout.split())
+    assert "runner.executor" in loaded
+    assert loaded & HEAVY == set()
