@@ -22,6 +22,7 @@ What happens to a job after an attempt is decided by ``retry.decide`` alone.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import random
 import secrets
@@ -196,6 +197,9 @@ class Runner:
 
     def run(self) -> int:
         """Run until stopped (or, with burst, until nothing is due or running)."""
+        # What exists now (modules, classes, pydantic's schemas) lives as
+        # long as the process: full collections need not walk it again.
+        gc.freeze()
         logs.setup(
             self.config.log_dir,
             max_bytes=self.settings.logs.max_bytes,

@@ -60,6 +60,22 @@ def retry_stale(fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+def _read_capped(fd: int, cap: int, size_hint: int) -> bytes:
+    """Up to cap bytes from fd. The first read asks for the file's size and
+    one byte more (so growth shows): os.read allocates what it is asked for,
+    and a megabyte per small file costs an mmap and a munmap each time."""
+    chunks = []
+    want = min(cap, size_hint + 1)
+    while cap > 0:
+        chunk = os.read(fd, want)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        cap -= len(chunk)
+        want = min(cap, 1 << 16)
+    return b"".join(chunks)
+
+
 class FileOps:
     """Thin wrappers over os; subclass and override to inject faults."""
 
@@ -113,15 +129,7 @@ class FileOps:
                 raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
             if single_link and st.st_nlink > 1:
                 raise HardLinked(errno.EMLINK, "file has another hard link", str(path))
-            chunks = []
-            remaining = limit + 1
-            while remaining > 0:
-                chunk = os.read(fd, min(remaining, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                remaining -= len(chunk)
-            return b"".join(chunks), st
+            return _read_capped(fd, limit + 1, st.st_size), st
         finally:
             os.close(fd)
 
