@@ -14,8 +14,8 @@ so a runner that dies (even by SIGKILL) leaves no job processes behind.
 Protocol with the zygote. Runner -> zygote: one frame per attempt, the
 payload's length as a decimal line, then the RunRequest's wire bytes
 (``marshal``: both ends are the same interpreter); the zygote reads the
-fields it needs and hands the same bytes to the attempt. Zygote -> runner, one line per
-message: ``{"ready": true, "pid": n}`` once, then tab-separated status
+fields it needs and hands the same bytes to the attempt. Zygote -> runner,
+one line per message: ``{"ready": true, "pid": n}`` once, then tab-separated status
 lines (tokens hold no tab or newline): ``S <token> <pid>`` right after the
 hand-over to a spare, ``X <token> <pid> <rc>`` when it reaps the child (rc < 0
 is the signal number, as in subprocess). The attempt itself writes

@@ -13,8 +13,10 @@ import os
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from runner.child import PIPE_ATOMIC, send_report
+from runner.child import PIPE_ATOMIC, dumps, send_report
 from runner.submit import run_background_job
 from tests.conftest import SpoolEnv
 from tests.support.spoolkit import config
@@ -85,3 +87,33 @@ def test_report_line_is_one_atomic_write() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(value=_JSON)
+@settings(max_examples=300, deadline=None)
+def test_reports_are_encoded_as_the_json_package_would(value: Any) -> None:
+    """The attempt's encoder (the C accelerator without the json package)
+    writes what json.dumps writes, and refuses what it refuses."""
+    assert dumps(value) == json.dumps(value, separators=(",", ":"))
+    try:
+        expected = json.dumps(value, allow_nan=False)
+    except ValueError:
+        with pytest.raises(ValueError):
+            dumps(value, allow_nan=False)
+    else:
+        assert json.loads(dumps(value, allow_nan=False)) == json.loads(expected)
+
+
+def test_values_that_are_not_json_go_to_default() -> None:
+    assert dumps({"when": object}, default=lambda v: "<class>") == '{"when":"<class>"}'
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        dumps({1: {2, 3}})
+    keys = {1: 2, 2.5: None, None: "n"}
+    assert dumps(keys) == json.dumps(keys, separators=(",", ":"))
