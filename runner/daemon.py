@@ -220,7 +220,7 @@ class Runner:
 
                 watcher = Watcher(self.spool.root, self.events.put)
                 watcher.start()
-            self.startup()
+            self._maintenance(time.monotonic())  # leftovers first, once
             # The first scan overlaps the fork server's start-up.
             self._rescan(time.monotonic())
             self.launcher.wait_ready()
@@ -256,11 +256,6 @@ class Runner:
             logs.event("runner_stopping", runner=self.runner_id, running=len(self.active))
         self.stopping = True
         self.stop_deadline = now if immediate else now + self.settings.grace_seconds
-
-    def startup(self) -> None:
-        for note in self.spool.resolve_duplicates(self.settings.lease_seconds):
-            logs.event("duplicate_resolved", logs.WARNING, note=note)
-        self.spool.clean_tmp(TMP_MAX_AGE)
 
     def _wait(self, timeout: float) -> None:
         """Sleep until an event arrives; step() handles it (after its lease check)."""
