@@ -548,8 +548,8 @@ class Runner:
             attempt=claim.attempt,
             max_attempts=job.max_attempts or self.config.retry_policy(job.job).max_attempts,
             base_dir=str(self.config.base_dir),
-            spool=str(self.spool.root),
-            log_dir=str(self.spool.log_dir),
+            spool=self.spool.root_str,
+            log_dir=self.spool.log_dir_str,
             log_path=self.spool.job_log_file(job_id),
             report_path=self._report_path(token),
         )

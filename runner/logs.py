@@ -144,6 +144,8 @@ _NEEDS_QUOTES = re.compile(r'[\s"=\\]')
 
 
 def _fmt(value: Any) -> str:
+    if type(value) is int:  # most fields: pids, attempts
+        return str(value)
     text = str(value)
     if not text or _NEEDS_QUOTES.search(text):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

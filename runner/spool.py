@@ -163,6 +163,7 @@ class Spool:
         self._dirs: dict[Status | str, Path] = {}
         self._dir_strs = {d: str(self.root / d) for d in (*DIRS, *Status)}
         self._job_logs = str(self.log_dir / "jobs")
+        self.root_str, self.log_dir_str = str(self.root), str(self.log_dir)
         if create:
             self.ensure_layout()
 
