@@ -57,6 +57,8 @@ def load_class(class_path: str) -> type:
 
 
 class Param:
+    """One parameter, as a caller passes it (kinds numbered as in inspect)."""
+
     __slots__ = ("default", "kind", "name")
 
     def __init__(self, name: str, kind: int, default: object = _NO_DEFAULT) -> None:
@@ -78,7 +80,11 @@ def _static_lookup(cls: type, method: str) -> object:
 
 
 def _code_params(func: Any) -> list[Param]:
-    """A plain function's parameters, from its code object."""
+    """A plain function's parameters, from its code object.
+
+    co_varnames starts with the positional names, then the keyword-only
+    ones, then the *args name and the **kwargs name when there are such.
+    """
     code = func.__code__
     names = code.co_varnames
     npos, nkw = code.co_argcount, code.co_kwonlyargcount
