@@ -31,15 +31,24 @@ def _run(cmd: list[str], **kw: object) -> None:
     subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
 
 
-# "compat" puts the project directory on sys.path with a plain .pth line.
-# The default mode installs an import hook instead, which every interpreter
-# start runs (pathlib, re, urllib...): ~2 MB in each process, the fork server
-# included, and a bigger fork server makes every attempt slower.
-INSTALL = ["install", "-q", "-e", f"{ROOT}[dev]", "--config-settings", "editable_mode=compat"]
+# "strict" links the sources into a tree under build/ laid out as installed
+# (runner/ as jobspool/, dashboard/ as jobspool/dashboard/) and puts that tree
+# on sys.path with a plain .pth line. The default mode installs an import hook
+# instead, which every interpreter start runs (pathlib, re, urllib...): ~2 MB
+# in each process, the fork server included, and a bigger fork server makes
+# every attempt slower. Edits show at once; a new module needs a reinstall,
+# which the stamp below triggers (it covers the list of source files).
+INSTALL = ["install", "-q", "-e", f"{ROOT}[dev]", "--config-settings", "editable_mode=strict"]
+PACKAGES = ("runner", "dashboard")
+
+
+def _sources() -> bytes:
+    names = sorted(str(p.relative_to(ROOT)) for d in PACKAGES for p in (ROOT / d).rglob("*"))
+    return "\n".join(n for n in names if "__pycache__" not in n).encode()
 
 
 def ensure_env() -> None:
-    spec = (ROOT / "pyproject.toml").read_bytes() + " ".join(INSTALL).encode()
+    spec = (ROOT / "pyproject.toml").read_bytes() + " ".join(INSTALL).encode() + _sources()
     digest = hashlib.sha256(spec).hexdigest()
     if STAMP.exists() and STAMP.read_text() == digest and PY.exists():
         return

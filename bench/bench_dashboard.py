@@ -41,9 +41,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.model import Attempt, ErrorInfo, HistoryEntry, Job, Outcome  # noqa: E402
-from runner.spool import Spool, new_id  # noqa: E402
-from runner.states import Status  # noqa: E402
+from jobspool.model import Attempt, ErrorInfo, HistoryEntry, Job, Outcome  # noqa: E402
+from jobspool.spool import Spool, new_id  # noqa: E402
+from jobspool.states import Status  # noqa: E402
 
 PLACE_ID = "bench-placeholder-id"
 PLACE_CREATED = datetime(2001, 1, 1, 0, 0, 1, tzinfo=UTC)

@@ -25,10 +25,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.cli import runner_argv  # noqa: E402
-from runner.config import load_config  # noqa: E402
-from runner.states import Status  # noqa: E402
-from runner.submit import open_spool, run_background_job  # noqa: E402
+from jobspool.cli import runner_argv  # noqa: E402
+from jobspool.config import load_config  # noqa: E402
+from jobspool.states import Status  # noqa: E402
+from jobspool.submit import open_spool, run_background_job  # noqa: E402
 
 JOBS = {
     "NoOp": {"class": "bench.benchjobs.NoOp", "allowed_methods": ["run"]},

@@ -47,10 +47,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.chaosjobs import GRANDCHILD_NOTE  # noqa: E402
-from runner.cli import runner_argv  # noqa: E402
-from runner.config import Config, load_config  # noqa: E402
-from runner.spool import RunningName  # noqa: E402
-from runner.submit import run_background_job  # noqa: E402
+from jobspool.cli import runner_argv  # noqa: E402
+from jobspool.config import Config, load_config  # noqa: E402
+from jobspool.spool import RunningName  # noqa: E402
+from jobspool.submit import run_background_job  # noqa: E402
 
 TAG_VAR = "JOBSPOOL_CHAOS_TAG"
 PROGRESS_SECONDS = 60.0
@@ -222,7 +222,7 @@ class Chaos:
         found = []
         with contextlib.suppress(psutil.Error):
             for helper in psutil.Process(slot.proc.pid).children():
-                if "runner.executor" in " ".join(helper.cmdline()):
+                if "jobspool.executor" in " ".join(helper.cmdline()):
                     found += [c.pid for c in helper.children() if c.pid in listed]
         return found
 

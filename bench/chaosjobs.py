@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from runner import current_job
+from jobspool import current_job
 
 # Long enough to outlive the whole harness: a grandchild still alive at the
 # end means the engine failed to kill an attempt's process tree.

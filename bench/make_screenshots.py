@@ -29,13 +29,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_dashboard import write_jobs  # noqa: E402
-from dashboard.app import create_app  # noqa: E402
-from dashboard.server import DashboardServer  # noqa: E402
-from dashboard.state import Dashboard  # noqa: E402
-from runner.config import Config, load_config  # noqa: E402
-from runner.model import Job  # noqa: E402
-from runner.states import Status  # noqa: E402
-from runner.submit import open_spool  # noqa: E402
+from jobspool.config import Config, load_config  # noqa: E402
+from jobspool.dashboard.app import create_app  # noqa: E402
+from jobspool.dashboard.server import DashboardServer  # noqa: E402
+from jobspool.dashboard.state import Dashboard  # noqa: E402
+from jobspool.model import Job  # noqa: E402
+from jobspool.states import Status  # noqa: E402
+from jobspool.submit import open_spool  # noqa: E402
 from tests.dashboard_support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 CONFIG = """\
@@ -60,7 +60,7 @@ DEMO_JOBS = '''\
 import time
 from pathlib import Path
 
-from runner import current_job, report_progress
+from jobspool import current_job, report_progress
 
 
 class ImportOrders:
@@ -139,7 +139,7 @@ def main() -> int:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(project)])
     config = str(project / "allowed_jobs.yaml")
     runner = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "runner", "--config", config, "--quiet"],
+        [sys.executable, "-m", "jobspool.cli", "runner", "--config", config, "--quiet"],
         cwd=project,
         env=env,
     )

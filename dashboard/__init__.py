@@ -1,18 +1,18 @@
 """The jobspool web dashboard: see, search and steer every job in a spool.
 
-A Bottle application (:func:`dashboard.app.create_app`) over a
-:class:`dashboard.state.Dashboard`, served by waitress
-(:mod:`dashboard.server`), started by ``jobspool dashboard`` or, together with
-a runner, ``jobspool up`` (:mod:`dashboard.commands`). It reads and changes
-the spool only through ``runner.spool`` and ``runner.submit``. See
+A Bottle application (:func:`jobspool.dashboard.app.create_app`) over a
+:class:`jobspool.dashboard.state.Dashboard`, served by waitress
+(:mod:`jobspool.dashboard.server`), started by ``jobspool dashboard`` or, together with
+a runner, ``jobspool up`` (:mod:`jobspool.dashboard.commands`). It reads and changes
+the spool only through ``jobspool.spool`` and ``jobspool.submit``. See
 README.md ("The dashboard") for the user's guide and the JSON API.
 """
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dashboard.app import create_app
-    from dashboard.state import Dashboard
+    from jobspool.dashboard.app import create_app
+    from jobspool.dashboard.state import Dashboard
 
 __all__ = ["Dashboard", "create_app"]
 
@@ -21,11 +21,11 @@ def __getattr__(name: str) -> Any:
     # Lazy: `jobspool runner` imports dashboard.commands for its parser and
     # should not pay for Bottle.
     if name == "create_app":
-        from dashboard.app import create_app
+        from jobspool.dashboard.app import create_app
 
         return create_app
     if name == "Dashboard":
-        from dashboard.state import Dashboard
+        from jobspool.dashboard.state import Dashboard
 
         return Dashboard
     raise AttributeError(f"module 'dashboard' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""``python -m dashboard dashboard|up ...``: the dashboard commands on their own.
+"""``python -m jobspool.dashboard dashboard|up ...``: the dashboard commands on their own.
 
 The same commands as ``jobspool dashboard`` and ``jobspool up``, for scripts
 and benchmarks that want them without the rest of the CLI.
@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from dashboard.commands import register
+from jobspool.dashboard.commands import register
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboard")
+    parser = argparse.ArgumentParser(prog="python -m jobspool.dashboard")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register(sub)
     args = parser.parse_args(argv)

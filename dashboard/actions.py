@@ -4,11 +4,11 @@ Owns turning a request into calls on the engine, and nothing else: every
 change goes through ``Spool.retry``, ``Spool.cancel`` and ``Spool.submit``
 with ``via="dashboard"``, so the job's history records who did what, and
 the engine's rename protocol decides races. When a person races a runner or
-another person, exactly one wins; the loser gets :class:`runner.errors.Conflict`
+another person, exactly one wins; the loser gets :class:`jobspool.errors.Conflict`
 (HTTP 409), and nothing is half done.
 
 Submissions are validated as the command line validates them
-(``runner.submit.validate``: allow-list, method, params bound to the
+(``jobspool.submit.validate``: allow-list, method, params bound to the
 signature) before anything is written; errors come back per form field.
 """
 
@@ -21,12 +21,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dashboard.queries import JobFinder, JobQuery
-from runner.config import Config
-from runner.errors import Conflict, InvalidParams, JobNotFound, JobspoolError, NotAllowed
-from runner.spool import Spool, job_id_of
-from runner.states import Status
-from runner.submit import build_job, params_from_json, queue_job, validate
+from jobspool.config import Config
+from jobspool.dashboard.queries import JobFinder, JobQuery
+from jobspool.errors import Conflict, InvalidParams, JobNotFound, JobspoolError, NotAllowed
+from jobspool.spool import Spool, job_id_of
+from jobspool.states import Status
+from jobspool.submit import build_job, params_from_json, queue_job, validate
 
 VIA = "dashboard"
 BULK_DEFAULT = 500

@@ -1,14 +1,14 @@
 """The dashboard's routes: HTML pages, live fragments, the JSON API and /metrics.
 
 Owns URLs and HTTP semantics only; what a route shows comes from
-:mod:`dashboard.overview`, :mod:`dashboard.queries` and the spool, what it
-does from :mod:`dashboard.actions`, and who may call it from
-:mod:`dashboard.security` (checked in one ``before_request`` hook for every
+:mod:`jobspool.dashboard.overview`, :mod:`jobspool.dashboard.queries` and the spool, what it
+does from :mod:`jobspool.dashboard.actions`, and who may call it from
+:mod:`jobspool.dashboard.security` (checked in one ``before_request`` hook for every
 route). Rules every route keeps:
 
 * GET and HEAD never change anything; actions are POST only (a GET to an
   action URL is 405).
-* A job id from a URL is checked with ``runner.model.is_valid_id`` before any
+* A job id from a URL is checked with ``jobspool.model.is_valid_id`` before any
   file is touched; anything else (``..``, ``%2e%2e``, NUL, slashes) is 404.
 * A lost race is 409 with the engine's message; a missing job is 404.
 * API errors are JSON ``{"error": ..., "status": ...}``; page errors are pages.
@@ -24,13 +24,13 @@ from urllib.parse import urlencode
 
 import bottle
 
-from dashboard import actions, metrics, present
-from dashboard.charts import bar_chart
-from dashboard.logtail import TAIL_BYTES, log_size, open_log, read_log
-from dashboard.overview import CorruptCounter, gather
-from dashboard.queries import PER_PAGE, SORTS, BadQueryError, JobPage, JobQuery
-from dashboard.render import Views, load_static
-from dashboard.security import (
+from jobspool.dashboard import actions, metrics, present
+from jobspool.dashboard.charts import bar_chart
+from jobspool.dashboard.logtail import TAIL_BYTES, log_size, open_log, read_log
+from jobspool.dashboard.overview import CorruptCounter, gather
+from jobspool.dashboard.queries import PER_PAGE, SORTS, BadQueryError, JobPage, JobQuery
+from jobspool.dashboard.render import Views, load_static
+from jobspool.dashboard.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
@@ -39,10 +39,10 @@ from dashboard.security import (
     WsgiApp,
     with_security_headers,
 )
-from dashboard.state import Dashboard
-from runner.errors import Conflict, JobNotFound
-from runner.model import JobView, Progress, is_valid_id
-from runner.states import Status
+from jobspool.dashboard.state import Dashboard
+from jobspool.errors import Conflict, JobNotFound
+from jobspool.model import JobView, Progress, is_valid_id
+from jobspool.states import Status
 
 MAX_BODY = 2 * 1024 * 1024
 JSON_TYPE = "application/json"

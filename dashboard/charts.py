@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dashboard.present import fmt_clock
-from dashboard.stats import Bucket
+from jobspool.dashboard.present import fmt_clock
+from jobspool.dashboard.stats import Bucket
 
 WIDTH = 720
 HEIGHT = 170

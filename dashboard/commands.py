@@ -22,13 +22,13 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from dashboard.security import TOKEN_ENV, SecurityConfigError, check_bind, load_token
-from runner.config import Config, load_config
-from runner.errors import JobspoolError
+from jobspool.config import Config, load_config
+from jobspool.dashboard.security import TOKEN_ENV, SecurityConfigError, check_bind, load_token
+from jobspool.errors import JobspoolError
 
 if TYPE_CHECKING:
-    from dashboard.server import DashboardServer
-    from dashboard.state import Dashboard
+    from jobspool.dashboard.server import DashboardServer
+    from jobspool.dashboard.state import Dashboard
 
 EXIT_USAGE = 2
 DEFAULT_PORT = 8000
@@ -90,9 +90,9 @@ def _prepare(
 ) -> tuple[Config, Dashboard, DashboardServer]:
     # Imported here: every jobspool command builds this parser, and only
     # these two need Bottle and the web server.
-    from dashboard.app import create_app
-    from dashboard.server import DashboardServer
-    from dashboard.state import Dashboard
+    from jobspool.dashboard.app import create_app
+    from jobspool.dashboard.server import DashboardServer
+    from jobspool.dashboard.state import Dashboard
 
     if args.threads < 1 or args.index_limit < 1 or args.refresh <= 0:
         raise SecurityConfigError("--threads, --index-limit and --refresh must be positive")
@@ -143,7 +143,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from runner.daemon import Runner
+    from jobspool.daemon import Runner
 
     overrides: dict[str, Any] = {"spool": args.spool, "workers": args.workers}
     try:

@@ -1,10 +1,10 @@
 """The dashboard's in-memory index of the spool: every job as one small row.
 
 Owns which job files the dashboard has read and what it kept of them. A
-refresh lists each status directory (cheaply: see :mod:`dashboard.listing`),
+refresh lists each status directory (cheaply: see :mod:`jobspool.dashboard.listing`),
 reads only files it has not read before (through ``Spool.view``, never its
 own parsing), forgets files that left, and updates the statistics in
-:mod:`dashboard.stats` by the difference. Requests never open job files to
+:mod:`jobspool.dashboard.stats` by the difference. Requests never open job files to
 count, chart, filter or search; only the files shown on a page are opened.
 
 Behaviour (documented for users in README.md):
@@ -44,11 +44,11 @@ import time
 from bisect import insort
 from dataclasses import dataclass, field
 
-from dashboard.listing import DirWatch, Entries
-from dashboard.stats import OUTCOME_CODES, Aggregates, Row
-from runner.model import Job, JobView
-from runner.spool import Spool, job_id_of
-from runner.states import Status
+from jobspool.dashboard.listing import DirWatch, Entries
+from jobspool.dashboard.stats import OUTCOME_CODES, Aggregates, Row
+from jobspool.model import Job, JobView
+from jobspool.spool import Spool, job_id_of
+from jobspool.states import Status
 
 LOG = logging.getLogger("dashboard")
 

@@ -7,7 +7,7 @@ takes microseconds. A directory's mtime changes whenever an entry is added,
 removed or renamed, so an unchanged mtime means an unchanged listing.
 
 Invariants:
-* Names come from :meth:`runner.spool.Spool.names`, so what counts as a job
+* Names come from :meth:`jobspool.spool.Spool.names`, so what counts as a job
   file is decided by the engine alone. For statuses whose files can be
   replaced under the same name (a failed job retried and failed again), each
   name also carries a file identity (inode, size, mtime and ctime hashed
@@ -28,8 +28,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from runner.spool import Spool
-from runner.states import Status
+from jobspool.spool import Spool
+from jobspool.states import Status
 
 Entries = dict[str, int]
 

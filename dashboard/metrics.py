@@ -2,7 +2,7 @@
 
 Owns metric names, types and labels, which are part of the public interface
 (documented in README.md). Every figure comes from
-:class:`dashboard.overview.Overview`, so /metrics costs what the overview
+:class:`jobspool.dashboard.overview.Overview`, so /metrics costs what the overview
 costs and opens no job file.
 
 ``jobspool_attempts_total`` and the duration histogram are derived from the
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dashboard.overview import Overview
-from dashboard.state import Dashboard
+from jobspool.dashboard.overview import Overview
+from jobspool.dashboard.state import Dashboard
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from dashboard.index import IndexState
-from dashboard.runners import RunnerInfo
-from dashboard.state import Dashboard
-from dashboard.stats import Bucket, NameSummary, success_rate
-from runner.spool import Spool
+from jobspool.dashboard.index import IndexState
+from jobspool.dashboard.runners import RunnerInfo
+from jobspool.dashboard.state import Dashboard
+from jobspool.dashboard.stats import Bucket, NameSummary, success_rate
+from jobspool.spool import Spool
 
 REASON_SUFFIX = ".reason.txt"
 

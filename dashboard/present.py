@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.model import Job, JobView, Progress
-from runner.spool import RunningName
-from runner.states import Status
+from jobspool.model import Job, JobView, Progress
+from jobspool.spool import RunningName
+from jobspool.states import Status
 
 DISPLAY_CAP = 100_000  # characters of params/result shown on a page
 

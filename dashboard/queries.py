@@ -27,11 +27,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from dashboard.index import JobIndex
-from dashboard.stats import Row
-from runner.model import NAME_PATTERN, JobView
-from runner.spool import Spool, job_id_of
-from runner.states import Status
+from jobspool.dashboard.index import JobIndex
+from jobspool.dashboard.stats import Row
+from jobspool.model import NAME_PATTERN, JobView
+from jobspool.spool import Spool, job_id_of
+from jobspool.states import Status
 
 SORTS = ("newest", "oldest", "finished", "duration")
 PER_PAGE = (20, 50, 100, 200)

@@ -1,7 +1,7 @@
 """Live runners as the dashboard sees them: heartbeat age and running jobs.
 
 Owns the heartbeat age shown to people. Heartbeat files are read through
-``runner.leases.Liveness``. Like the runners themselves, the dashboard never
+``jobspool.leases.Liveness``. Like the runners themselves, the dashboard never
 trusts another host's wall clock for liveness: the age is the time since the
 dashboard last saw the heartbeat's ``beat`` counter change, on its own
 monotonic clock. Only for a runner seen for the first time, when no change
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dashboard.present import iso
-from runner.leases import Liveness
-from runner.model import utcnow
-from runner.spool import Spool
+from jobspool.dashboard.present import iso
+from jobspool.leases import Liveness
+from jobspool.model import utcnow
+from jobspool.spool import Spool
 
 
 @dataclass(frozen=True)

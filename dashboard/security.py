@@ -4,7 +4,7 @@ Owns the access token, login sessions, CSRF tokens, the Origin and Host
 checks, the refusal to listen on a public address without a token, and the
 security headers added to every response (a WSGI middleware, so even error
 pages and static files carry them). Framework-free: it reads WSGI environ
-values and returns verdicts; ``dashboard.app`` turns them into responses.
+values and returns verdicts; ``jobspool.dashboard.app`` turns them into responses.
 
 Invariants:
 * Secrets are compared with ``hmac.compare_digest`` only.

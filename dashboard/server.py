@@ -26,7 +26,7 @@ from typing import Any
 import waitress.server
 from waitress import wasyncore
 
-from dashboard.security import WsgiApp
+from jobspool.dashboard.security import WsgiApp
 
 LOG = logging.getLogger("dashboard")
 

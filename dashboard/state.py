@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dashboard.index import JobIndex
-from dashboard.queries import JobFinder
-from dashboard.runners import RunnerWatch
-from dashboard.security import Guard
-from runner import binding
-from runner.config import Config, load_config
-from runner.spool import Spool
-from runner.submit import open_spool
+from jobspool import binding
+from jobspool.config import Config, load_config
+from jobspool.dashboard.index import JobIndex
+from jobspool.dashboard.queries import JobFinder
+from jobspool.dashboard.runners import RunnerWatch
+from jobspool.dashboard.security import Guard
+from jobspool.spool import Spool
+from jobspool.submit import open_spool
 
 LOG = logging.getLogger("dashboard")
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from runner.states import Status
+from jobspool.states import Status
 
 # Attempt outcomes as one letter each, so a row stores its attempts as a short
 # interned string ("fs": failed, then succeeded).

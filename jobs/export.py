@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from runner import current_job, report_progress
+from jobspool import current_job, report_progress
 
 
 class ExportJob:

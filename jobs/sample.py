@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner import current_job
+from jobspool import current_job
 
 
 class SampleJob:

@@ -2,8 +2,8 @@
 
 Public API::
 
-    from runner import run_background_job, get_job, wait_for_job
-    from runner import current_job, report_progress, Retry
+    from jobspool import run_background_job, get_job, wait_for_job
+    from jobspool import current_job, report_progress, Retry
 
 Names are imported on first use (PEP 562), so a job process that only needs
 ``current_job`` does not load the submit machinery: the fork server stays
@@ -20,8 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runner.context import current_job, report_progress
-    from runner.errors import (
+    from jobspool.context import current_job, report_progress
+    from jobspool.errors import (
         ConfigError,
         Conflict,
         InvalidJobFile,
@@ -33,25 +33,25 @@ if TYPE_CHECKING:
         Retry,
         SpoolFull,
     )
-    from runner.submit import WaitTimeout, get_job, run_background_job, wait_for_job
+    from jobspool.submit import WaitTimeout, get_job, run_background_job, wait_for_job
 
 _WHERE = {
-    "current_job": "runner.context",
-    "report_progress": "runner.context",
-    "ConfigError": "runner.errors",
-    "Conflict": "runner.errors",
-    "InvalidJobFile": "runner.errors",
-    "InvalidParams": "runner.errors",
-    "JobNotFound": "runner.errors",
-    "JobRejected": "runner.errors",
-    "JobspoolError": "runner.errors",
-    "NotAllowed": "runner.errors",
-    "Retry": "runner.errors",
-    "SpoolFull": "runner.errors",
-    "WaitTimeout": "runner.submit",
-    "get_job": "runner.submit",
-    "run_background_job": "runner.submit",
-    "wait_for_job": "runner.submit",
+    "current_job": "jobspool.context",
+    "report_progress": "jobspool.context",
+    "ConfigError": "jobspool.errors",
+    "Conflict": "jobspool.errors",
+    "InvalidJobFile": "jobspool.errors",
+    "InvalidParams": "jobspool.errors",
+    "JobNotFound": "jobspool.errors",
+    "JobRejected": "jobspool.errors",
+    "JobspoolError": "jobspool.errors",
+    "NotAllowed": "jobspool.errors",
+    "Retry": "jobspool.errors",
+    "SpoolFull": "jobspool.errors",
+    "WaitTimeout": "jobspool.submit",
+    "get_job": "jobspool.submit",
+    "run_background_job": "jobspool.submit",
+    "wait_for_job": "jobspool.submit",
 }
 
 __all__ = [
@@ -77,7 +77,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
-        raise AttributeError(f"module 'runner' has no attribute {name!r}")
+        raise AttributeError(f"module 'jobspool' has no attribute {name!r}")
     __import__(module)
     value = getattr(sys.modules[module], name)
     globals()[name] = value

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runner import logs
-from runner.fsops import StrPath
-from runner.model import Attempt, ErrorInfo, HistoryEntry, Job, Outcome, Progress, utcnow
-from runner.retry import Action, Decision
-from runner.spool import RunningName
-from runner.states import Status
+from jobspool import logs
+from jobspool.fsops import StrPath
+from jobspool.model import Attempt, ErrorInfo, HistoryEntry, Job, Outcome, Progress, utcnow
+from jobspool.retry import Action, Decision
+from jobspool.spool import RunningName
+from jobspool.states import Status
 
 _OUTCOMES = {o.value for o in Outcome}
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from runner.errors import InvalidParams, NotAllowed
+from jobspool.errors import InvalidParams, NotAllowed
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: see above
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ import os
 import select
 import sys
 
-from runner import binding, context
-from runner.errors import JobRejected, Retry
+from jobspool import binding, context
+from jobspool.errors import JobRejected, Retry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: see above
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ class Rehearsal:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of spawned attempts: ``python -m runner.child REQUEST``."""
+    """Entry point of spawned attempts: ``python -m jobspool.child REQUEST``."""
     args = sys.argv[1:] if argv is None else argv
     try:
         with open(args[0], "rb") as request:

@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import submit
-from runner.config import Config, load_config
-from runner.errors import JobspoolError
-from runner.leases import Liveness
-from runner.model import JobView
-from runner.spool import Spool, age_seconds, default_actor
-from runner.states import Status
+from jobspool import submit
+from jobspool.config import Config, load_config
+from jobspool.errors import JobspoolError
+from jobspool.leases import Liveness
+from jobspool.model import JobView
+from jobspool.spool import Spool, age_seconds, default_actor
+from jobspool.states import Status
 
 EXIT_USAGE = 2
 
@@ -239,7 +239,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_runner(args: argparse.Namespace) -> int:
-    from runner.daemon import Runner
+    from jobspool.daemon import Runner
 
     overrides = {
         "spool": args.spool,
@@ -321,15 +321,26 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("job_id")
     rt.set_defaults(func=cmd_retry)
 
-    from dashboard.commands import register
-
-    register(sub)  # jobspool dashboard, jobspool up
+    _add_plugin_commands(sub)  # jobspool dashboard, jobspool up
     return p
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    """Commands other packages register (entry point group ``jobspool.commands``).
+
+    The engine never imports the dashboard: the dashboard depends on the
+    engine, and adds its commands through this group.
+    """
+    from importlib.metadata import entry_points
+
+    for point in sorted(entry_points(group="jobspool.commands"), key=lambda p: p.name):
+        register = point.load()
+        register(sub)
 
 
 def runner_argv(config: str | Path, *args: str) -> list[str]:
     """The command line that starts a runner on config (for scripts and tests)."""
-    return [sys.executable, "-m", "runner.cli", "runner", "--config", str(config), *args]
+    return [sys.executable, "-m", "jobspool.cli", "runner", "--config", str(config), *args]
 
 
 def _guard(action: Callable[[], int], prog: str) -> int:

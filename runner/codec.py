@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner.errors import InvalidJobFile
-from runner.model import Job
+from jobspool.errors import InvalidJobFile
+from jobspool.model import Job
 
 MAX_DEPTH = 64
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from runner.errors import ConfigError, NotAllowed
-from runner.model import NAME_PATTERN
+from jobspool.errors import ConfigError, NotAllowed
+from jobspool.model import NAME_PATTERN
 
 CONFIG_NAME = "allowed_jobs.yaml"
 _DOTTED = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from runner import logs
-from runner.attempts import (
+from jobspool import logs
+from jobspool.attempts import (
     DESTINATION,
     Active,
     Report,
@@ -45,14 +45,14 @@ from runner.attempts import (
     next_updates,
     read_report,
 )
-from runner.child import EXIT_FAILED, EXIT_OK, RunRequest
-from runner.config import Config, load_config
-from runner.errors import Conflict, InvalidJobFile, NotAllowed
-from runner.executor import create_time, kill_group, kill_tree, make_launcher
-from runner.fsops import HardLinked, NotRegularFile, StrPath
-from runner.leases import Lease, Liveness, kill_orphans, take_over
-from runner.mailbox import Mailbox
-from runner.model import (
+from jobspool.child import EXIT_FAILED, EXIT_OK, RunRequest
+from jobspool.config import Config, load_config
+from jobspool.errors import Conflict, InvalidJobFile, NotAllowed
+from jobspool.executor import create_time, kill_group, kill_tree, make_launcher
+from jobspool.fsops import HardLinked, NotRegularFile, StrPath
+from jobspool.leases import Lease, Liveness, kill_orphans, take_over
+from jobspool.mailbox import Mailbox
+from jobspool.model import (
     Attempt,
     ErrorInfo,
     Job,
@@ -61,10 +61,10 @@ from runner.model import (
     is_valid_id,
     utcnow,
 )
-from runner.publishers import Publishers
-from runner.retry import Decision, decide
-from runner.schedule import Entry, Schedule
-from runner.spool import (
+from jobspool.publishers import Publishers
+from jobspool.retry import Decision, decide
+from jobspool.schedule import Entry, Schedule
+from jobspool.spool import (
     FileIdentity,
     RunningName,
     Sealed,
@@ -73,10 +73,10 @@ from runner.spool import (
     is_job_name,
     new_id,
 )
-from runner.states import TERMINAL, Status
+from jobspool.states import TERMINAL, Status
 
 if TYPE_CHECKING:
-    from runner.executor import Launcher
+    from jobspool.executor import Launcher
 
 # A hand-written file may be caught half-written; give its writer this long
 # before calling it corrupt.
@@ -216,7 +216,7 @@ class Runner:
             self.last_beat = time.monotonic()
             logs.event("runner_started", runner=self.runner_id, spool=self.spool.root)
             if self.watch:
-                from runner.watcher import Watcher
+                from jobspool.watcher import Watcher
 
                 watcher = Watcher(self.spool.root, self.events.put)
                 watcher.start()

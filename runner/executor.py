@@ -5,7 +5,7 @@ started once with ``subprocess`` (fork+exec, so it never inherits the
 runner's threads), imports the engine, and then forks one child per attempt:
 about 1 ms instead of 8 ms for a fresh interpreter. Each child calls
 ``setsid`` so its whole tree can be killed as a process group. On Windows,
-where fork does not exist, each attempt is a fresh ``python -m runner.child``
+where fork does not exist, each attempt is a fresh ``python -m jobspool.child``
 in a new process group. ``start_method`` picks either on POSIX too.
 
 The zygote kills every child it started when its pipe from the runner closes,
@@ -39,8 +39,8 @@ import select
 import sys
 import time
 
-from runner import child
-from runner.child import EXIT_INTERNAL, RunRequest
+from jobspool import child
+from jobspool.child import EXIT_INTERNAL, RunRequest
 
 # The fork server imports this module, and every attempt is a fork of it: a
 # bigger process forks and exits more slowly (about 0.1 ms per attempt for
@@ -158,7 +158,9 @@ SAFE_PATH = ("-P",)
 
 def _engine_env() -> dict[str, str]:
     env = dict(os.environ)
-    engine_root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    # The folder that holds the package under its import name, as imported
+    # (not resolved: a development install links jobspool/ to runner/).
+    engine_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (engine_root, env.get("PYTHONPATH")) if p)
     return env
 
@@ -180,7 +182,7 @@ class ForkServer:
         self._gone = False
         self._buf = b""
         self.proc = subprocess.Popen(
-            [sys.executable, *SAFE_PATH, "-m", "runner.executor"],
+            [sys.executable, *SAFE_PATH, "-m", "jobspool.executor"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=_engine_env(),
@@ -311,7 +313,7 @@ class Spawner:
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         with open(req.log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, *SAFE_PATH, "-m", "runner.child", str(request_path)],
+                [sys.executable, *SAFE_PATH, "-m", "jobspool.child", str(request_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -452,7 +454,7 @@ class _Warmer:
         return self._mtimes([f for f, _ in self.files[class_path]]) != self.files[class_path]
 
     def _forget(self, class_path: str) -> None:
-        from runner import binding
+        from jobspool import binding
 
         names = self.modules.pop(class_path, [])
         self.files.pop(class_path, None)
@@ -464,7 +466,7 @@ class _Warmer:
 
     def warm(self, path: str, method: str, base: str) -> bool:
         """Make sure the class is imported here; True if anything changed."""
-        from runner import binding
+        from jobspool import binding
 
         if path in self.cold:
             return False
@@ -691,7 +693,7 @@ def _rehearse(times: int = 20) -> None:
         job="Rehearsal",
         method="run",
         params=[],
-        class_path="runner.child.Rehearsal",
+        class_path="jobspool.child.Rehearsal",
         attempt=1,
         max_attempts=1,
         base_dir=sys.path[0] or os.getcwd(),
@@ -708,9 +710,9 @@ def _rehearse(times: int = 20) -> None:
 
 def zygote_main() -> None:
     # Warm the imports every attempt needs, once, before any fork.
-    import runner.binding
-    import runner.child
-    import runner.context  # noqa: F401
+    import jobspool.binding
+    import jobspool.child
+    import jobspool.context  # noqa: F401
 
     _rehearse()
     # Objects that exist now are never collected in the children, so the

@@ -28,11 +28,11 @@ from typing import IO, Any
 
 import portalocker
 
-from runner import codec
-from runner.errors import InvalidJobFile
-from runner.executor import create_time, kill_group_of, kill_tree, process_alive
-from runner.model import utcnow
-from runner.spool import RunningName, Spool, hostname
+from jobspool import codec
+from jobspool.errors import InvalidJobFile
+from jobspool.executor import create_time, kill_group_of, kill_tree, process_alive
+from jobspool.model import utcnow
+from jobspool.spool import RunningName, Spool, hostname
 
 HEARTBEAT = ".json"
 LOCK = ".lock"

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from runner.config import RetryPolicy
-from runner.model import Outcome
+from jobspool.config import RetryPolicy
+from jobspool.model import Outcome
 
 
 class Action(StrEnum):

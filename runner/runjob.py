@@ -1,8 +1,8 @@
-"""``python -m runner.runjob`` = the ``runjob`` console script."""
+"""``python -m jobspool.runjob`` = the ``runjob`` console script."""
 
 import sys
 
-from runner.cli import runjob_main
+from jobspool.cli import runjob_main
 
 if __name__ == "__main__":
     sys.exit(runjob_main())

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from runner.model import Job
+from jobspool.model import Job
 
 
 @dataclass(frozen=True)

@@ -47,12 +47,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runner import codec
-from runner.context import progress_file, progress_name
-from runner.errors import Conflict, InvalidJobFile, JobNotFound, SpoolError, SpoolFull
-from runner.fsops import FileOps, NotRegularFile, StrPath
-from runner.model import HistoryEntry, Job, JobView, Progress, is_valid_id, utcnow
-from runner.states import PRECEDENCE, TERMINAL, Status, can_move
+from jobspool import codec
+from jobspool.context import progress_file, progress_name
+from jobspool.errors import Conflict, InvalidJobFile, JobNotFound, SpoolError, SpoolFull
+from jobspool.fsops import FileOps, NotRegularFile, StrPath
+from jobspool.model import HistoryEntry, Job, JobView, Progress, is_valid_id, utcnow
+from jobspool.states import PRECEDENCE, TERMINAL, Status, can_move
 
 DIRS = (
     "tmp",

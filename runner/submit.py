@@ -16,12 +16,12 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from runner import binding, child, logs
-from runner.config import Config, load_config
-from runner.errors import InvalidParams, JobNotFound, JobspoolError, NotAllowed
-from runner.model import Attempt, ErrorInfo, HistoryEntry, Job, JobView, Outcome, utcnow
-from runner.spool import Spool, hostname, new_id
-from runner.states import TERMINAL, Status
+from jobspool import binding, child, logs
+from jobspool.config import Config, load_config
+from jobspool.errors import InvalidParams, JobNotFound, JobspoolError, NotAllowed
+from jobspool.model import Attempt, ErrorInfo, HistoryEntry, Job, JobView, Outcome, utcnow
+from jobspool.spool import Spool, hostname, new_id
+from jobspool.states import TERMINAL, Status
 
 Params = list[Any] | dict[str, Any]
 

@@ -56,6 +56,11 @@ class _InotifyWatch:
             def on_queue_overflow(self) -> None:
                 post(("rescan",))
 
+            def on_events_lost(self) -> None:
+                # Called after on_queue_overflow (watchdog 7.1+): that rescan
+                # already covers what was lost.
+                pass
+
         callback = Callback()
         for d in dirs:
             wd = self._fd.add_callback(os.fsencode(d), mask, callback, CallbackId(1))

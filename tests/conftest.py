@@ -2,7 +2,7 @@
 
 Every test gets its own directory holding an ``allowed_jobs.yaml`` and a
 spool; nothing touches the repository's own spool/. Runners are real
-``python -m runner.cli runner`` processes. Waiting is bounded polling.
+``python -m jobspool.cli runner`` processes. Waiting is bounded polling.
 After each test, no child process and no extra thread may be left.
 """
 
@@ -23,9 +23,15 @@ import psutil
 import pytest
 import yaml
 
-from runner.cli import runner_argv
+from jobspool.cli import runner_argv
 
 REPO = Path(__file__).resolve().parent.parent
+# The test jobs (tests.support.testjobs) and the demo jobs/ live in the
+# repository, which the install does not put on sys.path: attempts that an
+# in-process runner forks must find them as the runner processes do.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
+)
 T = TypeVar("T")
 
 TEST_JOBS: dict[str, Any] = {
@@ -136,7 +142,7 @@ class SpoolEnv:
     def cli(
         self, *args: str, prog: str = "jobspool", check: bool = False, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        module = "runner.cli" if prog == "jobspool" else "runner.runjob"
+        module = "jobspool.cli" if prog == "jobspool" else "jobspool.runjob"
         cmd = [sys.executable, "-m", module, *args]
         return subprocess.run(
             cmd,

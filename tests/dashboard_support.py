@@ -24,15 +24,15 @@ from urllib.parse import unquote_to_bytes, urlencode, urlsplit
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from dashboard.app import create_app
-from dashboard.security import CSRF_COOKIE, WsgiApp
-from dashboard.server import DashboardServer
-from dashboard.state import Dashboard
-from runner.config import load_config
-from runner.model import Attempt, ErrorInfo, Job, Outcome, utcnow
-from runner.spool import RunningName, Spool
-from runner.states import Status
-from runner.submit import open_spool
+from jobspool.config import load_config
+from jobspool.dashboard.app import create_app
+from jobspool.dashboard.security import CSRF_COOKIE, WsgiApp
+from jobspool.dashboard.server import DashboardServer
+from jobspool.dashboard.state import Dashboard
+from jobspool.model import Attempt, ErrorInfo, Job, Outcome, utcnow
+from jobspool.spool import RunningName, Spool
+from jobspool.states import Status
+from jobspool.submit import open_spool
 from tests.conftest import SpoolEnv
 
 HOST = "127.0.0.1:8080"

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from runner.model import Job
-from runner.spool import Spool
-from runner.states import Status
+from jobspool.model import Job
+from jobspool.spool import Spool
+from jobspool.states import Status
 from tests.conftest import SpoolEnv, wait_until
 from tests.dashboard_support import LiveServer, browser_page, live_server, spool_of
 

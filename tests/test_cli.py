@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runner.submit import run_background_job
+from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
 from tests.support.spoolkit import assert_one_line_error, config, drop_aged, stop_clean
 

@@ -1,4 +1,4 @@
-"""runner.codec: bytes <-> Job, strict against hostile input (pure)."""
+"""jobspool.codec: bytes <-> Job, strict against hostile input (pure)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runner.codec import decode_job, encode_job, parse_json
-from runner.errors import InvalidJobFile
-from runner.model import Job
+from jobspool.codec import decode_job, encode_job, parse_json
+from jobspool.errors import InvalidJobFile
+from jobspool.model import Job
 
 MINIMAL = b'{"job": "SampleJob", "method": "process", "params": ["p1", "p2"]}'
 

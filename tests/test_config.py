@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import load_config
-from runner.errors import ConfigError
+from jobspool.config import load_config
+from jobspool.errors import ConfigError
 from tests.conftest import SpoolEnv, wait_until
 from tests.support.spoolkit import EXTRA_JOBS, job_doc, log_text, stop_clean
 

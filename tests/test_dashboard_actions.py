@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.state import Dashboard
-from runner.model import ErrorInfo, Job
-from runner.spool import Spool
-from runner.states import Status
+from jobspool.dashboard.state import Dashboard
+from jobspool.model import ErrorInfo, Job
+from jobspool.spool import Spool
+from jobspool.states import Status
 from tests.conftest import SpoolEnv, wait_until
 from tests.dashboard_support import Client, client_for, finished_job, make_dashboard, spool_of
 

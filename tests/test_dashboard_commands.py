@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dashboard.app import create_app
-from dashboard.commands import register
-from dashboard.security import TOKEN_ENV
-from dashboard.server import DashboardServer
-from runner.model import Job
-from runner.states import Status
+from jobspool.dashboard.app import create_app
+from jobspool.dashboard.commands import register
+from jobspool.dashboard.security import TOKEN_ENV
+from jobspool.dashboard.server import DashboardServer
+from jobspool.model import Job
+from jobspool.states import Status
 from tests.conftest import SpoolEnv, wait_until
 from tests.dashboard_support import make_dashboard, spool_of
 

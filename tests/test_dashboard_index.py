@@ -9,10 +9,10 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dashboard.index import JobIndex
-from dashboard.listing import DirWatch
-from dashboard.queries import JobFinder, JobQuery
-from dashboard.stats import (
+from jobspool.dashboard.index import JobIndex
+from jobspool.dashboard.listing import DirWatch
+from jobspool.dashboard.queries import JobFinder, JobQuery
+from jobspool.dashboard.stats import (
     HIST_BUCKETS,
     Aggregates,
     Histogram,
@@ -20,9 +20,9 @@ from dashboard.stats import (
     bucket_of,
     bucket_upper,
 )
-from runner.model import ErrorInfo
-from runner.spool import RunningName, Spool
-from runner.states import Status
+from jobspool.model import ErrorInfo
+from jobspool.spool import RunningName, Spool
+from jobspool.states import Status
 from tests.conftest import SpoolEnv
 from tests.dashboard_support import finished_job, spool_of
 

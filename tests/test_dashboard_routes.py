@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from runner.model import ErrorInfo, Job
-from runner.spool import Spool
-from runner.states import Status
+from jobspool.model import ErrorInfo, Job
+from jobspool.spool import Spool
+from jobspool.states import Status
 from tests.conftest import SpoolEnv
 from tests.dashboard_support import Client, client_for, finished_job, make_dashboard, spool_of
 
@@ -341,8 +341,8 @@ def test_oversized_bodies_are_413(client: Client) -> None:
 def test_index_thread_mode_serves_and_stops(env: SpoolEnv) -> None:
     spool = spool_of(env)
     finished_job(spool, Status.COMPLETED)
-    from dashboard.state import Dashboard
-    from runner.config import load_config
+    from jobspool.config import load_config
+    from jobspool.dashboard.state import Dashboard
 
     with Dashboard(load_config(env.config), refresh_seconds=0.05) as dash:
         client = client_for(dash)

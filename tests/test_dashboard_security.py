@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.security import (
+from jobspool.dashboard.security import (
     CSP,
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -20,9 +20,9 @@ from dashboard.security import (
     is_loopback,
     load_token,
 )
-from runner.model import ErrorInfo, Job
-from runner.spool import Spool
-from runner.states import Status
+from jobspool.model import ErrorInfo, Job
+from jobspool.spool import Spool
+from jobspool.states import Status
 from tests.conftest import SpoolEnv
 from tests.dashboard_support import Client, client_for, finished_job, make_dashboard, spool_of
 
@@ -310,7 +310,7 @@ def test_token_sources_and_strength(tmp_path: Path) -> None:
 def test_tokens_are_compared_in_constant_time() -> None:
     import inspect
 
-    from dashboard import security
+    from jobspool.dashboard import security
 
     source = inspect.getsource(security)
     assert source.count("hmac.compare_digest") >= 3

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from runner.model import Job
-from runner.spool import Spool
+from jobspool.model import Job
+from jobspool.spool import Spool
 from tests.conftest import RunnerProcess, SpoolEnv, wait_until
 from tests.support.hostile import files_under, job_names
 from tests.support.smallfs import fill, free_bytes, mount_tmpfs, unmount

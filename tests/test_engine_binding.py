@@ -1,4 +1,4 @@
-"""runner.binding: from an allow-listed class path to validated call arguments."""
+"""jobspool.binding: from an allow-listed class path to validated call arguments."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import binding
-from runner.binding import bind, check, load_class
-from runner.errors import InvalidParams, NotAllowed
+from jobspool import binding
+from jobspool.binding import bind, check, load_class
+from jobspool.errors import InvalidParams, NotAllowed
 from tests.support.testjobs import Marker, Typed
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import psutil
 
-from runner.model import Job
-from runner.submit import run_background_job
+from jobspool.model import Job
+from jobspool.submit import run_background_job
 from tests.conftest import RunnerProcess, SpoolEnv, wait_until
 from tests.support.spoolkit import (
     allow_extra_jobs,
@@ -299,7 +299,7 @@ def test_recovery_kills_what_an_ended_attempt_left_behind(env: SpoolEnv, tmp_pat
 
 def _fork_server(runner: RunnerProcess) -> psutil.Process:
     [server] = [
-        p for p in psutil.Process(runner.pid).children() if "runner.executor" in p.cmdline()
+        p for p in psutil.Process(runner.pid).children() if "jobspool.executor" in p.cmdline()
     ]
     return server
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner import executor
-from runner.submit import run_background_job
+from jobspool import executor
+from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv
 
 DECOY = """
@@ -49,7 +49,7 @@ def test_a_project_with_its_own_runner_package_does_not_shadow_the_engine(
 HEAVY = {"typing", "inspect", "dataclasses", "pathlib", "json", "re", "enum", "signal", "pydantic"}
 FORK_SERVER_IMPORTS = """
 import sys
-from runner import binding, child, executor
+from jobspool import binding, child, executor
 executor._rehearse(1)
 binding.plan(child.Rehearsal, "run")  # the warm-up of a job without params
 print(" ".join(sorted(sys.modules)))
@@ -68,5 +68,5 @@ def test_the_fork_server_stays_small() -> None:
         check=True,
     )
     loaded = set(done.stdout.split())
-    assert "runner.executor" in loaded
+    assert "jobspool.executor" in loaded
     assert loaded & HEAVY == set()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from runner.spool import Spool
-from runner.submit import run_background_job
+from jobspool.spool import Spool
+from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
 from tests.support.spoolkit import allow_extra_jobs, config, job_log, log_text, stop_clean
 

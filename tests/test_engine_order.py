@@ -6,7 +6,7 @@ import itertools
 import time
 from pathlib import Path
 
-from runner.submit import run_background_job
+from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
 from tests.support.spoolkit import (
     config,

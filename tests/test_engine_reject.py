@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from runner.cli import runjob_main
-from runner.errors import InvalidJobFile, InvalidParams, JobspoolError, NotAllowed
-from runner.submit import run_background_job
+from jobspool.cli import runjob_main
+from jobspool.errors import InvalidJobFile, InvalidParams, JobspoolError, NotAllowed
+from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
 from tests.support.spoolkit import (
     allow_extra_jobs,

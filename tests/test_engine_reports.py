@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.child import PIPE_ATOMIC, dumps, send_report
-from runner.submit import run_background_job
+from jobspool.child import PIPE_ATOMIC, dumps, send_report
+from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv
 from tests.support.spoolkit import config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from runner.submit import run_background_job
+from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
 from tests.support.spoolkit import (
     config,

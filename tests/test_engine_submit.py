@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from jobs import SampleJob
-from runner.context import current_job, set_current
-from runner.errors import JobNotFound
-from runner.submit import WaitTimeout, get_job, run_background_job, wait_for_job
+from jobspool.context import current_job, set_current
+from jobspool.errors import JobNotFound
+from jobspool.submit import WaitTimeout, get_job, run_background_job, wait_for_job
 from tests.conftest import SpoolEnv
 from tests.support.spoolkit import (
     config,

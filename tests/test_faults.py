@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import load_config
-from runner.daemon import Runner
-from runner.fsops import FileOps
-from runner.model import Job
-from runner.spool import Spool
+from jobspool.config import load_config
+from jobspool.daemon import Runner
+from jobspool.fsops import FileOps
+from jobspool.model import Job
+from jobspool.spool import Spool
 from tests.conftest import SpoolEnv
 from tests.support.faults import CallRecorder, FailNthCall, FirstCallsFail, RunnerThread, in_dir
 from tests.support.hostile import STATUSES, age

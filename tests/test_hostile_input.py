@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main as cli_main
-from runner.errors import JobNotFound
-from runner.model import is_valid_id
-from runner.spool import Spool
+from jobspool.cli import main as cli_main
+from jobspool.errors import JobNotFound
+from jobspool.model import is_valid_id
+from jobspool.spool import Spool
 from tests.conftest import REPO, SpoolEnv, wait_until
 from tests.support.evil_marker import MARKER_ENV
 from tests.support.hostile import (

@@ -18,11 +18,11 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from runner.codec import decode_job, encode_job
-from runner.errors import InvalidJobFile
-from runner.fsops import NotRegularFile
-from runner.model import Job
-from runner.spool import RunningName, Spool
+from jobspool.codec import decode_job, encode_job
+from jobspool.errors import InvalidJobFile
+from jobspool.fsops import NotRegularFile
+from jobspool.model import Job
+from jobspool.spool import RunningName, Spool
 
 # No shrink phase: shrinking several distinct failures took minutes, and the
 # raw failing example already shows the offending value.

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from runner import codec
-from runner.fsops import FileOps, StrPath
-from runner.leases import Lease
-from runner.model import Job
-from runner.spool import RunningName, Spool
-from runner.states import Status
+from jobspool import codec
+from jobspool.fsops import FileOps, StrPath
+from jobspool.leases import Lease
+from jobspool.model import Job
+from jobspool.spool import RunningName, Spool
+from jobspool.states import Status
 from tests.conftest import SpoolEnv
 from tests.support.crashops import DEAD_RUNNER
 from tests.support.spoolkit import ledger_lines, log_text

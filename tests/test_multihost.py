@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import Config, load_config
-from runner.submit import run_background_job
+from jobspool.config import Config, load_config
+from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
 from tests.support.hosts import (
     allow_liveness_jobs,

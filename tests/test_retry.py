@@ -1,4 +1,4 @@
-"""runner.retry: the pure decision after an attempt, and backoff."""
+"""jobspool.retry: the pure decision after an attempt, and backoff."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from runner.config import RetryPolicy
-from runner.model import Attempt, Job, Outcome
-from runner.retry import Action, backoff_seconds, decide, is_non_retryable
+from jobspool.config import RetryPolicy
+from jobspool.model import Attempt, Job, Outcome
+from jobspool.retry import Action, backoff_seconds, decide, is_non_retryable
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -1,11 +1,11 @@
-"""runner.schedule: the runner's in-memory order of pending jobs (pure)."""
+"""jobspool.schedule: the runner's in-memory order of pending jobs (pure)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from runner.model import Attempt, Job, Outcome
-from runner.schedule import Entry, Schedule
+from jobspool.model import Attempt, Job, Outcome
+from jobspool.schedule import Entry, Schedule
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = T0.timestamp() + 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runner import run_background_job
+from jobspool import run_background_job
 from tests.conftest import SpoolEnv
 
 

@@ -39,12 +39,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import codec
-from runner.cli import runner_argv
-from runner.errors import InvalidJobFile
-from runner.fsops import FileOps
-from runner.spool import Spool, is_job_name, job_id_of
-from runner.states import PRECEDENCE, Status
+from jobspool import codec
+from jobspool.cli import runner_argv
+from jobspool.errors import InvalidJobFile
+from jobspool.fsops import FileOps
+from jobspool.spool import Spool, is_job_name, job_id_of
+from jobspool.states import PRECEDENCE, Status
 from tests.support.crashops import LEDGER, Recorded, write_project
 from tests.support.crashsim import (
     Call,

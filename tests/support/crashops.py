@@ -21,11 +21,11 @@ from typing import Any
 
 import yaml
 
-from runner.fsops import FileOps
-from runner.leases import Lease
-from runner.model import Attempt, ErrorInfo, Job, Outcome, utcnow
-from runner.spool import RunningName, Spool, hostname
-from runner.states import Status
+from jobspool.fsops import FileOps
+from jobspool.leases import Lease
+from jobspool.model import Attempt, ErrorInfo, Job, Outcome, utcnow
+from jobspool.spool import RunningName, Spool, hostname
+from jobspool.states import Status
 from tests.support.crashsim import Call, RecordingOps, Snapshot, live_files, snapshot
 
 DEAD_RUNNER = f"{hostname()}-1-dead00"

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from runner.fsops import FileOps, StrPath
+from jobspool.fsops import FileOps, StrPath
 
 Kind = Literal["create", "fsync_file", "link", "rename", "unlink", "fsync_dir"]
 DIR_CHANGES: frozenset[Kind] = frozenset({"create", "link", "rename", "unlink"})

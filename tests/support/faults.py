@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runner.daemon import Runner
-from runner.fsops import FileOps, StrPath
+from jobspool.daemon import Runner
+from jobspool.fsops import FileOps, StrPath
 
 
 def fault(code: int, path: str = "") -> OSError:

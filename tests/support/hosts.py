@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from runner.cli import runner_argv
-from runner.spool import RunningName
+from jobspool.cli import runner_argv
+from jobspool.spool import RunningName
 from tests.conftest import RunnerProcess, SpoolEnv, wait_until
 
 # Extra allow-list entries for the classes the liveness tests appended to testjobs.

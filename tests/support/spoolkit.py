@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from runner.config import Config, load_config
+from jobspool.config import Config, load_config
 from tests.conftest import TEST_JOBS, RunnerProcess, SpoolEnv, wait_until
 
 # Extra allow-list entries for classes appended to tests/support/testjobs.py.

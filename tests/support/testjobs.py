@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from runner import Retry, current_job, report_progress
+from jobspool import Retry, current_job, report_progress
 
 
 def _ctx_id() -> str:
@@ -165,12 +165,12 @@ class RunnerKiller:
 
         Ledger().record(ledger)
         target = psutil.Process(os.getppid())
-        if "runner.executor" in " ".join(target.cmdline()):
+        if "jobspool.executor" in " ".join(target.cmdline()):
             parent = target.parent()
             if parent is None:
                 raise RuntimeError("the fork server has no parent")
             target = parent
-        if "runner.cli" not in " ".join(target.cmdline()):
+        if "jobspool.cli" not in " ".join(target.cmdline()):
             raise RuntimeError(f"refusing to kill {target.cmdline()}: not a runner")
         os.kill(target.pid, signal.SIGKILL)
         time.sleep(60)  # the fork server kills this process once its runner is gone
