@@ -1,0 +1,1 @@
+"""Tests of the engine: runner, attempts, retries, liveness, faults and recovery."""

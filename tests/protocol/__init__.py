@@ -1,0 +1,1 @@
+"""Tests of the spool protocol: the codec, the ways in, leftovers of interrupted moves."""
