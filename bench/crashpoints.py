@@ -2,7 +2,7 @@
 
     python bench/crashpoints.py [--seed N] [--no-runners] [--keep]
 
-Runs the enumeration of tests/test_powerloss.py (model: tests/support/crashsim.py)
+Runs the enumeration of tests/engine/test_powerloss.py (model: bench/crashsim.py)
 on fresh temporary spools and prints one line per operation, the totals,
 which fsyncs the invariants rest on, and every violation found. Exit status
 1 when any violation is found.
@@ -20,13 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.crashcheck import (  # noqa: E402
+from bench.crashcheck import (  # noqa: E402
     FsyncVerdict,
     OpReport,
     fsync_necessity,
     verify_operation,
 )
-from tests.support.crashops import OPERATIONS, record  # noqa: E402
+from bench.crashops import OPERATIONS, record  # noqa: E402
 
 MODES = ("raw", "tidy", "restart")
 

@@ -29,6 +29,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_dashboard import write_jobs  # noqa: E402
+from bench.browser import launch  # noqa: E402
 from jobspool.config import Config, load_config  # noqa: E402
 from jobspool.dashboard.app import create_app  # noqa: E402
 from jobspool.dashboard.server import DashboardServer  # noqa: E402
@@ -36,7 +37,6 @@ from jobspool.dashboard.state import Dashboard  # noqa: E402
 from jobspool.model import Job  # noqa: E402
 from jobspool.states import Status  # noqa: E402
 from jobspool.submit import open_spool  # noqa: E402
-from tests.dashboard_support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 CONFIG = """\
 spool: spool
@@ -110,7 +110,7 @@ def build_project(project: Path) -> tuple[Config, str]:
 
 def photograph(url: str, broken: str, out: Path) -> None:
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1360, "height": 900})
         page.goto(url + f"jobs/{broken}")
         page.click("#retry")

@@ -9,30 +9,16 @@ would drop it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from jobspool.model import Job
 from jobspool.spool import Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv, wait_until
-from tests.dashboard_support import LiveServer, browser_page, live_server, spool_of
+from tests.dashboard.support import LiveServer, spool_of, status_of
 
 SLOW = 25_000  # ms: a job's whole life, on a loaded 2-core machine
-
-
-@pytest.fixture
-def server(env: SpoolEnv) -> Iterator[LiveServer]:
-    with live_server(env) as running:
-        yield running
-
-
-@pytest.fixture
-def page() -> Iterator[Page]:
-    with browser_page() as opened:
-        yield opened
 
 
 def submit(
@@ -40,11 +26,6 @@ def submit(
 ) -> str:
     record = Job(job=job, method=method, params=params, max_attempts=max_attempts)
     return spool.submit(record, by="test", via="test")
-
-
-def status_of(spool: Spool, job_id: str) -> str | None:
-    where = spool.locate(job_id)
-    return where[0].value if where else None
 
 
 def mark(page: Page) -> None:

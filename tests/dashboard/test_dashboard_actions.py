@@ -13,24 +13,9 @@ from jobspool.model import ErrorInfo, Job
 from jobspool.spool import Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv, wait_until
-from tests.dashboard_support import Client, client_for, finished_job, make_dashboard, spool_of
+from tests.dashboard.support import Client, client_for, finished_job, make_dashboard, status_of
 
 ACTOR = "dashboard@127.0.0.1"
-
-
-@pytest.fixture
-def spool(env: SpoolEnv) -> Spool:
-    return spool_of(env)
-
-
-@pytest.fixture
-def client(env: SpoolEnv) -> Client:
-    return client_for(make_dashboard(env))
-
-
-def status_of(spool: Spool, job_id: str) -> str | None:
-    where = spool.locate(job_id)
-    return where[0].value if where else None
 
 
 # ------------------------------------------------------------------ retry

@@ -21,7 +21,7 @@ from jobspool.dashboard.server import DashboardServer
 from jobspool.model import Job
 from jobspool.states import Status
 from tests.conftest import SpoolEnv, wait_until
-from tests.dashboard_support import make_dashboard, spool_of
+from tests.dashboard.support import make_dashboard, spool_of
 
 URL = re.compile(r"http://([\d.]+):(\d+)/")
 TOKEN = "a-long-enough-token-for-tests"

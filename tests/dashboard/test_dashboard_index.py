@@ -24,7 +24,7 @@ from jobspool.model import ErrorInfo
 from jobspool.spool import RunningName, Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv
-from tests.dashboard_support import finished_job, spool_of
+from tests.dashboard.support import finished_job, spool_of
 
 
 def test_each_file_is_read_once_and_rows_are_kept(env: SpoolEnv) -> None:

@@ -12,7 +12,7 @@ from jobspool.model import ErrorInfo, Job
 from jobspool.spool import Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv
-from tests.dashboard_support import Client, client_for, finished_job, make_dashboard, spool_of
+from tests.dashboard.support import Client, client_for, finished_job, spool_of
 
 ACTION_ROUTES = [
     "/jobs/{id}/retry",
@@ -23,16 +23,6 @@ ACTION_ROUTES = [
     "/api/actions/retry-failed",
     "/logout",
 ]
-
-
-@pytest.fixture
-def spool(env: SpoolEnv) -> Spool:
-    return spool_of(env)
-
-
-@pytest.fixture
-def client(env: SpoolEnv) -> Client:
-    return client_for(make_dashboard(env))
 
 
 def _mixed(spool: Spool) -> dict[str, str]:

@@ -24,7 +24,7 @@ from jobspool.model import ErrorInfo, Job
 from jobspool.spool import Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv
-from tests.dashboard_support import Client, client_for, finished_job, make_dashboard, spool_of
+from tests.dashboard.support import Client, client_for, finished_job, make_dashboard
 
 TOKEN = "correct-horse-battery-staple-42"
 XSS = [
@@ -34,16 +34,6 @@ XSS = [
     "javascript:alert(1)",
     "'; alert(1); '",
 ]
-
-
-@pytest.fixture
-def spool(env: SpoolEnv) -> Spool:
-    return spool_of(env)
-
-
-@pytest.fixture
-def client(env: SpoolEnv) -> Client:
-    return client_for(make_dashboard(env))
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 """Power loss at every point of submit, claim, finish, retry, cancel and a person's retry.
 
 The operations run for real on a real spool while every filesystem call is
-logged; every state a power loss could leave (tests/support/crashsim.py says
-which model) is written out as real files and recovered by real runners, and
-the invariants are checked (tests/support/crashcheck.py). A failing run
-prints its seed; set CRASHSIM_SEED to replay it.
+logged; every state a power loss could leave (bench/crashsim.py says which
+model) is written out as real files and recovered by real runners, and the
+invariants are checked (bench/crashcheck.py). A failing run prints its seed;
+set CRASHSIM_SEED to replay it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.crashcheck import OpReport, fsync_necessity, verify_operation
-from tests.support.crashops import OPERATIONS, record
-from tests.support.crashsim import (
+from bench.crashcheck import OpReport, fsync_necessity, verify_operation
+from bench.crashops import OPERATIONS, record
+from bench.crashsim import (
     MAX_EXACT_BITS,
     SAMPLED_SUBSETS,
     Call,

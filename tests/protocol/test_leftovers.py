@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.crashops import DEAD_RUNNER
 from jobspool import codec
 from jobspool.fsops import FileOps, StrPath
 from jobspool.leases import Lease
@@ -22,7 +23,6 @@ from jobspool.model import Job
 from jobspool.spool import RunningName, Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv
-from tests.support.crashops import DEAD_RUNNER
 from tests.support.spoolkit import ledger_lines, log_text
 
 OLD = 120.0  # seconds: older than any lease these tests use

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.crashjobs import Ledger  # the power-loss harness runs the same job
 from jobspool import Retry, current_job, report_progress
 
 
@@ -23,20 +24,6 @@ class Marker:
     def touch(self, path: str, text: str = "ran") -> str:
         Path(path).write_text(text)
         return text
-
-
-class Ledger:
-    """Appends 'job-id attempt' to a ledger in one O_APPEND write."""
-
-    def record(self, ledger: str) -> str:
-        ctx = current_job()
-        line = f"{ctx.id if ctx else 'inline'} {ctx.attempt if ctx else 0}\n".encode()
-        fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
-        return _ctx_id()
 
 
 class Flaky:

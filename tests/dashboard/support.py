@@ -1,10 +1,13 @@
-"""Helpers for the dashboard tests: an in-process WSGI client and fixtures.
+"""Helpers for the dashboard tests: an in-process WSGI client, spool data, a live server.
 
-:class:`Client` calls the WSGI application directly (no socket, no thread):
-it builds the environ a server would (PATH_INFO percent-decoded, as bytes
-seen as latin-1), keeps cookies like a browser, and sends Origin on writes
-like a browser does. :class:`LiveServer` runs the real waitress server on
-127.0.0.1 with an OS-chosen port, for the browser tests.
+The fixtures built on these are in this folder's conftest.py; this module
+holds what a test imports by name. :class:`Client` calls the WSGI
+application directly (no socket, no thread): it builds the environ a server
+would (PATH_INFO percent-decoded, as bytes seen as latin-1), keeps cookies
+like a browser, and sends Origin on writes like a browser does.
+:class:`LiveServer` runs the real waitress server on 127.0.0.1 with an
+OS-chosen port, for the browser tests, which drive the Chromium of
+bench/browser.py (the screenshots use the same one).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from urllib.parse import unquote_to_bytes, urlencode, urlsplit
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from bench.browser import CHROMIUM, launch
 from jobspool.config import load_config
 from jobspool.dashboard.app import create_app
 from jobspool.dashboard.security import CSRF_COOKIE, WsgiApp
@@ -199,6 +203,11 @@ def spool_of(env: SpoolEnv) -> Spool:
     return open_spool(load_config(env.config))
 
 
+def status_of(spool: Spool, job_id: str) -> str | None:
+    where = spool.locate(job_id)
+    return where[0].value if where else None
+
+
 def finished_job(
     spool: Spool,
     status: Status,
@@ -288,18 +297,6 @@ def live_server(env: SpoolEnv, token: str | None = None) -> Iterator[LiveServer]
 
 # ------------------------------------------------------------------ browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 @contextmanager
 def browser_page(viewport: tuple[int, int] = (1280, 900)) -> Iterator[Page]:
@@ -307,7 +304,7 @@ def browser_page(viewport: tuple[int, int] = (1280, 900)) -> Iterator[Page]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"the browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         try:
             context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
             page = context.new_page()
@@ -319,4 +316,4 @@ def browser_page(viewport: tuple[int, int] = (1280, 900)) -> Iterator[Page]:
 
 
 def repo_path(*parts: str) -> Path:
-    return Path(__file__).resolve().parent.parent.joinpath(*parts)
+    return Path(__file__).resolve().parents[2].joinpath(*parts)

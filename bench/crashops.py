@@ -21,12 +21,12 @@ from typing import Any
 
 import yaml
 
+from bench.crashsim import Call, RecordingOps, Snapshot, live_files, snapshot
 from jobspool.fsops import FileOps
 from jobspool.leases import Lease
 from jobspool.model import Attempt, ErrorInfo, Job, Outcome, utcnow
 from jobspool.spool import RunningName, Spool, hostname
 from jobspool.states import Status
-from tests.support.crashsim import Call, RecordingOps, Snapshot, live_files, snapshot
 
 DEAD_RUNNER = f"{hostname()}-1-dead00"
 LEDGER = "ledger.txt"
@@ -45,7 +45,7 @@ SETTINGS: dict[str, Any] = {
     # No delay, so a recovered attempt is due again at once.
     "retry": {"max_attempts": 3, "delay_seconds": 0, "jitter": 0},
     "allowed_jobs": {
-        "Ledger": {"class": "tests.support.testjobs.Ledger", "allowed_methods": ["record"]},
+        "Ledger": {"class": "bench.crashjobs.Ledger", "allowed_methods": ["record"]},
     },
 }
 

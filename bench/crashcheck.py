@@ -39,14 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobspool import codec
-from jobspool.cli import runner_argv
-from jobspool.errors import InvalidJobFile
-from jobspool.fsops import FileOps
-from jobspool.spool import Spool, is_job_name, job_id_of
-from jobspool.states import PRECEDENCE, Status
-from tests.support.crashops import LEDGER, Recorded, write_project
-from tests.support.crashsim import (
+from bench.crashops import LEDGER, Recorded, write_project
+from bench.crashsim import (
     Call,
     DiskState,
     crash_states,
@@ -55,8 +49,14 @@ from tests.support.crashsim import (
     materialise,
     snapshot,
 )
+from jobspool import codec
+from jobspool.cli import runner_argv
+from jobspool.errors import InvalidJobFile
+from jobspool.fsops import FileOps
+from jobspool.spool import Spool, is_job_name, job_id_of
+from jobspool.states import PRECEDENCE, Status
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 REBOOT_SECONDS = 90.0
 MAX_BURSTS = 4
 BURST_TIMEOUT = 60.0
