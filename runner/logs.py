@@ -8,6 +8,13 @@ processes may append to the same files: each line is one ``write`` on an
 
 This is a hot path of the runner (two lines per attempt), so it bypasses the
 ``logging`` module: a line is formatted once and written with one syscall.
+
+Invariant: a record is exactly one line that starts with its time stamp.
+Values come from job files, file names and job code, so every character
+that could end a line for some reader, redraw a terminal or reorder what it
+shows (C0, DEL, C1, U+2028/U+2029, bidirectional overrides) is written as a
+backslash escape; a traceback's own lines follow their record indented, so
+none of them can pass for a record.
 """
 
 from __future__ import annotations
@@ -140,7 +147,22 @@ def _stamp(now: float) -> str:
     return f"{_stamp_cache[1]}.{int((now - sec) * 1000):03d}Z"
 
 
-_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
+# Line breaks for str.splitlines and terminals (C0, DEL, C1 include \v, \f,
+# \x1c-\x1e and NEL), the Unicode line and paragraph separators, and the
+# bidirectional controls that make a line show other than what it holds.
+_UNSAFE = [
+    *range(0x20),
+    *range(0x7F, 0xA0),
+    0x2028,
+    0x2029,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+]
+_ESCAPES = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _UNSAFE}
+_ESCAPES |= {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+_TRACE_ESCAPES = {c: e for c, e in _ESCAPES.items() if c != ord("\n")}
+_QUOTED_ESCAPES = _ESCAPES | {ord("\\"): "\\\\", ord('"'): '\\"'}
+_NEEDS_QUOTES = re.compile(r'[\s"=\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]')
 
 
 def _fmt(value: Any) -> str:
@@ -148,8 +170,14 @@ def _fmt(value: Any) -> str:
         return str(value)
     text = str(value)
     if not text or _NEEDS_QUOTES.search(text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return '"' + text.translate(_QUOTED_ESCAPES) + '"'
     return text
+
+
+def _continuation(exc_text: str) -> str:
+    """A traceback under its record: each of its lines escaped and indented."""
+    lines = exc_text.rstrip().split("\n")
+    return "".join("\n  " + line.translate(_TRACE_ESCAPES) for line in lines)
 
 
 def format_line(action: str, level: int, exc_text: str | None, fields: dict[str, Any]) -> str:
@@ -157,7 +185,7 @@ def format_line(action: str, level: int, exc_text: str | None, fields: dict[str,
     parts += [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None]
     line = " ".join(parts)
     if exc_text:
-        line += "\n" + exc_text.rstrip()
+        line += _continuation(exc_text)
     return line + "\n"
 
 
