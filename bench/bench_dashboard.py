@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jobspool.model import Attempt, ErrorInfo, HistoryEntry, Job, Outcome  # noqa: E402
-from jobspool.spool import Spool, new_id  # noqa: E402
+from jobspool.names import new_id  # noqa: E402
+from jobspool.spool import Spool  # noqa: E402
 from jobspool.states import Status  # noqa: E402
 
 PLACE_ID = "bench-placeholder-id"

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from bench.chaosjobs import GRANDCHILD_NOTE  # noqa: E402
 from jobspool.cli import runner_argv  # noqa: E402
 from jobspool.config import Config, load_config  # noqa: E402
-from jobspool.spool import RunningName  # noqa: E402
+from jobspool.names import RunningName  # noqa: E402
 from jobspool.submit import run_background_job  # noqa: E402
 
 TAG_VAR = "JOBSPOOL_CHAOS_TAG"

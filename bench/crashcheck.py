@@ -49,11 +49,12 @@ from bench.crashsim import (
     materialise,
     snapshot,
 )
-from jobspool import codec
+from jobspool import codec, leftovers
 from jobspool.cli import runner_argv
 from jobspool.errors import InvalidJobFile
 from jobspool.fsops import FileOps
-from jobspool.spool import Spool, is_job_name, job_id_of
+from jobspool.names import is_job_name, job_id_of
+from jobspool.spool import Spool
 from jobspool.states import PRECEDENCE, Status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -322,8 +323,8 @@ def input_key(spool_dir: Path) -> InputKey:
 
 def tidy(project: Path) -> dict[str, bytes]:
     spool = Spool(project / "spool", durable=True, ops=FileOps())
-    spool.resolve_duplicates(min_age=0)
-    spool.clean_tmp(max_age=0)
+    leftovers.resolve_duplicates(spool, min_age=0)
+    leftovers.clean_tmp(spool, max_age=0)
     return live_files(project / "spool")
 
 

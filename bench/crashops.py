@@ -22,10 +22,12 @@ from typing import Any
 import yaml
 
 from bench.crashsim import Call, RecordingOps, Snapshot, live_files, snapshot
+from jobspool import actions
 from jobspool.fsops import FileOps
 from jobspool.leases import Lease
 from jobspool.model import Attempt, ErrorInfo, Job, Outcome, utcnow
-from jobspool.spool import RunningName, Spool, hostname
+from jobspool.names import RunningName, hostname
+from jobspool.spool import Spool
 from jobspool.states import Status
 
 DEAD_RUNNER = f"{hostname()}-1-dead00"
@@ -153,13 +155,13 @@ def act_retry(spool: Spool, job_id: str) -> str:
 
 
 def act_cancel(spool: Spool, job_id: str) -> str:
-    if spool.cancel(job_id, by="person", via="crashsim") != "cancelled":
+    if actions.cancel(spool, job_id, by="person", via="crashsim") != "cancelled":
         raise AssertionError("the recorded cancel did not cancel")
     return job_id
 
 
 def act_person_retry(spool: Spool, job_id: str) -> str:
-    spool.retry(job_id, by="person", via="crashsim")
+    actions.retry(spool, job_id, by="person", via="crashsim")
     return job_id
 
 

@@ -1,9 +1,9 @@
 """What a person can do from the dashboard: retry, cancel, bulk retry, submit.
 
 Owns turning a request into calls on the engine, and nothing else: every
-change goes through ``Spool.retry``, ``Spool.cancel`` and ``Spool.submit``
-with ``via="dashboard"``, so the job's history records who did what, and
-the engine's rename protocol decides races. When a person races a runner or
+change goes through ``jobspool.actions.retry``, ``jobspool.actions.cancel``
+and ``Spool.submit`` with ``via="dashboard"``, so the job's history records
+who did what, and the engine's rename protocol decides races. When a person races a runner or
 another person, exactly one wins; the loser gets :class:`jobspool.errors.Conflict`
 (HTTP 409), and nothing is half done.
 
@@ -21,10 +21,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from jobspool import actions as job_actions
 from jobspool.config import Config
 from jobspool.dashboard.queries import JobFinder, JobQuery
 from jobspool.errors import Conflict, InvalidParams, JobNotFound, JobspoolError, NotAllowed
-from jobspool.spool import Spool, job_id_of
+from jobspool.names import job_id_of
+from jobspool.spool import Spool
 from jobspool.states import Status
 from jobspool.submit import build_job, params_from_json, queue_job, validate
 
@@ -45,12 +47,12 @@ class Outcome:
 
 
 def retry(spool: Spool, job_id: str, by: str) -> Outcome:
-    view = spool.retry(job_id, by=by, via=VIA)
+    view = job_actions.retry(spool, job_id, by=by, via=VIA)
     return Outcome(view.id, "retried", view.status)
 
 
 def cancel(spool: Spool, job_id: str, by: str) -> Outcome:
-    result = spool.cancel(job_id, by=by, via=VIA)
+    result = job_actions.cancel(spool, job_id, by=by, via=VIA)
     if result == "cancelled":
         return Outcome(job_id, "cancelled", Status.CANCELLED.value)
     return Outcome(job_id, "cancel-requested", Status.RUNNING.value)
@@ -91,7 +93,7 @@ def bulk_retry(
     for name, status in refs[: max(0, min(limit, BULK_MAX))]:
         job_id = job_id_of(status, name)
         try:
-            spool.retry(job_id, by=by, via=VIA)
+            job_actions.retry(spool, job_id, by=by, via=VIA)
         except Conflict:
             result.conflicts += 1
         except JobNotFound:

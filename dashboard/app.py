@@ -42,6 +42,7 @@ from jobspool.dashboard.security import (
 from jobspool.dashboard.state import Dashboard
 from jobspool.errors import Conflict, JobNotFound
 from jobspool.model import JobView, Progress, is_valid_id
+from jobspool.progress import read_progress
 from jobspool.states import Status
 
 MAX_BODY = 2 * 1024 * 1024
@@ -397,7 +398,7 @@ class DashboardApp:
     def _live_progress(self, view: JobView) -> Progress | None:
         if view.status != Status.RUNNING.value:
             return None
-        return self.dash.spool.read_progress(view.id)
+        return read_progress(self.dash.spool, view.id)
 
     def _job_values(self, view: JobView) -> dict[str, Any]:
         return {

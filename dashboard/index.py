@@ -47,7 +47,8 @@ from dataclasses import dataclass, field
 from jobspool.dashboard.listing import DirWatch, Entries
 from jobspool.dashboard.stats import OUTCOME_CODES, Aggregates, Row
 from jobspool.model import Job, JobView
-from jobspool.spool import Spool, job_id_of
+from jobspool.names import job_id_of
+from jobspool.spool import Spool
 from jobspool.states import Status
 
 LOG = logging.getLogger("dashboard")

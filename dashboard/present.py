@@ -4,20 +4,31 @@ Owns formatting only (no I/O, no escaping: templates escape every value they
 print, and JSON is JSON). Times are shown in UTC with an explicit zone;
 durations and ages in human units. The JSON shapes built here are the API's
 documented shapes (README.md), so a change here is an API change.
+
+Params and results are shown as indented JSON, bounded by construction: the
+renderer stops producing output once ``DISPLAY_CAP`` characters are written
+(a long string is sliced before it is encoded), and containers deeper than
+``MAX_SHOWN_DEPTH`` levels are shown as ``[...]`` or ``{...}``. So a page
+costs work and memory in proportion to what it shows, whatever a job file
+holds; the API has the whole value.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jobspool.model import Job, JobView, Progress
-from jobspool.spool import RunningName
+from jobspool.names import RunningName
 from jobspool.states import Status
 
 DISPLAY_CAP = 100_000  # characters of params/result shown on a page
+MAX_SHOWN_DEPTH = 20  # nesting levels of params/result shown on a page
+CUT_NOTE = "\n... (cut; the full value is in the API)"
 
 
 def fmt_time(value: datetime | float | None, *, zone: bool = True) -> str:
@@ -63,11 +74,104 @@ def fmt_rate(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f} %"
 
 
+@dataclass(frozen=True)
+class RenderedJson:
+    text: str
+    cut: bool  # the cap was reached before the whole value was written
+    nodes: int  # values visited: bounded by the cap, whatever the value's size
+
+
+class _Budget:
+    """Output pieces up to a number of characters; the piece that overflows is cut."""
+
+    def __init__(self, cap: int) -> None:
+        self.pieces: list[str] = []
+        self.left = cap
+        self.full = False
+
+    def put(self, piece: str) -> None:
+        if len(piece) > self.left:
+            piece, self.full = piece[: self.left], True
+        self.pieces.append(piece)
+        self.left -= len(piece)
+
+
+_encode_str = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _scalar(value: Any, room: int) -> str:
+    """One JSON scalar; a string is sliced to what can still be shown first."""
+    if isinstance(value, str):
+        return _encode_str(value[: max(room, 0)])
+    if value is None or isinstance(value, bool | int | float):
+        try:
+            return json.dumps(value)
+        except ValueError:  # an int too long to print in decimal
+            return f'"<integer of {value.bit_length()} bits>"'
+    return _encode_str(str(value)[: max(room, 0)])
+
+
+class _Frame:
+    """An open container: its items still to write, its depth, its closing bracket."""
+
+    __slots__ = ("closer", "depth", "first", "items", "keyed")
+
+    def __init__(self, items: Iterator[Any], depth: int, closer: str, keyed: bool) -> None:
+        self.items, self.depth, self.closer, self.keyed = items, depth, closer, keyed
+        self.first = True
+
+
+def render_json(
+    value: Any, cap: int = DISPLAY_CAP, max_depth: int = MAX_SHOWN_DEPTH
+) -> RenderedJson:
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, up to ``cap`` characters.
+
+    Iterative (no recursion limit) and lazy: it visits a value only when the
+    text before it fits under the cap.
+    """
+    out = _Budget(cap)
+    stack: list[_Frame] = []
+    nodes = 0
+
+    def open_value(item: Any, depth: int) -> None:
+        nonlocal nodes
+        nodes += 1
+        keyed = isinstance(item, dict)
+        if not (keyed or isinstance(item, list | tuple)):
+            out.put(_scalar(item, out.left))
+        elif not item:
+            out.put("{}" if keyed else "[]")
+        elif depth >= max_depth:
+            out.put("{...}" if keyed else "[...]")
+        else:
+            out.put("{" if keyed else "[")
+            items = iter(item.items()) if keyed else iter(item)
+            stack.append(_Frame(items, depth + 1, "}" if keyed else "]", keyed))
+
+    open_value(value, 0)
+    while stack and not out.full:
+        frame = stack[-1]
+        item = next(frame.items, _END)
+        if item is _END:
+            stack.pop()
+            out.put("\n" + "  " * (frame.depth - 1) + frame.closer)
+            continue
+        out.put(("\n" if frame.first else ",\n") + "  " * frame.depth)
+        frame.first = False
+        if frame.keyed:
+            key, item = item
+            out.put(_scalar(str(key), out.left) + ": ")
+        if not out.full:
+            open_value(item, frame.depth)
+    return RenderedJson("".join(out.pieces), out.full, nodes)
+
+
+_END = object()
+
+
 def pretty_json(value: Any) -> str:
-    text = json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
-    if len(text) > DISPLAY_CAP:
-        return text[:DISPLAY_CAP] + "\n... (cut; the full value is in the API)"
-    return text
+    rendered = render_json(value)
+    return rendered.text + CUT_NOTE if rendered.cut else rendered.text
 
 
 def iso(when: datetime | None) -> str | None:

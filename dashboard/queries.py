@@ -30,7 +30,8 @@ from typing import Any
 from jobspool.dashboard.index import JobIndex
 from jobspool.dashboard.stats import Row
 from jobspool.model import NAME_PATTERN, JobView
-from jobspool.spool import Spool, job_id_of
+from jobspool.names import job_id_of
+from jobspool.spool import Spool
 from jobspool.states import Status
 
 SORTS = ("newest", "oldest", "finished", "duration")

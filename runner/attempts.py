@@ -10,7 +10,7 @@ here does I/O.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
@@ -18,13 +18,15 @@ from datetime import datetime
 from typing import Any
 
 from jobspool import logs
-from jobspool.fsops import StrPath
+from jobspool.fsops import FileOps, StrPath
+from jobspool.messages import BadMessage, ChildReport, decode_report_bytes
 from jobspool.model import Attempt, ErrorInfo, HistoryEntry, Job, Outcome, Progress, utcnow
+from jobspool.names import RunningName
 from jobspool.retry import Action, Decision
-from jobspool.spool import RunningName
 from jobspool.states import Status
 
-_OUTCOMES = {o.value for o in Outcome}
+# A report this large is not read (its result could not be stored anyway).
+REPORT_MAX_BYTES = 16 << 20
 
 DESTINATION = {
     Action.COMPLETE: Status.COMPLETED,
@@ -83,18 +85,16 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-def from_child(data: dict[str, Any], code: int) -> Report:
+def from_child(child: ChildReport, code: int) -> Report:
     """The Report for what the attempt process said about itself."""
-    raw = data.get("outcome")
-    err = data.get("error")
     return Report(
-        outcome=Outcome(raw) if raw in _OUTCOMES else Outcome.FAILED,
+        outcome=Outcome(child.outcome),
         exit_code=code,
-        error=ErrorInfo.model_validate(err) if isinstance(err, dict) else None,
-        error_types=tuple(data.get("error_types") or ()),
-        result=data.get("result"),
-        delay=data.get("delay"),
-        progress=bool(data.get("progress")),
+        error=child.error,
+        error_types=child.error_types,
+        result=child.result,
+        delay=child.delay,
+        progress=child.progress,
     )
 
 
@@ -113,15 +113,9 @@ def read_report(path: str, act: Active, code: int, timeout: float) -> Report:
 
     A report wins over a kill we ordered: the job finished just before it.
     """
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        os.unlink(path)
-        data = json.loads(raw)
-    except (OSError, ValueError):
-        data = None
-    if isinstance(data, dict):
-        return from_child(data, code)
+    child = _read_child_report(path)
+    if child is not None:
+        return from_child(child, code)
     if act.stop is not None:
         sig = -code if code < 0 else None
         return Report(act.stop, signal=sig, error=stop_error(act, timeout))
@@ -132,6 +126,30 @@ def read_report(path: str, act: Active, code: int, timeout: float) -> Report:
         )
     message = f"attempt process exited with code {code} without a result"
     return Report(Outcome.CRASHED, exit_code=code, error=ErrorInfo(type="Crashed", message=message))
+
+
+def _read_child_report(path: str) -> ChildReport | None:
+    """The report file an attempt left, if it is a whole and valid one.
+
+    Never follows a link or blocks on a FIFO planted under the report's name;
+    what is found there is removed either way (it is ours, or a plant)."""
+    try:
+        raw, _st = FileOps().read_regular_stat(path, REPORT_MAX_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        logs.event("bad_report", logs.WARNING, file=os.path.basename(path), error=exc)
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    try:
+        if len(raw) > REPORT_MAX_BYTES:
+            raise BadMessage(f"report larger than {REPORT_MAX_BYTES} bytes")
+        return decode_report_bytes(raw)
+    except BadMessage as exc:
+        logs.event("bad_report", logs.WARNING, file=os.path.basename(path), error=exc)
+        return None
 
 
 def make_attempt(act: Active, report: Report, host: str) -> Attempt:

@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobspool import submit
+from jobspool import actions, progress, submit
 from jobspool.config import Config, load_config
 from jobspool.errors import JobspoolError
 from jobspool.leases import Liveness
 from jobspool.model import JobView
-from jobspool.spool import Spool, age_seconds, default_actor
+from jobspool.names import default_actor
+from jobspool.spool import Spool, age_seconds
 from jobspool.states import Status
 
 EXIT_USAGE = 2
@@ -193,7 +194,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         data = view.to_public()
         data["log_tail"] = log
         data["live_progress"] = (
-            p.model_dump(mode="json") if (p := spool.read_progress(view.id)) else None
+            p.model_dump(mode="json") if (p := progress.read_progress(spool, view.id)) else None
         )
         print(json.dumps(data, indent=2))
         return 0
@@ -221,7 +222,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    outcome = _open(args).cancel(args.job_id, by=default_actor(), via="cli")
+    outcome = actions.cancel(_open(args), args.job_id, by=default_actor(), via="cli")
     if outcome == "cancelled":
         print(f"{args.job_id}: cancelled")
     else:
@@ -230,7 +231,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    view = _open(args).retry(args.job_id, by=default_actor(), via="cli")
+    view = actions.retry(_open(args), args.job_id, by=default_actor(), via="cli")
     print(f"{view.id}: back in pending")
     return 0
 

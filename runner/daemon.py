@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from jobspool import logs
+from jobspool import actions, control, leftovers, logs
 from jobspool.attempts import (
     DESTINATION,
     Active,
@@ -52,6 +52,18 @@ from jobspool.executor import create_time, kill_group, kill_tree, make_launcher
 from jobspool.fsops import HardLinked, NotRegularFile, StrPath
 from jobspool.leases import Lease, Liveness, kill_orphans, take_over
 from jobspool.mailbox import Mailbox
+from jobspool.messages import (
+    AttemptExited,
+    AttemptReported,
+    AttemptStarted,
+    ChildReport,
+    Event,
+    FileChanged,
+    LauncherGone,
+    Published,
+    RescanNeeded,
+    StopRequested,
+)
 from jobspool.model import (
     Attempt,
     ErrorInfo,
@@ -61,18 +73,12 @@ from jobspool.model import (
     is_valid_id,
     utcnow,
 )
+from jobspool.names import RunningName, hostname, is_job_name, new_id
+from jobspool.progress import clear_progress, read_progress
 from jobspool.publishers import Publishers
 from jobspool.retry import Decision, decide
 from jobspool.schedule import Entry, Schedule
-from jobspool.spool import (
-    FileIdentity,
-    RunningName,
-    Sealed,
-    Spool,
-    hostname,
-    is_job_name,
-    new_id,
-)
+from jobspool.spool import FileIdentity, Sealed, Spool
 from jobspool.states import TERMINAL, Status
 
 if TYPE_CHECKING:
@@ -166,11 +172,11 @@ class Runner:
         self.inflight: dict[str, Publication] = {}
         # Slot freed, attempt not recorded yet: (attempt, exit code, report
         # if it came on the fork server's pipe, else None: read its file).
-        self.exited: list[tuple[Active, int, dict[str, Any] | None]] = []
+        self.exited: list[tuple[Active, int, ChildReport | None]] = []
         # Jobs as loaded from pending/, so a claim need not read them again.
         self.loaded: dict[str, tuple[FileIdentity, Job]] = {}
         # fsync-bound publishing runs here so the loop keeps claiming meanwhile.
-        self.pool: Publishers | None = None
+        self.pool: Publishers[Publication] | None = None
         self.runner_id = new_runner_id()
         self.lease = Lease(self.spool, self.runner_id)
         self.liveness = Liveness(self.spool, self.runner_id, s.lease_seconds)
@@ -208,7 +214,7 @@ class Runner:
         )
         self.events.own()
         self.launcher = make_launcher(self.settings.start_method, self.events.put)
-        self.pool = Publishers(PUBLISHERS, "published", self._publish_safely, self.events.put)
+        self.pool = Publishers(PUBLISHERS, self._publish_safely, self.events.put)
         self._install_signals()
         watcher = None
         try:
@@ -243,7 +249,7 @@ class Runner:
 
     def _install_signals(self) -> None:
         def handler(signum: int, _frame: object) -> None:
-            self.events.put(("signal", signum), wake=True)
+            self.events.put(StopRequested(signum), wake=True)
 
         with contextlib.suppress(ValueError):  # not the main thread: caller handles stop
             signal.signal(signal.SIGTERM, handler)
@@ -303,28 +309,29 @@ class Runner:
         while (item := self.events.get_nowait()) is not None:
             self._handle(item, now)
 
-    def _handle(self, item: tuple[Any, ...], now: float) -> None:
-        kind = item[0]
-        if kind == "fs":
-            folder, name = os.path.split(item[1])
-            if os.path.basename(folder) == "control":
-                self.control_dirty = True
-            elif is_job_name(name) and name not in self.schedule:
-                self._load_pending(name)
-        elif kind == "started":
-            self._started(item[1], item[2])
-        elif kind == "report":
-            self._reported(item[1], item[2], item[3])
-        elif kind == "exit":
-            self._exited(item[1], item[2])
-        elif kind == "published":
-            self._published(item[1], item[2])
-        elif kind == "rescan":
-            self.next_rescan = 0.0
-        elif kind == "signal":
-            self.request_stop(now)
-        elif kind == "launcher_gone" and not self.stopping:
-            self._launcher_gone()
+    def _handle(self, msg: Event, now: float) -> None:
+        match msg:
+            case FileChanged(path):
+                folder, name = os.path.split(path)
+                if os.path.basename(folder) == "control":
+                    self.control_dirty = True
+                elif is_job_name(name) and name not in self.schedule:
+                    self._load_pending(name)
+            case AttemptStarted(token, pid):
+                self._started(token, pid)
+            case AttemptReported(token, pid, report):
+                self._reported(token, pid, report)
+            case AttemptExited(token, code):
+                self._exited(token, code)
+            case Published(pub, outcome):
+                self._published(pub, outcome)
+            case RescanNeeded():
+                self.next_rescan = 0.0
+            case StopRequested():
+                self.request_stop(now)
+            case LauncherGone():
+                if not self.stopping:
+                    self._launcher_gone()
 
     def _stop_step(self, now: float) -> float | None:
         if now >= self.stop_deadline:
@@ -377,7 +384,7 @@ class Runner:
             self.schedule.discard(name)
             return
         except HardLinked as exc:
-            twin = self.spool.tmp_twin(path, YOUNG_FILE_SECONDS)
+            twin = leftovers.tmp_twin(self.spool, path, YOUNG_FILE_SECONDS)
             if twin == "removed":  # its writer died before removing its tmp name
                 self._load_pending(name)
             elif twin == "young":  # a publish in flight: its tmp name goes in a moment
@@ -591,13 +598,13 @@ class Runner:
         if act is not None:
             self._ended(act, code, None)
 
-    def _ended(self, act: Active, code: int, data: dict[str, Any] | None) -> None:
+    def _ended(self, act: Active, code: int, data: ChildReport | None) -> None:
         """Free the attempt's slot now; its record is written after the refill."""
         self.per_job[act.job.job] -= 1
         act.exited_at = utcnow()
         self.exited.append((act, code, data))
 
-    def _reported(self, token: str, pid: int, data: dict[str, Any]) -> None:
+    def _reported(self, token: str, pid: int, report: ChildReport) -> None:
         """The attempt sent its report: it is over, though its process may
         still be exiting (the fork server reaps it and kills its group).
         A report wins over a kill we ordered, as in read_report."""
@@ -607,8 +614,8 @@ class Runner:
         if act.pid is None:  # its "started" line may come after the report
             self._started(token, pid)
         del self.active[token]
-        code = EXIT_OK if data.get("outcome") == Outcome.SUCCEEDED.value else EXIT_FAILED
-        self._ended(act, code, data)
+        code = EXIT_OK if report.outcome == Outcome.SUCCEEDED else EXIT_FAILED
+        self._ended(act, code, report)
 
     def _finish_exited(self) -> None:
         while self.exited:
@@ -628,7 +635,7 @@ class Runner:
         decision = self._decide(job, attempt, report)
         # A report that says no progress was written spares a look for it.
         wrote = report.progress is not False
-        progress = self.spool.read_progress(job.id or "") if wrote else None
+        progress = read_progress(self.spool, job.id or "") if wrote else None
         updates = next_updates(job, attempt, decision, report=report, act=act, progress=progress)
         pub = Publication(act, report, attempt, decision, backoff)
         try:
@@ -709,9 +716,9 @@ class Runner:
             logs.event("fenced", logs.WARNING, job=job_id, reason=exc)
             return False
         if record.progress is not None:  # now kept in the record itself
-            self.spool.clear_progress(job_id)
+            clear_progress(self.spool, job_id)
         if dst is Status.CANCELLED:
-            self.spool.clear_request("cancel", job_id)
+            control.clear_request(self.spool, "cancel", job_id)
         return True
 
     def _retry_unfinished(self, now: float) -> None:
@@ -735,7 +742,7 @@ class Runner:
 
     def _check_control(self, now: float) -> None:
         self.control_dirty = False
-        requests = self.cancel_requests = self.spool.requests("cancel")
+        requests = self.cancel_requests = control.requests(self.spool, "cancel")
         if not requests:
             return
         by_id = {a.job.id: a for a in self.active.values()}
@@ -747,11 +754,11 @@ class Runner:
                 continue
             where = self.spool.locate(job_id)
             if where is None or where[0] in TERMINAL:
-                self.spool.clear_request("cancel", job_id)
+                control.clear_request(self.spool, "cancel", job_id)
             elif where[0] is Status.PENDING:
                 with contextlib.suppress(Conflict):
-                    self.spool.cancel(job_id, by=info.get("by"), via=info.get("via"))
-                    self.spool.clear_request("cancel", job_id)
+                    actions.cancel(self.spool, job_id, by=info.get("by"), via=info.get("via"))
+                    control.clear_request(self.spool, "cancel", job_id)
 
     # ------------------------------------------------------------ liveness
 
@@ -838,9 +845,9 @@ class Runner:
 
     def _maintenance(self, now: float) -> None:
         self.next_maintenance = now + MAINTENANCE_SECONDS
-        for note in self.spool.resolve_duplicates(self.settings.lease_seconds):
+        for note in leftovers.resolve_duplicates(self.spool, self.settings.lease_seconds):
             logs.event("duplicate_resolved", logs.WARNING, note=note)
-        for name in self.spool.clean_tmp(TMP_MAX_AGE):
+        for name in leftovers.clean_tmp(self.spool, TMP_MAX_AGE):
             logs.event("tmp_removed", file=name)
         self._quarantine_strays(time.time() - self.settings.lease_seconds)
 

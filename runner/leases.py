@@ -32,7 +32,8 @@ from jobspool import codec
 from jobspool.errors import InvalidJobFile
 from jobspool.executor import create_time, kill_group_of, kill_tree, process_alive
 from jobspool.model import utcnow
-from jobspool.spool import RunningName, Spool, hostname
+from jobspool.names import RunningName, hostname
+from jobspool.spool import Spool
 
 HEARTBEAT = ".json"
 LOCK = ".lock"

@@ -6,41 +6,66 @@ A job is one JSON file; the directory holding it is its status. New content
 is always written to ``tmp/`` first (write, fsync), then *linked* into its
 status directory under a name that must not exist yet, then the old name is
 unlinked, then the destination directory is fsynced (a source directory
-too, where a lost removal is not settled by the rule below). So:
+too, where a lost removal is not settled by the leftover rule).
 
-* a reader never sees a partial file (invariant 2): names appear only by
-  link or rename of a complete, synced file;
-* a publication never replaces anything (invariant 4): ``link`` fails with
-  EEXIST, and that failure is how a second terminal copy is refused;
-* claiming is ``rename(pending/<id>.json, running/<id>~<runner>~<n>.json)``:
-  the one rename that succeeds owns the job and its name records who and
-  which attempt; everyone else gets ENOENT and moves on (invariant 3);
-* when the source of a move vanished between our link and our unlink,
-  someone else moved the job first (a recovering runner, a person): we
-  unlink what we linked and report :class:`Conflict`. A paused runner that
-  comes back late therefore can neither finish nor duplicate a job that was
-  taken from it: it first renames its claim to a "finishing" name (the
-  fence), which fails once the claim was taken over. If that finishing name
-  vanishes after its record was published, the published copy stands.
+Invariants
+----------
+Numbered as in the design's list where they are the same (1-5, 7); the
+modules around this one refer to these numbers.
 
-A crash between link and unlink leaves one id in two directories. Every
-record carries a ``revision`` raised by each move, so
-:meth:`Spool.resolve_duplicates` can apply one rule: a terminal copy wins,
-then the higher revision; losers go to ``corrupt/`` with a reason (never
-deleted). Leftover tmp files are never published; they are removed after an
-age limit.
+1. One job, one file, one status: the directory holding the file is the
+   job's status. Outside tmp/ an id is in exactly one status directory once
+   recovery has run; a crash between link and unlink leaves it in two, and
+   :func:`jobspool.leftovers.resolve_duplicates` keeps one.
+2. Whole files only: names appear only by link or rename of a complete,
+   synced file, so a reader never sees a partial one. :meth:`Spool.submit`
+   returns only once the file and its directory are durable (``durable``
+   relaxes every fsync, for tests and tmpfs). Nothing is ever published
+   from tmp/ after a crash: leftovers there are removed after an age limit
+   (:func:`jobspool.leftovers.clean_tmp`).
+3. Claim by rename: ``rename(pending/<id>.json,
+   running/<id>~<runner>~<n>.json)``; the one rename that succeeds owns the
+   job and its name records who and which attempt; everyone else gets
+   ENOENT and moves on. No lock is taken.
+4. Fencing, no replace: a publication never replaces anything (``link``
+   fails with EEXIST, and that failure is how a second terminal copy is
+   refused). When the source of a move vanished between our link and our
+   unlink, someone else moved the job first (a recovering runner, a
+   person): we unlink what we linked and report :class:`Conflict`. A
+   runner first renames its claim to a "finishing" name (the fence), which
+   fails once the claim was taken over, so a paused runner that comes back
+   late can neither finish nor duplicate a job taken from it. If that
+   finishing name vanishes after its record was published, the published
+   copy stands.
+5. Nothing is trusted unread, nothing is deleted: job files are read with a
+   size cap (``max_job_bytes``), regular files only, and with a single link
+   where the runner asks. Anything that is not a job goes to ``corrupt/``
+   by rename, byte for byte, with a reason beside it
+   (:meth:`Spool.quarantine`).
+6. (Liveness: :mod:`jobspool.leases`.)
+7. Attempts are counted at claim: :meth:`Spool.sync_claims` makes claim
+   renames durable, so a job that brings its host down still stops.
+8. (Rescans beside the watcher: the runner's intake.)
+9. Every move but a claim raises the record's ``revision``; a claim keeps
+   it (see :data:`jobspool.states.PRECEDENCE`). That is what the leftover
+   rule ranks copies by.
+10. Every write, link, rename, unlink and fsync goes through ``Spool.ops``
+    (a :class:`FileOps`), here and in the modules built on this one, so a
+    fault injected there reaches every step.
+
+Around this module: names and ids in :mod:`jobspool.names`, leftovers in
+:mod:`jobspool.leftovers`, human actions in :mod:`jobspool.actions`,
+control requests in :mod:`jobspool.control`, progress files in
+:mod:`jobspool.progress`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
 import shutil
-import socket
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,11 +73,20 @@ from pathlib import Path
 from typing import Any
 
 from jobspool import codec
-from jobspool.context import progress_file, progress_name
 from jobspool.errors import Conflict, InvalidJobFile, JobNotFound, SpoolError, SpoolFull
 from jobspool.fsops import FileOps, NotRegularFile, StrPath
-from jobspool.model import HistoryEntry, Job, JobView, Progress, is_valid_id, utcnow
-from jobspool.states import PRECEDENCE, TERMINAL, Status, can_move
+from jobspool.model import HistoryEntry, Job, JobView, is_valid_id, utcnow
+from jobspool.names import (
+    JSON,
+    RUN_SEP,
+    RunningName,
+    default_actor,
+    is_job_name,
+    job_id_of,
+    new_id,
+    short_name,
+)
+from jobspool.states import Status, can_move
 
 DIRS = (
     "tmp",
@@ -65,61 +99,9 @@ DIRS = (
     "control",
     "runners",
 )
-RUN_SEP = "~"
-FINISHING = "-finishing"
-JSON = ".json"
-# Terminal first: while a move is half done, the copy furthest along is the truth.
+# Terminal first: while a move is half done, the copy furthest along is the
+# truth (invariant 1).
 LOOKUP_ORDER = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.PENDING, Status.RUNNING)
-
-
-def is_job_name(name: str) -> bool:
-    """Files starting with a dot or not ending in .json are not jobs (yet)."""
-    return name.endswith(JSON) and not name.startswith(".") and len(name) > len(JSON)
-
-
-def safe_token(text: str) -> str:
-    """Reduce text to [A-Za-z0-9-] so it can sit inside a file name."""
-    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in text)
-    return cleaned.strip("-")[:40] or "x"
-
-
-def new_id(now: float | None = None) -> str:
-    """A unique id that sorts by submission time: 20261129-110705-123456-1a2b3c4d."""
-    ts = time.time() if now is None else now
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(ts))
-    micros = int((ts % 1) * 1_000_000)
-    return f"{stamp}-{micros:06d}-{secrets.token_hex(4)}"
-
-
-@dataclass(frozen=True)
-class RunningName:
-    """The claim carried in a running file's name."""
-
-    job_id: str
-    runner: str
-    attempt: int
-
-    @property
-    def filename(self) -> str:
-        return f"{self.job_id}{RUN_SEP}{self.runner}{RUN_SEP}{self.attempt}{JSON}"
-
-    def finishing(self) -> RunningName:
-        """The name a runner gives its claim while it publishes the outcome.
-
-        Renaming to it is the fence: it fails once another runner has taken
-        the claim over. Left behind by a crash, it reads as the claim of a
-        runner that never beats, so it is recovered after the lease.
-        """
-        return RunningName(self.job_id, f"{self.runner}{FINISHING}", self.attempt)
-
-    @classmethod
-    def parse(cls, name: str) -> RunningName | None:
-        if not is_job_name(name):
-            return None
-        parts = name[: -len(JSON)].split(RUN_SEP)
-        if len(parts) != 3 or not is_valid_id(parts[0]) or not parts[2].isdigit():
-            return None
-        return cls(parts[0], parts[1], int(parts[2]))
 
 
 FileIdentity = tuple[int, int, int, int]
@@ -199,9 +181,6 @@ class Spool:
     def job_log_file(self, job_id: str) -> str:
         return os.path.join(self._job_logs, f"{job_id}.log")
 
-    def progress_path(self, job_id: str) -> Path:
-        return Path(progress_file(str(self.log_dir), job_id))
-
     # ----------------------------------------------------------- reading
 
     def names(self, status: Status | str) -> list[str]:
@@ -230,7 +209,7 @@ class Spool:
         """Parse one job file; InvalidJobFile or NotRegularFile if it is not a job.
 
         The runner reads with single_link: a file with a second name may be a
-        link planted to something outside the spool.
+        link planted to something outside the spool (invariant 5).
         """
         return self.read_job_stat(path, single_link=single_link)[0]
 
@@ -349,12 +328,15 @@ class Spool:
         if inodes < self.min_free_inodes:
             raise SpoolFull(f"spool {self.root} has {inodes} inodes free; submit needs more")
 
-    def _write_tmp(self, data: bytes, label: str) -> str:
+    def write_tmp(self, data: bytes, label: str) -> str:
+        """Write data to a new file in tmp/ (fsynced when durable) and return
+        its path: the first step of every publication (invariant 2)."""
         path = self.path_in("tmp", f"{label}.{secrets.token_hex(6)}.tmp")
         self.ops.write_new(path, data, durable=self.durable)
         return path
 
-    def _sync_dir(self, path: StrPath) -> None:
+    def sync_dir(self, path: StrPath) -> None:
+        """Make a directory's entries durable, unless the spool is not durable."""
         if self.durable:
             self.ops.fsync_dir(path)
 
@@ -367,7 +349,8 @@ class Spool:
         return data
 
     def submit(self, job: Job, *, by: str | None = None, via: str | None = None) -> str:
-        """Publish a new job in pending/; returns its id once it is durable."""
+        """Publish a new job in pending/; returns its id once it is durable
+        (invariant 2)."""
         self.check_free_space()
         job_id = job.id or new_id()
         if not is_valid_id(job_id):
@@ -384,14 +367,14 @@ class Spool:
                 "history": [*job.history, HistoryEntry(at=now, action="submitted", by=by, via=via)],
             }
         )
-        tmp = self._write_tmp(self.encode(record), job_id)
+        tmp = self.write_tmp(self.encode(record), job_id)
         dst = self.path_in(Status.PENDING, f"{job_id}{JSON}")
         try:
             ours = self._link_out(tmp, dst)
         except FileExistsError:
             raise Conflict(f"a job with id {job_id} already exists") from None
         try:
-            self._sync_dir(self._dir_strs[Status.PENDING])
+            self.sync_dir(self._dir_strs[Status.PENDING])
         except Exception:  # an error, not a crash: undo what we did
             # Not acknowledged, so not published: the caller may submit again.
             self._withdraw(ours, dst)
@@ -399,7 +382,8 @@ class Spool:
         return job_id
 
     def _link_out(self, tmp: str, dst: str) -> tuple[int, int]:
-        """Publish tmp as dst (never replacing), then drop the tmp name at once.
+        """Publish tmp as dst (never replacing: invariant 4), then drop the tmp
+        name at once.
 
         Dropping it before the directory fsync keeps the window in which the
         published file has two names (which a runner must not mistake for a
@@ -416,16 +400,19 @@ class Spool:
         return st.st_ino, st.st_dev
 
     def _drop_tmp(self, tmp: str) -> None:
-        """Best effort: a tmp name left behind is removed later by clean_tmp."""
+        """Best effort: a tmp name left behind is removed later by leftovers.clean_tmp."""
         with contextlib.suppress(OSError):
             self.ops.unlink_quiet(tmp)
 
     def claim(self, pending_name: str, claim: RunningName) -> str | None:
-        """Take a pending file by rename; None when another process took it first."""
+        """Take a pending file by rename (invariant 3); None when another
+        process took it first."""
         src = self.path_in(Status.PENDING, pending_name)
         dst = self.path_in(Status.RUNNING, claim.filename)
         if os.path.lexists(dst):
-            return None  # this very attempt is claimed already; a rename would replace it
+            # This very attempt is claimed already; a rename would replace it
+            # (invariant 4).
+            return None
         try:
             self.ops.rename(src, dst)
         except OSError:
@@ -451,20 +438,21 @@ class Spool:
         """Publish job's new content in dst_status and remove src, or raise Conflict.
 
         Never replaces an existing file; if src vanished meanwhile, the new
-        copy is withdrawn again and the other actor's move stands.
+        copy is withdrawn again and the other actor's move stands (invariant
+        4). The record's revision is raised (invariant 9).
         """
         if not can_move(src_status, dst_status):
             raise Conflict(f"a {src_status} job cannot become {dst_status}")
         job_id = job.id or ""
         dst = self.path_in(dst_status, dst_name or f"{job_id}{JSON}")
         record = job.model_copy(update={"revision": job.revision + 1})
-        tmp = self._write_tmp(self.encode(record), job_id)
+        tmp = self.write_tmp(self.encode(record), job_id)
         try:
             ours = self._link_out(tmp, dst)
         except FileExistsError:
             raise Conflict(f"job {job_id} is already {dst_status}") from None
         try:
-            self._sync_dir(self._dir_strs[dst_status])
+            self.sync_dir(self._dir_strs[dst_status])
             self.ops.unlink(src)
         except Exception as exc:  # an error, not a crash: undo what we did
             self._withdraw(ours, dst)
@@ -473,14 +461,15 @@ class Spool:
             raise
         if dst_status is not src_status:
             # The removal is already done; a lost one only leaves a duplicate
-            # that resolve_duplicates settles, so an error here is not fatal.
+            # that leftovers.resolve_duplicates settles (invariant 1), so an
+            # error here is not fatal.
             with contextlib.suppress(OSError):
-                self._sync_dir(self._dir_strs[src_status])
+                self.sync_dir(self._dir_strs[src_status])
         return dst
 
     def seal(self, job: Job, updates: dict[str, Any] | None = None) -> Sealed:
         """The record a finish publishes: job with updates, as its next
-        revision, encoded once.
+        revision (invariant 9), encoded once.
 
         Done by the caller's own thread, so that a publisher thread only
         does file I/O (and holds the GIL for as little as possible).
@@ -493,8 +482,9 @@ class Spool:
         """A runner publishes the outcome of its own claim ``src``.
 
         1. write the new record to tmp/ (a full disk fails here, nothing moved);
-        2. fence: rename the claim to its finishing name. ENOENT means another
-           runner recovered the job: Conflict, and nothing was published;
+        2. fence (invariant 4): rename the claim to its finishing name. ENOENT
+           means another runner recovered the job: Conflict, and nothing was
+           published;
         3. link the record into dst_status without replacing. EEXIST means the
            job already has that state (another copy finished it): our copy is
            quarantined, Conflict;
@@ -507,7 +497,7 @@ class Spool:
         job_id = sealed.job.id or claim.job_id
         dst = self.path_in(dst_status, f"{job_id}{JSON}")
         fin = self.path_in(Status.RUNNING, claim.finishing().filename)
-        tmp = self._write_tmp(sealed.data, job_id)
+        tmp = self.write_tmp(sealed.data, job_id)
         try:
             self.ops.rename(src, fin)
         except FileNotFoundError:
@@ -531,13 +521,14 @@ class Spool:
             self._unfence(fin, src)
             raise
         try:
-            self._sync_dir(self._dir_strs[dst_status])
+            self.sync_dir(self._dir_strs[dst_status])
             self.ops.unlink(fin)
         except FileNotFoundError:
             # Someone moved our finishing name while we were paused past our
             # lease: a take-over, or resolve_duplicates keeping our published
             # copy as the newest. Withdrawing that copy could leave the job
-            # nowhere but corrupt/; it stands (a terminal copy wins anyway).
+            # nowhere but corrupt/; it stands (a terminal copy wins anyway:
+            # invariant 1).
             pass
         except Exception:  # an error, not a crash: undo what we did
             try:
@@ -547,7 +538,7 @@ class Spool:
             raise
         # running/ is not synced here: if a power loss brings the finishing
         # name back, the job also has its newer copy in dst, and
-        # resolve_duplicates keeps that one. The runner's next claim batch
+        # leftovers.resolve_duplicates keeps that one (invariant 1). The runner's next claim batch
         # syncs running/ anyway.
 
     def _unfence(self, fin: str, src: StrPath) -> None:
@@ -567,17 +558,19 @@ class Spool:
             return
         if (there.st_ino, there.st_dev) == ours:
             # Not synced: if a power loss brings the name back, it is a whole,
-            # newer copy, and resolve_duplicates keeps it over the older one.
+            # newer copy, and leftovers.resolve_duplicates keeps it over the
+            # older one (invariant 1).
             self.ops.unlink(dst)
 
     def quarantine(self, path: StrPath, reason: str) -> Path:
-        """Move anything that is not a job into corrupt/, byte for byte, with a reason.
+        """Move anything that is not a job into corrupt/, byte for byte, with a
+        reason (invariant 5).
 
         The entry itself is renamed (a link stays a link, a FIFO a FIFO), so
         nothing it points to is read or touched.
         """
         corrupt = self.dir("corrupt")
-        base = _short_name(os.path.basename(path).lstrip(".") or "unnamed")
+        base = short_name(os.path.basename(path).lstrip(".") or "unnamed")
         dst = corrupt / base
         n = 0
         while os.path.lexists(dst) or os.path.lexists(dst.with_name(dst.name + ".reason.txt")):
@@ -585,268 +578,29 @@ class Spool:
             dst = corrupt / f"{base}.{n}"
         self.ops.rename(path, dst)
         note = f"{reason}\nfrom: {path}\nat: {utcnow().isoformat()}\n"
-        tmp = self._write_tmp(note.encode("utf-8", "replace"), "reason")
+        tmp = self.write_tmp(note.encode("utf-8", "replace"), "reason")
         try:
             self.ops.link(tmp, dst.with_name(dst.name + ".reason.txt"))
         finally:
             self.ops.unlink_quiet(tmp)
-        self._sync_dir(corrupt)
+        self.sync_dir(corrupt)
         return dst
-
-    # ----------------------------------------------------------- people
-
-    def cancel(self, job_id: str, *, by: str | None = None, via: str | None = None) -> str:
-        """Cancel a pending job now, or ask the owning runner to stop a running one.
-
-        Returns "cancelled" or "requested"; Conflict if the job is finished.
-        """
-        for _ in range(5):
-            view = self.get(job_id)
-            status = Status(view.status)
-            if status is Status.PENDING:
-                entry = HistoryEntry(at=utcnow(), action="cancelled", by=by, via=via)
-                job = view.record.model_copy(
-                    update={
-                        "reason": "cancelled before it ran",
-                        "history": [*view.record.history, entry],
-                    }
-                )
-                try:
-                    self.move(Path(view.path), status, Status.CANCELLED, job)
-                    return "cancelled"
-                except Conflict:
-                    continue  # a runner claimed it meanwhile: look again
-            if status is Status.RUNNING:
-                self.request("cancel", job_id, {"by": by, "via": via})
-                return "requested"
-            raise Conflict(
-                f"job {job_id} is {status}; only pending or running jobs can be cancelled"
-            )
-        raise Conflict(f"job {job_id} kept changing state; try again")
-
-    def retry(self, job_id: str, *, by: str | None = None, via: str | None = None) -> JobView:
-        """Send a failed or cancelled job back to pending/ with fresh attempts."""
-        view = self.get(job_id)
-        status = Status(view.status)
-        if status not in (Status.FAILED, Status.CANCELLED):
-            raise Conflict(
-                f"job {job_id} is {status}; only failed or cancelled jobs can be retried"
-            )
-        rec = view.record
-        job = rec.model_copy(
-            update={
-                "attempt_base": len(rec.attempts),
-                "error": None,
-                "reason": None,
-                "result": None,
-                "progress": None,
-                "not_before": None,
-                "next_attempt_at": None,
-                "history": [
-                    *rec.history,
-                    HistoryEntry(at=utcnow(), action="retried", by=by, via=via),
-                ],
-            }
-        )
-        path = self.move(Path(view.path), status, Status.PENDING, job)
-        self.clear_request("cancel", job_id)
-        return JobView(status=Status.PENDING.value, record=job, path=str(path))
-
-    # ----------------------------------------------------------- control
-
-    def _request_path(self, kind: str, job_id: str) -> Path:
-        return self.dir("control") / f"{kind}{RUN_SEP}{job_id}{JSON}"
-
-    def request(self, kind: str, job_id: str, data: dict[str, Any]) -> None:
-        """Leave a durable request for runners (idempotent)."""
-        body = codec.json_bytes({"kind": kind, "job": job_id, "at": utcnow().isoformat(), **data})
-        tmp = self._write_tmp(body, kind)
-        try:
-            self.ops.link(tmp, self._request_path(kind, job_id))
-        except FileExistsError:
-            pass
-        finally:
-            self.ops.unlink_quiet(tmp)
-        self._sync_dir(self.dir("control"))
-
-    def requests(self, kind: str) -> dict[str, dict[str, Any]]:
-        """Open requests of one kind, by job id."""
-        out: dict[str, dict[str, Any]] = {}
-        prefix = kind + RUN_SEP
-        for name in self.names("control"):
-            job_id = name[len(prefix) : -len(JSON)]
-            if not name.startswith(prefix) or not is_valid_id(job_id):
-                continue
-            try:
-                data = codec.parse_json(self.read_bytes(self.dir("control") / name))
-            except (OSError, InvalidJobFile):
-                continue
-            out[job_id] = data if isinstance(data, dict) else {}
-        return out
-
-    def clear_request(self, kind: str, job_id: str) -> None:
-        self.ops.unlink_quiet(self._request_path(kind, job_id))
-
-    # ----------------------------------------------------------- progress
-
-    def read_progress(self, job_id: str) -> Progress | None:
-        # Called once per finished attempt, and most jobs never report
-        # progress: a plain open on a string path is the cheap way to know.
-        path = os.path.join(self._job_logs, progress_name(job_id))
-        try:
-            with open(path, "rb") as fh:
-                return Progress.model_validate_json(fh.read())
-        except (OSError, ValueError):
-            return None
-
-    def clear_progress(self, job_id: str) -> None:
-        self.ops.unlink_quiet(self.progress_path(job_id))
-
-    # ----------------------------------------------------------- maintenance
-
-    def clean_tmp(
-        self, max_age: float, now: float | None = None, *, linked_max_age: float = 60.0
-    ) -> list[str]:
-        """Remove leftovers from tmp/; nothing here is ever published from it.
-
-        A tmp file with one name is a write that never got published: removed
-        after max_age. A tmp file with a second name is the tmp name of a
-        publish whose last step (unlink tmp) was cut off by a crash: the job
-        already lives under its other name, so the extra name goes after
-        linked_max_age (short, but longer than any move in flight).
-        """
-        current = time.time() if now is None else now
-        removed = []
-        for name in self.ops.scandir_names(self.dir("tmp")):
-            path = self.dir("tmp") / name
-            try:
-                st = path.lstat()
-                limit = linked_max_age if st.st_nlink > 1 else max_age
-                if st.st_mtime < current - limit:
-                    self.ops.unlink(path)
-                    removed.append(name)
-            except FileNotFoundError:
-                continue
-            except IsADirectoryError:
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(name)
-        return removed
-
-    def tmp_twin(self, path: StrPath, min_age: float) -> str | None:
-        """Is path's second name a leftover in tmp/? Remove it if old enough.
-
-        A writer killed between publishing (link) and removing its tmp name
-        leaves a job with two names; it must still run, not be taken for a
-        link planted from outside the spool. Returns "removed", "young" (a
-        publish may be in flight: look again later) or None (no twin here).
-        """
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return None
-        tmp = self._dir_strs["tmp"]
-        for name in self.ops.scandir_names(self.dir("tmp")):
-            other = os.path.join(tmp, name)
-            try:
-                twin = os.lstat(other)
-            except OSError:
-                continue
-            if (twin.st_ino, twin.st_dev) != (st.st_ino, st.st_dev):
-                continue
-            if time.time() - twin.st_ctime < min_age:
-                return "young"
-            self.ops.unlink_quiet(other)
-            return "removed"
-        return None
 
     def sync_claims(self) -> None:
         """Make claim renames durable, so attempts are counted even across a
-        power loss (a job that brings its host down must still stop).
+        power loss (invariant 7: a job that brings its host down must still
+        stop).
 
         Only running/ is synced: if the removal from pending/ is lost, both
-        copies carry the same revision, and resolve_duplicates keeps the
-        running one (see states.PRECEDENCE).
+        copies carry the same revision, and leftovers.resolve_duplicates keeps
+        the running one (see states.PRECEDENCE).
         """
-        self._sync_dir(self._dir_strs[Status.RUNNING])
-
-    def _copies(self) -> dict[str, list[tuple[Status, Path]]]:
-        copies: dict[str, list[tuple[Status, Path]]] = {}
-        for status in Status:
-            for name in self.names(status):
-                job_id = job_id_of(status, name)
-                copies.setdefault(job_id, []).append((status, self.dir(status) / name))
-        return copies
-
-    def resolve_duplicates(self, min_age: float, now: float | None = None) -> list[str]:
-        """One id in two directories (an interrupted move): keep one copy.
-
-        A terminal copy wins, then the higher revision, then the state
-        furthest along. Only pairs whose newest copy is older than min_age
-        are touched, so a move that is in flight right now is left alone.
-        """
-        limit = (time.time() if now is None else now) - min_age
-        notes = []
-        for job_id, copies in self._copies().items():
-            if len(copies) < 2:
-                continue
-            ranked = []
-            for status, path in copies:
-                try:
-                    job = self.read_job(path)
-                    mtime = path.lstat().st_mtime
-                except (OSError, InvalidJobFile):
-                    continue
-                rank = (status in TERMINAL, job.revision, PRECEDENCE[status])
-                ranked.append((rank, mtime, status, path))
-            if len(ranked) < 2 or max(r[1] for r in ranked) > limit:
-                continue
-            ranked.sort(reverse=True)
-            winner = ranked[0]
-            for _rank, _mtime, status, path in ranked[1:]:
-                reason = f"duplicate of {winner[2]}/{winner[3].name} (interrupted move)"
-                self.quarantine(path, reason)
-                notes.append(f"{job_id}: dropped {status} copy, kept {winner[2]}")
-        return notes
+        self.sync_dir(self._dir_strs[Status.RUNNING])
 
     def iter_all(self) -> Iterator[tuple[Status, str]]:
         for status in Status:
             for name in self.names(status):
                 yield status, name
-
-
-def _short_name(name: str, limit: int = 180) -> str:
-    """Fit a name (any bytes) so that suffixes like ".12.reason.txt" still fit."""
-    raw = os.fsencode(name)
-    if len(raw) <= limit:
-        return name
-    digest = hashlib.sha256(raw).hexdigest()[:12]
-    return os.fsdecode(raw[: limit - 13]) + "-" + digest
-
-
-def job_id_of(status: Status, name: str) -> str:
-    if status is Status.RUNNING:
-        parsed = RunningName.parse(name)
-        if parsed is not None:
-            return parsed.job_id
-    return name[: -len(JSON)] if name.endswith(JSON) else name
-
-
-def hostname() -> str:
-    """This host's identity in runner ids and heartbeats.
-
-    JOBSPOOL_HOST overrides it (containers that share a hostname, or tests
-    that play several hosts on one machine). Runners on the same host judge
-    each other by their locks; across hosts, only by heartbeats.
-    """
-    return safe_token(os.environ.get("JOBSPOOL_HOST") or socket.gethostname())
-
-
-def default_actor() -> str:
-    try:
-        user = os.getlogin()
-    except OSError:
-        user = os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def age_seconds(when: datetime | None) -> float | None:

@@ -19,8 +19,10 @@ from typing import Any
 from jobspool import binding, child, logs
 from jobspool.config import Config, load_config
 from jobspool.errors import InvalidParams, JobNotFound, JobspoolError, NotAllowed
-from jobspool.model import Attempt, ErrorInfo, HistoryEntry, Job, JobView, Outcome, utcnow
-from jobspool.spool import Spool, hostname, new_id
+from jobspool.messages import decode_report
+from jobspool.model import Attempt, HistoryEntry, Job, JobView, Outcome, utcnow
+from jobspool.names import hostname, new_id
+from jobspool.spool import Spool
 from jobspool.states import TERMINAL, Status
 
 Params = list[Any] | dict[str, Any]
@@ -187,9 +189,9 @@ def _run_eager(cfg: Config, record: Job) -> str:
         max_attempts=1,
         base_dir=str(cfg.base_dir),
     )
-    report = child.execute(req)
-    outcome = Outcome(report["outcome"])
-    err = ErrorInfo.model_validate(report["error"]) if report.get("error") else None
+    report = decode_report(child.execute(req))
+    outcome = Outcome(report.outcome)
+    err = report.error
     attempt = Attempt(
         number=1,
         runner="eager",
@@ -205,7 +207,7 @@ def _run_eager(cfg: Config, record: Job) -> str:
             "id": job_id,
             "created_at": started,
             "attempts": [attempt],
-            "result": report.get("result") if ok else None,
+            "result": report.result if ok else None,
             "error": err,
             "history": [HistoryEntry(at=started, action="submitted", via="eager")],
         }

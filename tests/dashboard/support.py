@@ -34,7 +34,8 @@ from jobspool.dashboard.security import CSRF_COOKIE, WsgiApp
 from jobspool.dashboard.server import DashboardServer
 from jobspool.dashboard.state import Dashboard
 from jobspool.model import Attempt, ErrorInfo, Job, Outcome, utcnow
-from jobspool.spool import RunningName, Spool
+from jobspool.names import RunningName
+from jobspool.spool import Spool
 from jobspool.states import Status
 from jobspool.submit import open_spool
 from tests.conftest import SpoolEnv

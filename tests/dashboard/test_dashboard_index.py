@@ -9,6 +9,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jobspool import actions
 from jobspool.dashboard.index import JobIndex
 from jobspool.dashboard.listing import DirWatch
 from jobspool.dashboard.queries import JobFinder, JobQuery
@@ -21,7 +22,8 @@ from jobspool.dashboard.stats import (
     bucket_upper,
 )
 from jobspool.model import ErrorInfo
-from jobspool.spool import RunningName, Spool
+from jobspool.names import RunningName
+from jobspool.spool import Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv
 from tests.dashboard.support import finished_job, spool_of
@@ -64,7 +66,7 @@ def test_a_replaced_failed_file_is_read_again(env: SpoolEnv) -> None:
     name = f"{job_id}.json"
     assert "firsterror" in (index.row(Status.FAILED, name) or _missing()).text
     # Retried and failed again between two refreshes: same name, new file.
-    spool.retry(job_id, by="test", via="test")
+    actions.retry(spool, job_id, by="test", via="test")
     running = spool.claim(name, RunningName(job_id, "r", 2))
     assert running is not None
     record = spool.read_job(running).model_copy(
@@ -90,7 +92,7 @@ def test_rows_leaving_take_their_statistics_along(env: SpoolEnv) -> None:
         minutes = index.aggregates.series(60, 60, now)
     assert sum(b.failed for b in minutes) == 3
     assert sum(b.completed for b in minutes) == 1
-    spool.retry(failed[0], by="test", via="test")
+    actions.retry(spool, failed[0], by="test", via="test")
     index.refresh(force=True)
     with index.lock:
         minutes = index.aggregates.series(60, 60, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from jobspool.progress import read_progress
 from jobspool.spool import Spool
 from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
@@ -108,7 +109,7 @@ def test_progress_is_visible_live_and_kept_in_the_final_record(env: SpoolEnv) ->
     reader = Spool(env.spool, create=False)
 
     def midway() -> bool:
-        progress = reader.read_progress(job_id)
+        progress = read_progress(reader, job_id)
         return (
             progress is not None and progress.fraction is not None and (0 < progress.fraction < 1)
         )
@@ -120,4 +121,4 @@ def test_progress_is_visible_live_and_kept_in_the_final_record(env: SpoolEnv) ->
     assert rec["progress"]["fraction"] == 1.0
     assert rec["progress"]["message"] == "step 4"
     assert rec["progress"]["updated_at"] is not None
-    assert reader.read_progress(job_id) is None  # the live side file is gone
+    assert read_progress(reader, job_id) is None  # the live side file is gone

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from jobspool import leftovers
 from jobspool.config import load_config
 from jobspool.daemon import Runner
 from jobspool.fsops import FileOps
@@ -62,7 +63,7 @@ def _acknowledged_problem(
     if os.listdir(root / "pending") != [f"{job_id}.json"]:
         return f"{where}: the acknowledged job is not alone in pending/"
     spool.ops = FileOps()
-    spool.clean_tmp(3600, linked_max_age=0)
+    leftovers.clean_tmp(spool, 3600, linked_max_age=0)
     if os.listdir(root / "tmp"):
         return f"{where}: clean_tmp left the tmp twin {os.listdir(root / 'tmp')}"
     return None
@@ -99,7 +100,7 @@ def _submit_problem(root: Path, nth: int, code: int, acknowledged: bool) -> str 
     spool.ops = FileOps()
     for name in os.listdir(root / "tmp"):
         age(root / "tmp" / name, 7200)
-    spool.clean_tmp(3600)
+    leftovers.clean_tmp(spool, 3600)
     if os.listdir(root / "tmp"):
         return f"{where}: clean_tmp left {os.listdir(root / 'tmp')}"
     spool.submit(a_job(root / "ledger"))  # the spool is not wedged

@@ -15,10 +15,12 @@ import stat
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from jobspool import actions
 from jobspool.cli import main as cli_main
 from jobspool.errors import JobNotFound
 from jobspool.model import is_valid_id
@@ -651,7 +653,7 @@ def test_ids_that_are_not_ids_are_not_found_and_touch_nothing(
     for job_id in [*BAD_IDS, "a\x00b", "\x00", "x.json\x00.txt"]:
         assert spool.find(job_id) is None, job_id
         assert spool.locate(job_id) is None, job_id
-        for action in (spool.get, spool.cancel, spool.retry):
+        for action in (spool.get, partial(actions.cancel, spool), partial(actions.retry, spool)):
             with pytest.raises(JobNotFound):
                 action(job_id)
     assert files_under(env.root) == before

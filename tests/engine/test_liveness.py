@@ -22,7 +22,8 @@ import psutil
 import pytest
 
 from jobspool.model import Job
-from jobspool.spool import RunningName, Spool
+from jobspool.names import RunningName
+from jobspool.spool import Spool
 from jobspool.submit import run_background_job
 from tests.conftest import RunnerProcess, SpoolEnv, wait_until
 from tests.support.hosts import (

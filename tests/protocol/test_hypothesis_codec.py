@@ -22,7 +22,8 @@ from jobspool.codec import decode_job, encode_job
 from jobspool.errors import InvalidJobFile
 from jobspool.fsops import NotRegularFile
 from jobspool.model import Job
-from jobspool.spool import RunningName, Spool
+from jobspool.names import RunningName
+from jobspool.spool import Spool
 
 # No shrink phase: shrinking several distinct failures took minutes, and the
 # raw failing example already shows the offending value.

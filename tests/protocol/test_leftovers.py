@@ -1,6 +1,6 @@
 """Leftovers of an interrupted transition: one id in two directories, stale tmp files.
 
-The rule under test (Spool.resolve_duplicates, Spool.clean_tmp, and a
+The rule under test (leftovers.resolve_duplicates, leftovers.clean_tmp, and a
 runner's startup): a terminal copy wins, then the higher revision, then the
 state furthest along; losers go to corrupt/ byte for byte with a reason,
 nothing is deleted; a copy younger than min_age is a move in flight and is
@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from bench.crashops import DEAD_RUNNER
-from jobspool import codec
+from jobspool import actions, codec, leftovers
 from jobspool.fsops import FileOps, StrPath
 from jobspool.leases import Lease
 from jobspool.model import Job
-from jobspool.spool import RunningName, Spool
+from jobspool.names import RunningName
+from jobspool.spool import Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv
 from tests.support.spoolkit import ledger_lines, log_text
@@ -108,7 +109,7 @@ def test_terminal_copy_wins_over_a_newer_pending_copy(spool: Spool) -> None:
     pending = place(spool, Status.PENDING, job(revision=5))
     loser = pending.read_bytes()
     completed = place(spool, Status.COMPLETED, job(revision=2))
-    notes = spool.resolve_duplicates(min_age=0)
+    notes = leftovers.resolve_duplicates(spool, min_age=0)
     assert len(notes) == 1
     assert where(spool) == ["completed"]
     assert completed.exists()
@@ -130,7 +131,7 @@ def test_between_pending_and_running_the_higher_revision_wins(
     }
     loser = next(p for s, p in copies.items() if s is not winner)
     loser_bytes = loser.read_bytes()
-    spool.resolve_duplicates(min_age=0)
+    leftovers.resolve_duplicates(spool, min_age=0)
     assert where(spool) == [winner.value]
     assert_loser_kept(spool, loser_bytes, f"{winner}/{copies[winner].name}")
 
@@ -147,7 +148,7 @@ def test_failed_and_completed_leave_exactly_one_terminal_copy(
         Status.COMPLETED: place(spool, Status.COMPLETED, job(completed_rev)),
     }
     loser_bytes = next(p for s, p in copies.items() if s is not winner).read_bytes()
-    spool.resolve_duplicates(min_age=0)
+    leftovers.resolve_duplicates(spool, min_age=0)
     assert where(spool) == [winner.value]
     assert_loser_kept(spool, loser_bytes, f"{winner}/{copies[winner].name}")
 
@@ -158,11 +159,11 @@ def test_a_fresh_duplicate_is_a_move_in_flight_and_left_alone(
 ) -> None:
     place(spool, Status.PENDING, job(1), age=ages[0])
     place(spool, Status.CANCELLED, job(2), age=ages[1])
-    assert spool.resolve_duplicates(min_age=30) == []
+    assert leftovers.resolve_duplicates(spool, min_age=30) == []
     assert sorted(where(spool)) == ["cancelled", "pending"]
     assert os.listdir(spool.dir("corrupt")) == []
     later = time.time() + 60  # the same pair once it has aged past min_age
-    assert len(spool.resolve_duplicates(min_age=30, now=later)) == 1
+    assert len(leftovers.resolve_duplicates(spool, min_age=30, now=later)) == 1
     assert where(spool) == ["cancelled"]
 
 
@@ -177,11 +178,11 @@ def _interrupted(spool: Spool, crash_dir: str) -> Spool:
 def test_interrupted_cancel_rolls_forward_to_cancelled(spool: Spool) -> None:
     job_id = spool.submit(Job(job="Ledger", method="record", params=["unused"]))
     with pytest.raises(Crash):
-        _interrupted(spool, "cancelled").cancel(job_id, by="person")
+        actions.cancel(_interrupted(spool, "cancelled"), job_id, by="person")
     assert sorted(where(spool, job_id)) == ["cancelled", "pending"]
     pending = (spool.dir(Status.PENDING) / f"{job_id}.json").read_bytes()
     age_all(spool.root, OLD)
-    spool.resolve_duplicates(min_age=30)
+    leftovers.resolve_duplicates(spool, min_age=30)
     assert where(spool, job_id) == ["cancelled"]
     assert_loser_kept(spool, pending, f"cancelled/{job_id}.json")
 
@@ -193,7 +194,7 @@ def test_interrupted_runner_retry_rolls_forward_to_pending(spool: Spool) -> None
         _interrupted(spool, "pending").move(running, Status.RUNNING, Status.PENDING, retried)
     loser = running.read_bytes()
     age_all(spool.root, OLD)
-    spool.resolve_duplicates(min_age=30)
+    leftovers.resolve_duplicates(spool, min_age=30)
     assert where(spool) == ["pending"]
     assert spool.get(JOB_ID).record.reason == "retry in 0s"
     assert_loser_kept(spool, loser, f"pending/{JOB_ID}.json")
@@ -202,10 +203,10 @@ def test_interrupted_runner_retry_rolls_forward_to_pending(spool: Spool) -> None
 def test_interrupted_person_retry_rolls_back_to_failed(spool: Spool) -> None:
     failed = place(spool, Status.FAILED, job(revision=2), age=0)
     with pytest.raises(Crash):
-        _interrupted(spool, "pending").retry(JOB_ID, by="person")
+        actions.retry(_interrupted(spool, "pending"), JOB_ID, by="person")
     pending = (spool.dir(Status.PENDING) / f"{JOB_ID}.json").read_bytes()
     age_all(spool.root, OLD)
-    spool.resolve_duplicates(min_age=30)
+    leftovers.resolve_duplicates(spool, min_age=30)
     assert where(spool) == ["failed"]
     assert failed.exists()
     assert_loser_kept(spool, pending, f"failed/{JOB_ID}.json")
@@ -227,7 +228,7 @@ def test_tmp_files_past_the_age_limit_go_younger_ones_stay(spool: Spool) -> None
     old = _tmp_file(spool, "old.tmp", whole, age=7200)
     old_partial = _tmp_file(spool, "partial.tmp", whole[:20], age=7200)
     young = _tmp_file(spool, "young.tmp", whole, age=10)
-    removed = spool.clean_tmp(max_age=3600)
+    removed = leftovers.clean_tmp(spool, max_age=3600)
     assert sorted(removed) == ["old.tmp", "partial.tmp"]
     assert not old.exists() and not old_partial.exists()
     assert young.read_bytes() == whole

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from jobspool.cli import runner_argv
-from jobspool.spool import RunningName
+from jobspool.names import RunningName
 from tests.conftest import RunnerProcess, SpoolEnv, wait_until
 
 # Extra allow-list entries for the classes the liveness tests appended to testjobs.
