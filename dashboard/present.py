@@ -97,17 +97,20 @@ class _Budget:
 
 
 _encode_str = json.JSONEncoder(ensure_ascii=False).encode
+_END = object()  # an exhausted container
 
 
 def _scalar(value: Any, room: int) -> str:
     """One JSON scalar; a string is sliced to what can still be shown first."""
     if isinstance(value, str):
         return _encode_str(value[: max(room, 0)])
-    if value is None or isinstance(value, bool | int | float):
+    if isinstance(value, int) and not isinstance(value, bool):
         try:
-            return json.dumps(value)
-        except ValueError:  # an int too long to print in decimal
+            return int.__repr__(value)
+        except ValueError:  # too many digits to print in decimal
             return f'"<integer of {value.bit_length()} bits>"'
+    if value is None or isinstance(value, bool | float):
+        return json.dumps(value)
     return _encode_str(str(value)[: max(room, 0)])
 
 
@@ -151,7 +154,7 @@ def render_json(
     open_value(value, 0)
     while stack and not out.full:
         frame = stack[-1]
-        item = next(frame.items, _END)
+        item: Any = next(frame.items, _END)
         if item is _END:
             stack.pop()
             out.put("\n" + "  " * (frame.depth - 1) + frame.closer)
@@ -164,9 +167,6 @@ def render_json(
         if not out.full:
             open_value(item, frame.depth)
     return RenderedJson("".join(out.pieces), out.full, nodes)
-
-
-_END = object()
 
 
 def pretty_json(value: Any) -> str:

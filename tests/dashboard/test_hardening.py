@@ -1,0 +1,113 @@
+"""The dashboard against hostile values and callers: rendering cost, redirects,
+brute force, revoked sessions, odd numbers and the server's own error pages.
+
+Each test plays the attack through real job files, the WSGI app (in
+process) or the real waitress server, and checks what comes back.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import tracemalloc
+from typing import Any
+
+from jobspool.dashboard import present
+from jobspool.spool import Spool
+from tests.conftest import SpoolEnv
+from tests.dashboard.support import Client
+
+CUT_NOTE = "\n... (cut; the full value is in the API)"
+
+
+def _nested(depth: int, inner: Any) -> Any:
+    value = inner
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _shown(page: str, block: str) -> str:
+    found = re.search(rf'<pre class="json" id="{block}">(.*?)</pre>', page, re.S)
+    assert found, f"no {block} block on the page"
+    return html.unescape(found.group(1))
+
+
+# ------------------------------------------------------------------ F10: rendering
+
+
+def _hostile_params() -> list[Any]:
+    """About 1 MB of JSON: 50 levels deep, then 145,000 numbers 19 levels down."""
+    return [_nested(50, ["bottom"]), _nested(18, list(range(100_000, 245_000)))]
+
+
+def test_a_huge_nested_param_renders_within_the_cap(
+    env: SpoolEnv, client: Client, spool: Spool
+) -> None:
+    job_id = "20300101-000000-000000-00000f10"
+    doc = {"job": "SampleJob", "method": "process", "params": _hostile_params()}
+    data = json.dumps(doc, separators=(",", ":"))
+    assert 900_000 < len(data) < 1024 * 1024
+    env.drop(f"{job_id}.json", data)
+    res = client.get(f"/jobs/{job_id}")
+    assert res.status == 200
+    shown = _shown(res.text, "params")
+    assert shown.endswith(CUT_NOTE)
+    assert len(shown) <= present.DISPLAY_CAP + len(CUT_NOTE)
+    # Depth is bounded too: the levels past the limit are one marker.
+    assert "[...]" in shown
+    deepest = max(len(line) - len(line.lstrip(" ")) for line in shown.splitlines())
+    assert deepest <= 2 * present.MAX_SHOWN_DEPTH
+    assert "bottom" not in shown
+    assert "100000," in shown and "244999" not in shown
+    # The API still has the whole value.
+    assert client.get(f"/api/jobs/{job_id}").json()["params"] == doc["params"]
+
+
+def test_rendering_stops_when_the_cap_is_reached() -> None:
+    """The work done is bounded by the cap, not by the size of the value."""
+    params = _hostile_params()
+    tracemalloc.start()
+    try:
+        shown = present.pretty_json(params)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"rendering allocated {peak} bytes at its peak"
+    rendered = present.render_json(params)
+    assert shown == rendered.text + CUT_NOTE
+    assert rendered.cut
+    assert len(rendered.text) == present.DISPLAY_CAP
+    # Every node shown costs at least a line break, its indent and one character.
+    assert rendered.nodes <= present.DISPLAY_CAP // 3
+
+
+def test_long_strings_and_keys_are_cut_without_being_encoded_whole() -> None:
+    big = "x" * 5_000_000
+    rendered = present.render_json({big: big, "after": 1})
+    assert rendered.cut and rendered.nodes == 1
+    assert rendered.text == '{\n  "' + "x" * (present.DISPLAY_CAP - 5)
+
+
+def test_ordinary_values_render_as_indented_json() -> None:
+    values: list[Any] = [
+        None,
+        True,
+        0,
+        -7,
+        2.5,
+        1e300,
+        'text with "quotes", \\ and \n \u2028 é 😀',
+        [],
+        {},
+        [[], {}, [[]]],
+        {"a": [1, {"b": None, "c": [True, False]}], "d": "e", "": {}},
+        list(range(30)),
+        _nested(present.MAX_SHOWN_DEPTH - 2, {"k": [1, 2]}),
+    ]
+    for value in values:
+        expected = json.dumps(value, indent=2, ensure_ascii=False)
+        rendered = present.render_json(value)
+        assert (rendered.text, rendered.cut) == (expected, False), value
+        assert present.pretty_json(value) == expected
