@@ -24,7 +24,7 @@ import os
 import select
 import sys
 
-from jobspool import binding, context
+from jobspool import binding, context, outcomes
 from jobspool.errors import JobRejected, Retry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: see above
@@ -207,17 +207,17 @@ def _execute(req: RunRequest) -> dict[str, Any]:
         args, kwargs = binding.bind(cls, req.method, req.params)
         method = getattr(cls(), req.method)
     except JobRejected as exc:
-        return {"outcome": "rejected", "error": _error(exc) | {"traceback": None}}
+        return {"outcome": outcomes.REJECTED, "error": _error(exc) | {"traceback": None}}
     except Exception as exc:  # the job's module failed to import or construct
-        return {"outcome": "failed", "error": _error(exc), "error_types": _type_names(exc)}
+        return {"outcome": outcomes.FAILED, "error": _error(exc), "error_types": _type_names(exc)}
     try:
         value = method(*args, **kwargs)
     except Retry as exc:
-        return {"outcome": "retry", "delay": exc.delay, "error": _error(exc)}
+        return {"outcome": outcomes.RETRY, "delay": exc.delay, "error": _error(exc)}
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are job failures too
-        return {"outcome": "failed", "error": _error(exc), "error_types": _type_names(exc)}
+        return {"outcome": outcomes.FAILED, "error": _error(exc), "error_types": _type_names(exc)}
     result, warning = _jsonable(value)
-    return {"outcome": "succeeded", "result": result, "warning": warning}
+    return {"outcome": outcomes.SUCCEEDED, "result": result, "warning": warning}
 
 
 def write_report(path: str, report: dict[str, Any]) -> None:
@@ -266,7 +266,7 @@ def run(req: RunRequest, report_fd: int | None = None) -> int:
             sent = False
     if not sent:
         write_report(req.report_path, report)
-    return EXIT_OK if report["outcome"] == "succeeded" else EXIT_FAILED
+    return EXIT_OK if report["outcome"] == outcomes.SUCCEEDED else EXIT_FAILED
 
 
 class Rehearsal:

@@ -24,11 +24,11 @@ fits in one atomic write (see child.send_report); it always precedes the
 "X" line, since the child writes it before it exits.
 
 Launchers never block the runner: ``start`` only sends the request, and
-"started" (with the pid), "report" and "exit" arrive later as events,
-``("started", token, pid)``, ``("report", token, pid, report)`` and
-``("exit", token, code)``: posted by
-``pump`` on the runner's own thread when it polls the fork server's pipe
-(``fd``), or by one waiter thread per attempt for spawned attempts.
+the attempt's start, report and exit arrive later as the typed messages of
+``messages`` (``AttemptStarted``, ``AttemptReported``, ``AttemptExited``,
+decoded there from the pipe's lines): posted by ``pump`` on the runner's own
+thread when it polls the fork server's pipe (``fd``), or by one waiter
+thread per attempt for spawned attempts.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import IO, Any, Protocol
 
-    Post = Callable[[tuple[Any, ...]], None]
+    from jobspool.messages import Event
+
+    Post = Callable[[Event], None]
 
     class Launcher(Protocol):
         @property
@@ -173,11 +175,12 @@ class ForkServer:
     """
 
     def __init__(self, post: Post) -> None:
-        import json
         import subprocess
 
+        from jobspool import messages
+
         self._post = post
-        self._decode_json = json.JSONDecoder().raw_decode
+        self._messages = messages
         self._ready = False
         self._gone = False
         self._buf = b""
@@ -212,27 +215,28 @@ class ForkServer:
             self._buf += chunk
             *lines, self._buf = self._buf.split(b"\n")
             for line in lines:
-                if line[:1] == b"{":
-                    self._message(self._decode_json(line.decode())[0])
-                else:
-                    self._status(line.decode().split("\t"))
+                self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        # Attempts write to this pipe too: a line that is not a message is
+        # logged and dropped, never allowed to stop the runner.
+        m = self._messages
+        try:
+            msg = m.decode_launcher_line(line)
+        except m.BadMessage as exc:
+            from jobspool import logs
+
+            logs.event("bad_message", logs.WARNING, source="fork server pipe", error=exc)
+            return
+        if isinstance(msg, m.LauncherReady):
+            self._ready = True
+        else:
+            self._post(msg)
 
     def _gone_now(self) -> None:
         if not self._gone:
             self._gone = True
-            self._post(("launcher_gone",))
-
-    def _message(self, msg: dict[str, Any]) -> None:
-        if "report" in msg:
-            self._post(("report", msg.pop("report"), msg.pop("pid"), msg))
-        elif msg.get("ready"):
-            self._ready = True
-
-    def _status(self, fields: list[str]) -> None:
-        if fields[0] == "S":
-            self._post(("started", fields[1], int(fields[2])))
-        elif fields[0] == "X":
-            self._post(("exit", fields[1], int(fields[3])))
+            self._post(self._messages.LauncherGone())
 
     def wait_ready(self) -> None:
         """Wait until the zygote has imported the engine (the runner does its
@@ -308,6 +312,8 @@ class Spawner:
         import threading
         from pathlib import Path
 
+        from jobspool.messages import AttemptStarted
+
         request_path = Path(req.report_path + ".request")
         request_path.write_bytes(req.to_wire())
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
@@ -325,13 +331,15 @@ class Spawner:
             target=self._wait, args=(proc, req.token, request_path), daemon=True
         )
         self._threads.append(waiter)
-        self._post(("started", req.token, proc.pid))
+        self._post(AttemptStarted(req.token, proc.pid))
         waiter.start()
 
     def _wait(self, proc: subprocess.Popen[bytes], token: str, request_path: Path) -> None:
+        from jobspool.messages import AttemptExited
+
         code = proc.wait()
         request_path.unlink(missing_ok=True)
-        self._post(("exit", token, code))
+        self._post(AttemptExited(token, code))
 
     def close(self) -> None:
         for thread in self._threads:

@@ -21,7 +21,7 @@ import select
 import threading
 from typing import Any
 
-Event = tuple[Any, ...]
+from jobspool.messages import Event
 
 
 class Mailbox:

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from jobspool import outcomes
+
 ID_PATTERN = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}")
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
@@ -50,17 +52,17 @@ class _Strict(BaseModel):
 
 
 class Outcome(StrEnum):
-    """How one attempt ended."""
+    """How one attempt ended (the names and what each means: ``outcomes``)."""
 
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # the job raised
-    RETRY = "retry"  # the job asked for a retry
-    TIMED_OUT = "timed_out"
-    CRASHED = "crashed"  # the process died without reporting (signal, exit)
-    REJECTED = "rejected"  # not allowed, bad params: never retried
-    CANCELLED = "cancelled"
-    LOST = "lost"  # its runner died; recorded by recovery
-    HANDED_BACK = "handed_back"  # runner shut down; does not count
+    SUCCEEDED = outcomes.SUCCEEDED
+    FAILED = outcomes.FAILED
+    RETRY = outcomes.RETRY
+    TIMED_OUT = outcomes.TIMED_OUT
+    CRASHED = outcomes.CRASHED
+    REJECTED = outcomes.REJECTED
+    CANCELLED = outcomes.CANCELLED
+    LOST = outcomes.LOST
+    HANDED_BACK = outcomes.HANDED_BACK
 
 
 class ErrorInfo(_Strict):

@@ -6,7 +6,7 @@ it returned back to the loop's mailbox. Decisions stay on the loop's
 thread; the work function never raises (it returns its exception).
 
 Invariants: every queued item is run exactly once and its result posted
-once, in a ``(kind, item, result)`` event; ``shutdown`` returns only after
+once, as a ``messages.Published`` message; ``shutdown`` returns only after
 everything queued before it has been run and posted.
 """
 
@@ -15,16 +15,18 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-Post = Callable[[tuple[Any, ...]], None]
-_STOP = object()
+from jobspool.messages import Event, Published
+
+T = TypeVar("T")
+Post = Callable[[Event], None]
+_STOP: Any = object()
 
 
-class Publishers:
-    def __init__(self, count: int, kind: str, work: Callable[[Any], Any], post: Post) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._kind = kind
+class Publishers(Generic[T]):
+    def __init__(self, count: int, work: Callable[[T], bool | Exception], post: Post) -> None:
+        self._queue: queue.SimpleQueue[T] = queue.SimpleQueue()
         self._work = work
         self._post = post
         self._threads = [
@@ -34,12 +36,12 @@ class Publishers:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, item: Any) -> None:
+    def submit(self, item: T) -> None:
         self._queue.put(item)
 
     def _serve(self) -> None:
         while (item := self._queue.get()) is not _STOP:
-            self._post((self._kind, item, self._work(item)))
+            self._post(Published(item, self._work(item)))
 
     def shutdown(self) -> None:
         for _ in self._threads:

@@ -10,7 +10,7 @@ Elsewhere it falls back to watchdog's observer on the spool root.
 
 A queue overflow asks for an immediate rescan; the runner's periodic rescan
 catches whatever notifications miss (overflow, network filesystems).
-Events are posted as ("fs", path) or ("rescan",) tuples.
+Events are posted as ``messages.FileChanged`` or ``messages.RescanNeeded``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-Post = Callable[[tuple[Any, ...]], None]
+from jobspool.messages import Event, FileChanged, RescanNeeded
+
+Post = Callable[[Event], None]
 
 
 class _InotifyWatch:
@@ -48,13 +49,13 @@ class _InotifyWatch:
             def on_event(self, event: InotifyEvent) -> None:
                 folder = watch._by_wd.get(event.wd)
                 if folder is not None and event.name and not event.is_directory:
-                    post(("fs", os.path.join(folder, os.fsdecode(event.name))))
+                    post(FileChanged(os.path.join(folder, os.fsdecode(event.name))))
 
             def on_watch_deleted(self, wd: int) -> None:
-                post(("rescan",))
+                post(RescanNeeded())
 
             def on_queue_overflow(self) -> None:
-                post(("rescan",))
+                post(RescanNeeded())
 
             def on_events_lost(self) -> None:
                 # Called after on_queue_overflow (watchdog 7.1+): that rescan
@@ -94,7 +95,7 @@ class _ObserverWatch:
                 raw = event.dest_path if event.event_type == "moved" else event.src_path
                 path = os.fsdecode(raw)
                 if os.path.dirname(path) in interesting:
-                    post(("fs", path))
+                    post(FileChanged(path))
 
         # One recursive watch pairs the moves; the filter keeps the mask small.
         self._observer = Observer()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from jobspool.daemon import Runner
 from jobspool.fsops import FileOps, StrPath
+from jobspool.messages import StopRequested
 
 
 def fault(code: int, path: str = "") -> OSError:
@@ -209,8 +210,8 @@ class RunnerThread:
         """Wait for run() to return; stop it and fail if it takes longer than timeout."""
         self.thread.join(timeout)
         if self.thread.is_alive():
-            self.runner.events.put(("signal", signal.SIGTERM))
-            self.runner.events.put(("signal", signal.SIGTERM))
+            self.runner.events.put(StopRequested(signal.SIGTERM))
+            self.runner.events.put(StopRequested(signal.SIGTERM))
             self.thread.join(60)
             raise AssertionError(f"the in-process runner was still running after {timeout}s")
         if self.error is not None:
