@@ -5,7 +5,7 @@
                                     [--pending N] [--requests N] [--keep]
 
 Builds a spool (by default 100,000 completed, 10,000 failed, 1,000 pending),
-starts the real dashboard (``python -m dashboard dashboard``: waitress, the
+starts the real dashboard (``python -m jobspool.dashboard dashboard``: waitress, the
 background index) in its own process, waits until its index has read every
 file, then times the overview, list pages and job pages over keep-alive HTTP
 and reads the dashboard process's memory. Prints p50/p95 per page and RSS.
@@ -229,7 +229,7 @@ def dashboard_process(root: Path) -> Iterator[tuple[subprocess.Popen[str], Http]
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSPOOL_")}
     env["PYTHONPATH"] = str(ROOT)
     config = str(root / "allowed_jobs.yaml")
-    cmd = [sys.executable, "-m", "dashboard", "dashboard", "--config", config, "--port", "0"]
+    cmd = [sys.executable, "-m", "jobspool.dashboard", "dashboard", "--config", config, "--port", "0"]
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
