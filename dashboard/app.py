@@ -37,6 +37,7 @@ from jobspool.dashboard.security import (
     SESSION_COOKIE,
     SESSION_SECONDS,
     WsgiApp,
+    safe_next,
     with_security_headers,
 )
 from jobspool.dashboard.state import Dashboard
@@ -120,12 +121,6 @@ def _valid_id(job_id: str) -> str:
     if not is_valid_id(job_id):
         bottle.abort(404, "no such job")
     return job_id
-
-
-def _safe_next(target: str) -> str:
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
 
 
 def _link(path: str, params: Mapping[str, str]) -> str:
@@ -284,14 +279,14 @@ class DashboardApp:
     def login_form(self) -> str:
         if not self.guard.token_required:
             bottle.redirect("/", 303)
-        target = _safe_next(_query().get("next", "/"))
+        target = safe_next(_query().get("next", "/"))
         return self.page("login.tpl", title="Log in", next=target, error="")
 
     def login(self) -> str:
         if not self.guard.token_required:
             bottle.redirect("/", 303)
         form = _form()
-        target = _safe_next(form.get("next", "/"))
+        target = safe_next(form.get("next", "/"))
         if not self.guard.token_matches(form.get("token", "")):
             return self.page(
                 "login.tpl", status=401, title="Log in", next=target, error="Wrong token."

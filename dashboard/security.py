@@ -20,6 +20,8 @@ Invariants:
 * Without a token the app listens on loopback only, and refuses requests
   whose Host header is not a loopback name or the bound address, so a DNS
   rebinding page cannot talk to it through the victim's browser.
+* A redirect target taken from a request (the login form's ``next``) is a
+  path on this site made of URL characters only, else ``/``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import socket
 from collections.abc import Callable, Iterable, Mapping
@@ -115,6 +118,19 @@ def check_bind(host: str, token: str | None) -> None:
             f"refusing to listen on {host} without a token: anyone who can reach it could "
             f"run and cancel jobs. Set {TOKEN_ENV} or pass --token-file FILE."
         )
+
+
+# ------------------------------------------------------------------ redirects
+
+# "/" then unreserved, sub-delimiter, ":", "@", "/", "?" and "%" characters:
+# nothing a browser strips or rewrites (tab, newline, backslash, spaces,
+# controls), and no second "/" or "\\" that would make it another host.
+_SITE_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
+
+
+def safe_next(target: str) -> str:
+    """A redirect target from a request: a path on this site, else ``/``."""
+    return target if _SITE_PATH.fullmatch(target) else "/"
 
 
 # ------------------------------------------------------------------ verdicts

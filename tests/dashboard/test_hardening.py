@@ -12,11 +12,16 @@ import json
 import re
 import tracemalloc
 from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from playwright.sync_api import Page, Route
 
 from jobspool.dashboard import present
+from jobspool.dashboard.security import SESSION_COOKIE
 from jobspool.spool import Spool
 from tests.conftest import SpoolEnv
-from tests.dashboard.support import Client
+from tests.dashboard.support import Client, client_for, live_server, make_dashboard
 
 CUT_NOTE = "\n... (cut; the full value is in the API)"
 
@@ -111,3 +116,73 @@ def test_ordinary_values_render_as_indented_json() -> None:
         rendered = present.render_json(value)
         assert (rendered.text, rendered.cut) == (expected, False), value
         assert present.pretty_json(value) == expected
+
+
+# ------------------------------------------------------------------ F13: login redirect
+
+TOKEN = "correct-horse-battery-staple-42"
+OFF_SITE = [
+    "/\t/evil.example/",
+    "/\n/evil.example/",
+    "/\r/evil.example/",
+    "/\\evil.example/",
+    "\t//evil.example/",
+    " //evil.example/",
+    "/\x00",
+    "/\x0b/evil.example/",
+    "/\u3000/evil.example/",
+    "https:evil.example",
+    "//evil.example/",
+]
+
+
+@pytest.fixture
+def locked(env: SpoolEnv) -> Client:
+    return client_for(make_dashboard(env, token=TOKEN))
+
+
+def _hidden_next(page: str) -> str:
+    found = re.search(r'<input type="hidden" name="next" value="([^"]*)">', page)
+    assert found, "the login form has no next field"
+    return html.unescape(found.group(1))
+
+
+def test_login_only_redirects_to_a_path_on_this_site(locked: Client) -> None:
+    """F13: a tab or NUL in ``next`` neither leaves the site nor breaks the login."""
+    for target in OFF_SITE:
+        form = locked.get("/login?" + urlencode({"next": target}))
+        assert form.status == 200, repr(target)
+        assert _hidden_next(form.text) == "/", repr(target)
+        locked.cookies.pop(SESSION_COOKIE, None)
+        res = locked.form("/login", {"token": TOKEN, "next": target})
+        assert res.status == 303, repr(target)
+        assert res.header("Location") == "http://127.0.0.1:8080/", repr(target)
+    for target in ("/jobs?status=failed&q=a%20b", "/jobs/20300101-000000-000000-0000beef"):
+        locked.cookies.pop(SESSION_COOKIE, None)
+        res = locked.form("/login", {"token": TOKEN, "next": target})
+        assert res.header("Location") == f"http://127.0.0.1:8080{target}"
+
+
+def test_a_browser_logging_in_stays_on_the_dashboard(env: SpoolEnv, page: Page) -> None:
+    """F13 in Chromium: the browser itself drops the tab; it must not reach another host."""
+    with live_server(env, token=TOKEN) as server:
+        home = urlsplit(server.url).netloc
+        elsewhere: list[str] = []
+
+        def only_home(route: Route) -> None:
+            if urlsplit(route.request.url).netloc == home:
+                route.continue_()
+            else:  # stands in for the other site, so the navigation ends either way
+                elsewhere.append(route.request.url)
+                route.fulfill(status=200, content_type="text/html", body="<h1>Elsewhere</h1>")
+
+        page.route("**/*", only_home)
+        page.goto(server.url + "login?next=/%09/evil.example/")
+        page.fill("#token", TOKEN)
+        page.click("button[type=submit]")  # waits for the navigation it starts
+        page.wait_for_load_state()
+        # Before the fix the form's CSP (form-action 'self') blocked the
+        # redirect off site, so the login silently went nowhere.
+        assert page.url == server.url
+        assert elsewhere == []
+        assert page.locator("h1").first.inner_text() == "Overview"
