@@ -229,7 +229,16 @@ def dashboard_process(root: Path) -> Iterator[tuple[subprocess.Popen[str], Http]
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSPOOL_")}
     env["PYTHONPATH"] = str(ROOT)
     config = str(root / "allowed_jobs.yaml")
-    cmd = [sys.executable, "-m", "jobspool.dashboard", "dashboard", "--config", config, "--port", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobspool.dashboard",
+        "dashboard",
+        "--config",
+        config,
+        "--port",
+        "0",
+    ]
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -60,7 +60,7 @@ WARM_SECONDS = 2.0
 TERMINAL = ("completed", "failed", "cancelled")
 STATUSES = ("pending", "running", *TERMINAL)
 JOBS: dict[str, Any] = {
-    "Ledger": {"class": "tests.support.testjobs.Ledger", "allowed_methods": ["record"]},
+    "Ledger": {"class": "bench.crashjobs.Ledger", "allowed_methods": ["record"]},
     "SlowLedger": {"class": "bench.chaosjobs.SlowLedger", "allowed_methods": ["record"]},
 }
 LOG_EVENTS = (

@@ -77,7 +77,16 @@ def test_the_server_answers_concurrent_requests_and_stops_cleanly(env: SpoolEnv)
 def command(env: SpoolEnv, *args: str, extra_env: dict[str, str] | None = None) -> Iterator[Any]:
     environ = {**env.environ(), **(extra_env or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobspool.dashboard", *args, "--config", str(env.config), "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "jobspool.dashboard",
+            *args,
+            "--config",
+            str(env.config),
+            "--port",
+            "0",
+        ],
         cwd=env.root,
         env=environ,
         stdout=subprocess.PIPE,
