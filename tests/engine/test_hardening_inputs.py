@@ -7,9 +7,11 @@ the real submit paths) and checks what lands on disk.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv
-from tests.support.spoolkit import drop_aged, job_doc
+from tests.support.spoolkit import config, drop_aged, job_doc
 
 STAMP = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:DEBUG|INFO|WARNING|ERROR) [a-z_]+( |$)"
 
@@ -62,3 +64,58 @@ def test_log_lines_escape_control_and_line_separator_characters(env: SpoolEnv) -
     assert len(failed) == 1 and f"boom{escaped}".encode() in failed[0], failed
     assert re.search(rb"\n  \S*BadInput: boom", errors), "the traceback stays, indented"
     assert b"\n  2030-01-01T00:00:00.000Z INFO completed job=forged" in errors
+
+
+# ------------------------------------------------------------------ F14: ExportJob
+
+
+def _export(env: SpoolEnv, path: str) -> str:
+    """One attempt: a refused path fails the same way every time."""
+    return run_background_job("ExportJob", "export", [path, 3], max_attempts=1, config=config(env))
+
+
+def test_export_job_writes_only_under_the_export_directory(env: SpoolEnv, tmp_path: Path) -> None:
+    """F14: absolute paths, ``..`` and planted links never take a write outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    exports = env.spool / "exports"
+    (exports / "sub").mkdir(parents=True)
+    (exports / "link").symlink_to(outside, target_is_directory=True)
+    (exports / "sub" / "linked.csv").symlink_to(outside / "target.csv")
+    refused = {
+        _export(env, str(outside / "absolute.csv")): "must be a relative path",
+        _export(env, "../escape.csv"): "'..'",
+        _export(env, "sub/../../escape.csv"): "'..'",
+        _export(env, "link/through-link.csv"): "symbolic link",
+        _export(env, "sub/linked.csv"): "symbolic link",
+        _export(env, ""): "must name a file",
+        _export(env, "sub/"): "must name a file",
+    }
+    good = _export(env, "reports/2030/day1.csv")
+    result = env.burst()
+    assert result.returncode == 0, result.stderr
+
+    assert sorted(p.name for p in outside.iterdir()) == []
+    assert not (env.spool / "escape.csv").exists() and not (env.root / "escape.csv").exists()
+    assert (exports / "sub" / "linked.csv").is_symlink()
+    for job_id, words in refused.items():
+        error = env.record("failed", job_id)["error"]
+        assert error["type"] == "UnsafeExportPath" and words in error["message"], error
+    done = env.record("completed", good)
+    written = exports / "reports" / "2030" / "day1.csv"
+    assert done["result"] == {"path": str(written), "rows": 3}
+    assert written.read_text().splitlines() == ["n,square", "0,0", "1,1", "2,4"]
+
+
+def test_export_job_refuses_an_export_directory_that_is_a_link(
+    env: SpoolEnv, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    env.spool.mkdir()
+    (env.spool / "exports").symlink_to(outside, target_is_directory=True)
+    job_id = _export(env, "day1.csv")
+    assert env.burst().returncode == 0
+    error = env.record("failed", job_id)["error"]
+    assert "symbolic link" in error["message"] and "exports" in error["message"], error
+    assert list(outside.iterdir()) == []
