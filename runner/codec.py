@@ -3,6 +3,10 @@
 JSON is parsed strictly: no NaN/Infinity, no duplicate keys, no numbers that
 overflow, bounded nesting, UTF-8 only (a BOM is an error, not silently
 skipped). Anything that fails here is "not a job" and belongs in corrupt/.
+
+Values built in Python (params given to a submit) have no text to parse;
+:func:`non_finite_at` applies the same no-NaN/Infinity rule to them, so a
+submit refuses what would otherwise be written as ``null``.
 """
 
 from __future__ import annotations
@@ -57,6 +61,38 @@ def _depth(value: Any, limit: int) -> int:
         elif isinstance(item, list):
             stack.extend((v, level + 1) for v in item)
     return deepest
+
+
+def non_finite_at(value: Any, root: str = "params") -> str | None:
+    """Where the first NaN or infinite float in a JSON-like value is, or None.
+
+    Spelled like Python (``params[0]['a']``). Iterative, and each container is
+    visited once, so a deep or self-referencing value neither exhausts the
+    stack nor loops.
+    """
+    places: list[tuple[int, object]] = []  # per container: (its container's place, its key)
+    seen: set[int] = set()
+    stack: list[tuple[Any, int, object]] = [(value, -1, None)]
+    while stack:
+        item, parent, key = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return root + "".join(f"[{k!r}]" for k in _keys(places, parent, key))
+        elif isinstance(item, dict | list | tuple) and id(item) not in seen:
+            seen.add(id(item))
+            places.append((parent, key))
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend((v, len(places) - 1, k) for k, v in reversed(list(pairs)))
+    return None
+
+
+def _keys(places: list[tuple[int, object]], parent: int, key: object) -> list[object]:
+    """The keys from the top value down to ``key`` in the container at ``parent``."""
+    keys: list[object] = []
+    while parent >= 0:
+        keys.append(key)
+        parent, key = places[parent]
+    return keys[::-1]
 
 
 _local = threading.local()

@@ -16,7 +16,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from jobspool import binding, child, logs
+from jobspool import binding, child, codec, logs
 from jobspool.config import Config, load_config
 from jobspool.errors import InvalidParams, JobNotFound, JobspoolError, NotAllowed
 from jobspool.messages import decode_report
@@ -90,6 +90,12 @@ def validate(cfg: Config, name: str, method: str, params: Params) -> None:
     cfg.spec(name, method)
     if not isinstance(params, list | dict):
         raise InvalidParams("params must be a list (positional) or an object (keyword)")
+    where = codec.non_finite_at(params)
+    if where is not None:
+        raise InvalidParams(
+            f"{where} is not a finite number: JSON has no NaN or Infinity, "
+            "so it cannot be stored; send a number or a string"
+        )
     _importable(cfg)
     try:
         binding.check(cfg.class_path(name), method, params)

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from jobspool.errors import InvalidParams
 from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv
 from tests.support.spoolkit import config, drop_aged, job_doc
@@ -119,3 +123,40 @@ def test_export_job_refuses_an_export_directory_that_is_a_link(
     error = env.record("failed", job_id)["error"]
     assert "symbolic link" in error["message"] and "exports" in error["message"], error
     assert list(outside.iterdir()) == []
+
+
+# ------------------------------------------------------------------ F15: non-finite numbers
+
+
+def _pending(env: SpoolEnv) -> list[str]:
+    return env.files("pending") if (env.spool / "pending").exists() else []
+
+
+def test_submit_refuses_non_finite_numbers_in_params(env: SpoolEnv) -> None:
+    """F15: NaN and infinities have no JSON form; they were stored as null."""
+    cfg = config(env)
+    cases: list[tuple[list[Any] | dict[str, Any], str]] = [
+        ([1, float("inf")], "params[1]"),
+        ({"a": {"b": [float("nan")]}}, "params['a']['b'][0]"),
+        ([[2.5, -float("inf")]], "params[0][1]"),
+    ]
+    for params, where in cases:
+        with pytest.raises(InvalidParams) as caught:
+            run_background_job("SampleJob", "process", params, config=cfg)
+        message = str(caught.value)
+        assert where in message and "finite" in message and "\n" not in message, message
+    assert _pending(env) == []
+    shared = [1.5]
+    fine = run_background_job("SampleJob", "process", [shared, shared, {"x": 1e300}], config=cfg)
+    assert env.record("pending", fine)["params"] == [[1.5], [1.5], {"x": 1e300}]
+
+
+def test_runjob_refuses_non_finite_numbers_with_one_line(env: SpoolEnv) -> None:
+    for text in ("[1e400]", '{"a": NaN}', "[-Infinity]"):
+        for extra in ((), ("--check",)):
+            out = env.runjob("SampleJob", "process", "--json", text, *extra)
+            assert out.returncode == 2, (text, out.stdout, out.stderr)
+            lines = out.stderr.strip().splitlines()
+            assert len(lines) == 1 and "finite" in lines[0], out.stderr
+            assert "Traceback" not in out.stderr
+    assert _pending(env) == []
