@@ -1,7 +1,9 @@
 """Live runners as the dashboard sees them: heartbeat age and running jobs.
 
 Owns the heartbeat age shown to people. Heartbeat files are read through
-``jobspool.leases.Liveness``. Like the runners themselves, the dashboard never
+``jobspool.heartbeats``, which validates them; a file that is not a valid
+heartbeat is not shown as a runner and is logged once, when first seen so.
+Like the runners themselves, the dashboard never
 trusts another host's wall clock for liveness: the age is the time since the
 dashboard last saw the heartbeat's ``beat`` counter change, on its own
 monotonic clock. Only for a runner seen for the first time, when no change
@@ -13,16 +15,19 @@ is when runners would start to recover that runner's jobs.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from jobspool import heartbeats
 from jobspool.dashboard.present import iso
-from jobspool.leases import Liveness
+from jobspool.heartbeats import BeatJob, Heartbeat, Malformed
 from jobspool.model import utcnow
 from jobspool.spool import Spool
+
+LOG = logging.getLogger("dashboard")
 
 
 @dataclass(frozen=True)
@@ -59,76 +64,70 @@ class RunnerInfo:
         }
 
 
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _running(job: BeatJob) -> RunningJob:
+    return RunningJob(
+        id=job.id,
+        name=job.name,
+        attempt=job.attempt,
+        pid=job.pid,
+        started_at=iso(job.started_at),
+        running_seconds=(utcnow() - job.started_at).total_seconds(),
+    )
 
 
 class RunnerWatch:
     def __init__(self, spool: Spool, lease_seconds: float) -> None:
+        self.spool = spool
         self.lease_seconds = lease_seconds
-        self._liveness = Liveness(spool, "", lease_seconds)
         self._seen: dict[str, tuple[object, float]] = {}  # runner -> (signature, since)
+        self._reported: set[str] = set()  # malformed files already logged
         self._lock = threading.Lock()
 
-    def _age(self, runner: str, beat: dict[str, Any], now: float) -> float:
-        signature = (beat.get("beat"), beat.get("pid"))
+    def _age(self, runner: str, beat: Heartbeat, now: float) -> float:
+        signature = beat.signature
         with self._lock:
             seen = self._seen.get(runner)
             if seen is not None and seen[0] == signature:
                 return now - seen[1]
             initial = 0.0
             if seen is None:
-                wall = _parse_time(beat.get("wall"))
-                if wall is not None:
-                    initial = max(0.0, (utcnow() - wall).total_seconds())
+                initial = max(0.0, (utcnow() - beat.wall).total_seconds())
             # Backdated, so an unchanged heartbeat keeps ageing from its first sight.
             self._seen[runner] = (signature, now - initial)
             return initial
 
+    def _report(self, malformed: dict[str, Malformed]) -> None:
+        with self._lock:
+            new = sorted(set(malformed) - self._reported)
+            self._reported = set(malformed)
+        for runner in new:
+            LOG.warning(
+                "runners/%s%s is not a valid heartbeat: %s",
+                runner,
+                heartbeats.SUFFIX,
+                malformed[runner].reason,
+            )
+
     def snapshot(self) -> list[RunnerInfo]:
         now = time.monotonic()
-        beats = self._liveness.runners()
+        found = heartbeats.scan(self.spool)
+        self._report(found.malformed)
         out = []
-        for runner in sorted(beats):
-            beat = beats[runner]
+        for runner, beat in sorted(found.beats.items()):
             age = self._age(runner, beat, now)
-            jobs = []
-            for job in beat.get("jobs") or []:
-                if not isinstance(job, dict):
-                    continue
-                started = _parse_time(job.get("started_at"))
-                jobs.append(
-                    RunningJob(
-                        id=str(job.get("id") or ""),
-                        name=str(job.get("name") or ""),
-                        attempt=_int_or_none(job.get("attempt")),
-                        pid=_int_or_none(job.get("pid")),
-                        started_at=iso(started),
-                        running_seconds=(utcnow() - started).total_seconds() if started else None,
-                    )
-                )
             out.append(
                 RunnerInfo(
                     runner=runner,
-                    host=str(beat.get("host") or ""),
-                    pid=_int_or_none(beat.get("pid")),
-                    started_at=str(beat["started_at"]) if beat.get("started_at") else None,
-                    heartbeat_at=str(beat["wall"]) if beat.get("wall") else None,
+                    host=beat.host,
+                    pid=beat.pid,
+                    started_at=beat.started_at.isoformat(),
+                    heartbeat_at=beat.wall.isoformat(),
                     heartbeat_age=age,
                     stale=age >= self.lease_seconds,
-                    jobs=jobs,
+                    jobs=[_running(job) for job in beat.jobs],
                 )
             )
         with self._lock:
-            for gone in set(self._seen) - set(beats):
+            for gone in set(self._seen) - set(found.beats):
                 del self._seen[gone]
         return out

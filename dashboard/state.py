@@ -1,9 +1,10 @@
 """Everything one running dashboard holds: config, spool, index, guard, runners.
 
 Owns the lifetime of the dashboard's shared objects. The config file is
-re-read when it changes (like the runner does), so the submit form offers
-what the allow-list offers now; a broken edit keeps the last good config.
-The spool directory is fixed at start.
+re-read when it changes, by the same :class:`~jobspool.configwatch.ConfigWatch`
+as the runner's, so the submit form offers what the allow-list offers now;
+a broken edit keeps the last good config. The spool directory is fixed at
+start.
 
 Two refresh modes: ``background=True`` (the server) keeps the index fresh in
 its own thread and requests never wait for disk listings; ``background=False``
@@ -18,11 +19,11 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from jobspool import binding
-from jobspool.config import Config, load_config
+from jobspool.config import Config
+from jobspool.configwatch import ConfigWatch
 from jobspool.dashboard.index import JobIndex
 from jobspool.dashboard.queries import JobFinder
 from jobspool.dashboard.runners import RunnerWatch
@@ -97,35 +98,27 @@ def describe_jobs(cfg: Config) -> list[JobInfo]:
     return out
 
 
+def _log_event(
+    action: str, level: int = logging.INFO, exc_text: str | None = None, **fields: Any
+) -> None:
+    """The config watcher's events, as lines of the dashboard's own log."""
+    detail = " ".join(f"{key}={value}" for key, value in fields.items())
+    LOG.log(level, "%s %s", action, detail)
+
+
 class ConfigHolder:
     """The current config; re-read when allowed_jobs.yaml changes on disk."""
 
     def __init__(self, config: Config, overrides: dict[str, Any] | None = None) -> None:
-        self._config = config
-        self._overrides = overrides or {}
-        self._stamp = self._read_stamp()
+        self._watch = ConfigWatch(config, overrides, log=_log_event)
         self._jobs: list[JobInfo] | None = None
         self._lock = threading.Lock()
 
-    def _read_stamp(self) -> tuple[int, int] | None:
-        path: Path | None = self._config.path
-        try:
-            st = path.stat() if path else None
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size) if st else None
-
     def get(self) -> Config:
         with self._lock:
-            stamp = self._read_stamp()
-            if stamp != self._stamp and self._config.path is not None:
-                self._stamp = stamp
-                try:
-                    self._config = load_config(self._config.path, self._overrides)
-                    self._jobs = None
-                except Exception:  # a half-saved edit: keep the config in force
-                    LOG.warning("config %s refused; keeping the last good one", self._config.path)
-            return self._config
+            if self._watch.poll() is not None:
+                self._jobs = None
+            return self._watch.config
 
     def jobs(self) -> list[JobInfo]:
         cfg = self.get()

@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobspool import actions, progress, submit
+from jobspool import actions, heartbeats, progress, submit
 from jobspool.config import Config, load_config
 from jobspool.errors import JobspoolError
-from jobspool.leases import Liveness
+from jobspool.heartbeats import Heartbeat
 from jobspool.model import JobView
 from jobspool.names import default_actor
 from jobspool.spool import Spool, age_seconds
@@ -109,19 +109,17 @@ def _open(args: argparse.Namespace) -> Spool:
     return submit.open_spool(_config(args))
 
 
-def _live_runners(spool: Spool) -> list[dict[str, Any]]:
-    out = []
-    for runner, beat in sorted(Liveness(spool, "", 1.0).runners().items()):
-        out.append(
-            {
-                "runner": runner,
-                "host": beat.get("host"),
-                "pid": beat.get("pid"),
-                "running": len(beat.get("jobs", [])),
-                "heartbeat": beat.get("wall"),
-            }
-        )
-    return out
+def _live_runners(beats: dict[str, Heartbeat]) -> list[dict[str, Any]]:
+    return [
+        {
+            "runner": runner,
+            "host": beat.host,
+            "pid": beat.pid,
+            "running": len(beat.jobs),
+            "heartbeat": beat.wall.isoformat(),
+        }
+        for runner, beat in sorted(beats.items())
+    ]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -130,7 +128,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts["corrupt"] = len(
         [n for n in spool.ops.scandir_names(spool.dir("corrupt")) if not n.endswith(".reason.txt")]
     )
-    runners = _live_runners(spool)
+    found = heartbeats.scan(spool)
+    for runner, bad in sorted(found.malformed.items()):
+        where = spool.dir("runners") / f"{runner}{heartbeats.SUFFIX}"
+        print(f"jobspool: warning: {where}: {bad.reason}", file=sys.stderr)
+    runners = _live_runners(found.beats)
     if args.json:
         print(
             json.dumps({"spool": str(spool.root), "counts": counts, "runners": runners}, indent=2)

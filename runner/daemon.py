@@ -46,10 +46,12 @@ from jobspool.attempts import (
     read_report,
 )
 from jobspool.child import EXIT_FAILED, EXIT_OK, RunRequest
-from jobspool.config import Config, load_config
+from jobspool.config import Config
+from jobspool.configwatch import ConfigWatch
 from jobspool.errors import Conflict, InvalidJobFile, NotAllowed
 from jobspool.executor import create_time, kill_group, kill_tree, make_launcher
 from jobspool.fsops import HardLinked, NotRegularFile, StrPath
+from jobspool.heartbeats import BeatJob, Heartbeat
 from jobspool.leases import Lease, Liveness, kill_orphans, take_over
 from jobspool.mailbox import Mailbox
 from jobspool.messages import (
@@ -125,17 +127,11 @@ class Unfinished:
     backoff: float
 
 
-def attempt_seen(beat: dict[str, Any], claim: RunningName) -> dict[str, Any]:
-    """What a dead runner's last heartbeat said about one of its attempts."""
-    for job in beat.get("jobs", []):
-        if job.get("id") == claim.job_id and job.get("attempt") == claim.attempt:
-            pid = job.get("pid")
-            try:
-                started = datetime.fromisoformat(job["started_at"])
-            except (KeyError, TypeError, ValueError):
-                started = utcnow()
-            return {"pid": pid if isinstance(pid, int) else None, "started_at": started}
-    return {"pid": None, "started_at": utcnow()}
+def attempt_seen(beat: Heartbeat | None, claim: RunningName) -> tuple[int | None, datetime]:
+    """What a dead runner's last heartbeat said about one of its attempts:
+    its pid and start (unknown: no pid, started now)."""
+    job = beat.attempt(claim.job_id, claim.attempt) if beat is not None else None
+    return (job.pid, job.started_at) if job is not None else (None, utcnow())
 
 
 def new_runner_id() -> str:
@@ -192,7 +188,7 @@ class Runner:
         self.next_rescan = 0.0
         self.next_check = 0.0
         self.next_maintenance = 0.0
-        self.config_stamp = self._config_stamp()
+        self.config_watch = ConfigWatch(config, self.overrides)
         self.rng = random.Random()
 
     # ------------------------------------------------------------ lifecycle
@@ -771,14 +767,14 @@ class Runner:
             if logs.cap_file(self.spool.job_log_file(act.job.id or ""), cap):
                 logs.event("log_capped", logs.WARNING, job=act.job.id, max_bytes=cap)
         jobs = [
-            {
-                "id": a.job.id,
-                "attempt": a.claim.attempt,
-                "pid": a.pid,
-                "pid_created": a.pid_created,
-                "started_at": a.started_at.isoformat(),
-                "name": f"{a.job.job}.{a.job.method}",
-            }
+            BeatJob(
+                id=a.claim.job_id,
+                attempt=a.claim.attempt,
+                pid=a.pid,
+                pid_created=a.pid_created,
+                started_at=a.started_at,
+                name=f"{a.job.job}.{a.job.method}",
+            )
             for a in self.active.values()
         ]
         try:
@@ -817,7 +813,7 @@ class Runner:
             self.liveness.forget(runner)
 
     def _recover(
-        self, claim: RunningName, path: StrPath, killed: list[int], beat: dict[str, Any]
+        self, claim: RunningName, path: StrPath, killed: list[int], beat: Heartbeat | None
     ) -> None:
         try:
             job = self.spool.read_job(path)
@@ -835,9 +831,9 @@ class Runner:
             attempt=claim.attempt,
             orphans_killed=len(killed) or None,
         )
-        seen = attempt_seen(beat, claim)
-        act = Active(claim.filename, claim, path, job, seen.get("pid"), seen["started_at"], 0.0)
-        act.host = beat.get("host") or "unknown"
+        pid, started = attempt_seen(beat, claim)
+        act = Active(claim.filename, claim, path, job, pid, started, 0.0)
+        act.host = beat.host if beat is not None else "unknown"
         error = ErrorInfo(
             type="RunnerLost", message=f"runner {claim.runner} died during the attempt"
         )
@@ -876,26 +872,8 @@ class Runner:
 
     # ------------------------------------------------------------ config
 
-    def _config_stamp(self) -> tuple[int, int] | None:
-        path = self.config.path
-        try:
-            st = path.stat() if path else None
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size) if st else None
-
     def _reload_config(self) -> None:
-        stamp = self._config_stamp()
-        if stamp == self.config_stamp or self.config.path is None:
-            return
-        self.config_stamp = stamp
-        try:
-            new = load_config(self.config.path, self.overrides)
-        except Exception as exc:  # any error: keep the config in force
-            logs.event("config_refused", logs.ERROR, file=self.config.path, error=exc)
-            return
-        if new.spool_dir != self.config.spool_dir:
-            logs.event("config_spool_ignored", logs.WARNING, spool=new.spool_dir)
-        self.config = new
-        self.liveness.lease = new.settings.lease_seconds
-        logs.event("config_reloaded", file=self.config.path, jobs=len(new.settings.allowed_jobs))
+        new = self.config_watch.poll()
+        if new is not None:
+            self.config = new
+            self.liveness.lease = new.settings.lease_seconds

@@ -16,27 +16,39 @@ to a name carrying the observer's own id: the rename that succeeds owns the
 job, so no job is recovered twice. Visible orphan processes are killed
 first (same host, pid matched by create time). The daemon then records the
 attempt as lost and lets the retry decision send the job on.
+
+Heartbeat files are read and written through :mod:`jobspool.heartbeats`
+only. A file there that is not a valid heartbeat proves nothing: its runner
+is judged as one with no heartbeat (by the lease alone, never by a lock),
+except that a file that keeps changing counts as beating, and no process it
+names is ever killed. Such files are logged once each, when first seen. A
+lock that is not a regular file (a FIFO, a link, a directory) is never
+opened for real and proves nothing either: the lease decides.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import portalocker
 
-from jobspool import codec
-from jobspool.errors import InvalidJobFile
+from jobspool import heartbeats, logs
 from jobspool.executor import create_time, kill_group_of, kill_tree, process_alive
+from jobspool.heartbeats import BeatJob, Heartbeat, Malformed
 from jobspool.model import utcnow
 from jobspool.names import RunningName, hostname
 from jobspool.spool import Spool
 
-HEARTBEAT = ".json"
+HEARTBEAT = heartbeats.SUFFIX
 LOCK = ".lock"
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 class Lease:
@@ -50,7 +62,7 @@ class Lease:
         self._pid_created: float | None = None
         self.beat_count = 0
         self._lock_fh: IO[str] | None = None
-        self.started_at = utcnow().isoformat()
+        self.started_at = utcnow()
 
     @property
     def heartbeat_path(self) -> Path:
@@ -72,19 +84,19 @@ class Lease:
             self._pid_created = create_time(self.pid)
         return self._pid_created
 
-    def beat(self, jobs: list[dict[str, Any]]) -> None:
+    def beat(self, jobs: Sequence[BeatJob]) -> None:
         self.beat_count += 1
-        body = {
-            "runner": self.runner_id,
-            "host": self.host,
-            "pid": self.pid,
-            "pid_created": self._created(),
-            "started_at": self.started_at,
-            "beat": self.beat_count,
-            "wall": utcnow().isoformat(),
-            "jobs": jobs,
-        }
-        data = codec.json_bytes(body)
+        body = Heartbeat(
+            runner=self.runner_id,
+            host=self.host,
+            pid=self.pid,
+            pid_created=self._created(),
+            started_at=self.started_at,
+            beat=self.beat_count,
+            wall=utcnow(),
+            jobs=tuple(jobs),
+        )
+        data = heartbeats.encode(body)
         data += b" " * (-len(data) % 4096)  # room to rewrite in place on a full disk
         tmp = self.heartbeat_path.with_name(f".{self.runner_id}.tmp")
         try:
@@ -120,27 +132,33 @@ class Lease:
         self.spool.ops.unlink_quiet(self.lock_path)
 
 
+# What must change for a runner to count as beating: its heartbeat's
+# counter, or, for a file that is not a valid heartbeat, the file itself.
+Signature = tuple[int, int] | tuple[str, object] | None
+
+
 @dataclass
 class _Seen:
-    signature: Any
+    signature: Signature
     since: float
 
 
-def read_heartbeat(path: Path) -> dict[str, Any] | None:
-    try:
-        data = codec.parse_json(path.read_bytes())
-    except (OSError, InvalidJobFile):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def lock_is_free(path: Path) -> bool:
-    """True when no process holds the runner's lock (same host only)."""
+    """True when no process holds the runner's lock (same host only).
+
+    A lock that is not a regular file is not opened for locking (a FIFO would
+    block, a link would be followed) and counts as held: it proves no death.
+    """
     try:
-        fh = open(path)  # noqa: SIM115 - read-only: never creates a lock file
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK)
+    except FileNotFoundError:
         return True
-    with fh:
+    except OSError:
+        return False
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return False
+    with os.fdopen(fd) as fh:  # read-only: never creates a lock file
         try:
             portalocker.lock(
                 fh, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
@@ -160,63 +178,74 @@ class Liveness:
         self.lease = lease_seconds
         self.host = hostname()
         self._seen: dict[str, _Seen] = {}
+        self._reported: set[str] = set()
 
-    def _observe(self, runner: str, signature: Any, now: float) -> float:
+    def _observe(self, runner: str, signature: Signature, now: float) -> float:
         seen = self._seen.get(runner)
         if seen is None or seen.signature != signature:
             self._seen[runner] = seen = _Seen(signature, now)
         return now - seen.since
 
-    def runners(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for name in self.spool.ops.scandir_names(self.spool.dir("runners")):
-            if name.endswith(HEARTBEAT) and not name.startswith("."):
-                beat = read_heartbeat(self.spool.dir("runners") / name)
-                if beat is not None:
-                    out[name[: -len(HEARTBEAT)]] = beat
-        return out
+    def _report(self, malformed: dict[str, Malformed]) -> None:
+        """Log each malformed file once, when it is first seen so."""
+        for runner in sorted(set(malformed) - self._reported):
+            logs.event(
+                "heartbeat_malformed",
+                logs.WARNING,
+                file=f"runners/{runner}{HEARTBEAT}",
+                reason=malformed[runner].reason,
+            )
+        self._reported = set(malformed)
 
-    def dead(self, now: float, owners: set[str]) -> dict[str, dict[str, Any]]:
+    def dead(self, now: float, owners: set[str]) -> dict[str, Heartbeat | None]:
         """Runners (among heartbeat files and running-file owners) judged dead.
 
-        Returns their last heartbeat (empty when they never wrote one).
+        Returns their last heartbeat: None when they left none that can be
+        read, and then nothing may be taken from it (no pid to kill).
         """
-        beats = self.runners()
-        dead: dict[str, dict[str, Any]] = {}
-        for runner in set(beats) | owners:
-            if runner == self.me:
-                continue
-            beat = beats.get(runner, {})
-            lock = self.spool.dir("runners") / f"{runner}{LOCK}"
-            if beat.get("host") == self.host and lock_is_free(lock):
+        found = heartbeats.scan(self.spool)
+        self._report(found.malformed)
+        dead: dict[str, Heartbeat | None] = {}
+        for runner in (set(found.beats) | owners) - {self.me}:
+            beat = found.beats.get(runner)
+            signature: Signature = None
+            if beat is not None:
+                lock = self.spool.dir("runners") / f"{runner}{LOCK}"
+                if beat.host == self.host and lock_is_free(lock):
+                    dead[runner] = beat
+                    continue
+                signature = beat.signature
+            elif runner in found.malformed:
+                signature = ("malformed", found.malformed[runner].stamp)
+            if self._observe(runner, signature, now) >= self.lease:
                 dead[runner] = beat
-                continue
-            silent = self._observe(runner, (beat.get("beat"), beat.get("pid")), now)
-            if silent >= self.lease:
-                dead[runner] = beat
-        for gone in set(self._seen) - set(beats) - owners:
+        for gone in set(self._seen) - set(found.beats) - owners:
             del self._seen[gone]
         return dead
 
     def forget(self, runner: str) -> None:
         self._seen.pop(runner, None)
         for suffix in (HEARTBEAT, LOCK):
-            self.spool.ops.unlink_quiet(self.spool.dir("runners") / f"{runner}{suffix}")
+            # A directory planted under that name stays where it is.
+            with contextlib.suppress(OSError):
+                self.spool.ops.unlink_quiet(self.spool.dir("runners") / f"{runner}{suffix}")
 
 
-def kill_orphans(beat: dict[str, Any]) -> list[int]:
-    """Kill a dead runner's attempt processes, if they run on this host."""
-    if beat.get("host") != hostname():
+def kill_orphans(beat: Heartbeat | None) -> list[int]:
+    """Kill a dead runner's attempt processes, if they run on this host.
+
+    None (no heartbeat that could be read) names no process: nothing is killed.
+    """
+    if beat is None or beat.host != hostname():
         return []
     killed: list[int] = []
-    for job in beat.get("jobs", []):
-        pid, created = job.get("pid"), job.get("pid_created")
-        if not isinstance(pid, int):
+    for job in beat.jobs:
+        if job.pid is None:
             continue
-        if process_alive(pid, created):
-            killed += kill_tree(pid)
+        if process_alive(job.pid, job.pid_created):
+            killed += kill_tree(job.pid)
         else:  # the attempt ended, but what it started may live on in its group
-            killed += kill_group_of(pid, created)
+            killed += kill_group_of(job.pid, job.pid_created)
     return killed
 
 
