@@ -15,6 +15,7 @@ signature) before anything is written; errors come back per form field.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,24 @@ class BulkResult:
             "missing": self.missing,
             "remaining": self.remaining,
         }
+
+
+_WHOLE = re.compile(r"\s*[0-9]{1,9}\s*")
+
+
+def parse_limit(raw: object) -> int:
+    """The bulk retry's ``limit`` from JSON or a form: absent means the default;
+    else a whole number from 1 to BULK_MAX, or ValueError saying so."""
+    if raw is None or raw == "":
+        return BULK_DEFAULT
+    value: int | None = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, str) and _WHOLE.fullmatch(raw):
+        value = int(raw)
+    if value is None or not 1 <= value <= BULK_MAX:
+        raise ValueError(f"limit must be a whole number from 1 to {BULK_MAX}")
+    return value
 
 
 def bulk_retry(

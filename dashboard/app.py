@@ -484,7 +484,7 @@ class DashboardApp:
         q = str(data.get("q") or "")
         try:
             JobQuery.parse({"status": "failed", "job": job, "q": q})
-            limit = int(data.get("limit") or actions.BULK_DEFAULT)
+            limit = actions.parse_limit(data.get("limit"))
         except (BadQueryError, ValueError) as exc:
             bottle.abort(400, str(exc))
         self.dash.fresh()

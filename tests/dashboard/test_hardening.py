@@ -20,8 +20,9 @@ from playwright.sync_api import Page, Route
 from jobspool.dashboard import present
 from jobspool.dashboard.security import SESSION_COOKIE
 from jobspool.spool import Spool
+from jobspool.states import Status
 from tests.conftest import SpoolEnv
-from tests.dashboard.support import Client, client_for, live_server, make_dashboard
+from tests.dashboard.support import Client, client_for, finished_job, live_server, make_dashboard
 
 CUT_NOTE = "\n... (cut; the full value is in the API)"
 
@@ -186,3 +187,44 @@ def test_a_browser_logging_in_stays_on_the_dashboard(env: SpoolEnv, page: Page) 
         assert page.url == server.url
         assert elsewhere == []
         assert page.locator("h1").first.inner_text() == "Overview"
+
+
+# ------------------------------------------------------------------ F15: numbers
+
+
+def test_submit_refuses_non_finite_numbers(client: Client, spool: Spool) -> None:
+    """F15: ``params: [1e400]`` was stored as null; now it is a 400 naming the param."""
+    csrf = client.csrf()
+    for body in (
+        b'{"job": "SampleJob", "method": "process", "params": [1, 1e400]}',
+        b'{"job": "SampleJob", "method": "process", "params": {"a": [NaN]}}',
+    ):
+        res = client.post(
+            "/api/jobs",
+            body=body,
+            headers={"Content-Type": "application/json", "X-CSRF-Token": csrf},
+        )
+        assert res.status == 400, res.text
+        assert "finite" in res.json()["fields"]["params"]
+    form = client.form("/submit", {"job": "SampleJob", "method": "process", "params": "[-1e999]"})
+    assert form.status == 400 and "params[0] is not a finite number" in html.unescape(form.text)
+    assert list(spool.names(Status.PENDING)) == []
+
+
+def test_bulk_retry_limit_must_be_a_whole_number(client: Client, spool: Spool) -> None:
+    """F15: ``limit: 1e400`` answered 500; every bad limit is a 400 that says why."""
+    job_id = finished_job(spool, Status.FAILED)
+    csrf = client.csrf()
+    for raw in (b"1e400", b"-1e400", b"NaN", b'"many"', b"2.5", b"true", b"0", b"-3", b"[5]"):
+        res = client.post(
+            "/api/actions/retry-failed",
+            body=b'{"limit": ' + raw + b"}",
+            headers={"Content-Type": "application/json", "X-CSRF-Token": csrf},
+        )
+        assert res.status == 400, (raw, res.status, res.text)
+        assert res.json()["error"] == "limit must be a whole number from 1 to 5000", raw
+    form = client.form("/actions/retry-failed", {"limit": "1e400"})
+    assert form.status == 400 and "limit must be a whole number" in form.text
+    assert spool.get(job_id).status == "failed"
+    done = client.api_post("/api/actions/retry-failed", {"limit": 1})
+    assert done.status == 200 and done.json()["retried"] == 1
