@@ -3,7 +3,8 @@
 Owns the access token, login sessions, CSRF tokens, the Origin and Host
 checks, the refusal to listen on a public address without a token, and the
 security headers added to every response (a WSGI middleware, so even error
-pages and static files carry them). Framework-free: it reads WSGI environ
+pages and static files carry them; ``harden_headers`` also serves the
+answers the WSGI server writes itself). Framework-free: it reads WSGI environ
 values and returns verdicts; ``jobspool.dashboard.app`` turns them into responses.
 
 Invariants:
@@ -294,16 +295,21 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
+def harden_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The response headers with the security headers set (and no-store by default)."""
+    names = {name.lower() for name, _ in HEADERS}
+    kept = [(k, v) for k, v in headers if k.lower() not in names]
+    if not any(k.lower() == "cache-control" for k, _ in kept):
+        kept.append(("Cache-Control", "no-store"))
+    return kept + list(HEADERS)
+
+
 def with_security_headers(app: WsgiApp) -> WsgiApp:
     """Wrap a WSGI app so that every response carries the security headers."""
-    names = {name.lower() for name, _ in HEADERS}
 
     def wrapped(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            kept = [(k, v) for k, v in headers if k.lower() not in names]
-            if not any(k.lower() == "cache-control" for k, _ in kept):
-                kept.append(("Cache-Control", "no-store"))
-            return start_response(status, kept + list(HEADERS), exc_info)
+            return start_response(status, harden_headers(headers), exc_info)
 
         return app(environ, start)
 

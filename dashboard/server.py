@@ -12,6 +12,8 @@ Invariants:
 * Stopping closes the listening socket first, lets requests in flight finish
   for up to ``grace`` seconds, then stops every worker thread and closes
   every connection: after :meth:`stop` returns, no server thread is left.
+* waitress answers a request it cannot parse (400, 413...) without calling
+  the app; those answers carry the app's security headers all the same.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from typing import Any
 
 import waitress.server
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
 
-from jobspool.dashboard.security import WsgiApp
+from jobspool.dashboard.security import WsgiApp, harden_headers
 
 LOG = logging.getLogger("dashboard")
 
@@ -39,6 +43,19 @@ def resolve(host: str, port: int) -> str:
         raise OSError(f"cannot resolve {host!r}: {exc}") from None
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     return str(infos[0][4][0])
+
+
+class _HardenedErrorTask(ErrorTask):  # type: ignore[misc]
+    """waitress's own error answer, with the headers every app response has."""
+
+    def execute(self) -> None:
+        # Before the body: writing it sends the headers.
+        self.response_headers.extend(harden_headers([]))
+        super().execute()
+
+
+class _HardenedChannel(HTTPChannel):  # type: ignore[misc]
+    error_task_class = _HardenedErrorTask
 
 
 class DashboardServer:
@@ -63,6 +80,8 @@ class DashboardServer:
             channel_timeout=60,
             connection_limit=200,
         )
+        # The server makes one channel per connection from this class attribute.
+        self._server.channel_class = _HardenedChannel
         self.port = int(self._server.effective_port)
         self.address = address
         self._map: dict[int, Any] = self._server._map

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import socket
 import tracemalloc
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -18,7 +19,7 @@ import pytest
 from playwright.sync_api import Page, Route
 
 from jobspool.dashboard import present
-from jobspool.dashboard.security import SESSION_COOKIE
+from jobspool.dashboard.security import CSP, HEADERS, SESSION_COOKIE
 from jobspool.spool import Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv
@@ -228,3 +229,46 @@ def test_bulk_retry_limit_must_be_a_whole_number(client: Client, spool: Spool) -
     assert spool.get(job_id).status == "failed"
     done = client.api_post("/api/actions/retry-failed", {"limit": 1})
     assert done.status == 200 and done.json()["retried"] == 1
+
+
+# ------------------------------------------------------------------ F15: the server's own errors
+
+
+def _raw_exchange(url: str, request: bytes) -> tuple[int, dict[str, str]]:
+    """Send bytes as they are (no client library would send them) and read the answer."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=20) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1])
+    headers: dict[str, str] = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers
+
+
+def test_the_servers_own_error_answers_carry_the_security_headers(env: SpoolEnv) -> None:
+    """F15: waitress answers malformed requests itself; they carry the app's headers too."""
+    malformed = [
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: nope\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon here\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+    with live_server(env) as server:
+        for request in malformed:
+            status, headers = _raw_exchange(server.url, request)
+            assert status == 400, request
+            for name, value in (*HEADERS, ("Cache-Control", "no-store")):
+                assert headers.get(name.lower()) == value, (request, name, headers)
+        ok_status, ok_headers = _raw_exchange(
+            server.url,
+            b"GET /static/app.css HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        )
+        assert ok_status == 200 and ok_headers["content-security-policy"] == CSP
