@@ -246,6 +246,8 @@ class DashboardApp:
             target = path + (f"?{env['QUERY_STRING']}" if env.get("QUERY_STRING") else "")
             bottle.redirect(_link("/login", {"next": target}), 303)
         headers = {"WWW-Authenticate": 'Bearer realm="jobspool"'} if verdict.status == 401 else {}
+        if verdict.retry_after:
+            headers["Retry-After"] = str(verdict.retry_after)
         raise bottle.HTTPError(verdict.status, verdict.reason, **headers)
 
     def error_page(self, err: Any) -> str:
@@ -287,15 +289,20 @@ class DashboardApp:
             bottle.redirect("/", 303)
         form = _form()
         target = safe_next(form.get("next", "/"))
-        if not self.guard.token_matches(form.get("token", "")):
+        verdict = self.guard.login(request.environ, form.get("token", ""))
+        if not verdict.ok:
+            if verdict.retry_after:
+                response.set_header("Retry-After", str(verdict.retry_after))
+            error = "Wrong token." if verdict.status == 401 else verdict.reason
             return self.page(
-                "login.tpl", status=401, title="Log in", next=target, error="Wrong token."
+                "login.tpl", status=verdict.status, title="Log in", next=target, error=error
             )
         _set_cookie(SESSION_COOKIE, self.guard.new_session(time.time()), max_age=SESSION_SECONDS)
         bottle.redirect(target, 303)
         return ""
 
     def logout(self) -> None:
+        self.guard.revoke(request.get_cookie(SESSION_COOKIE) or "", time.time())
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         bottle.redirect("/login" if self.guard.token_required else "/", 303)
 
@@ -583,7 +590,7 @@ def create_app(dash: Dashboard) -> WsgiApp:
     app.add_hook("before_request", handlers.check_request)
     for method, path, callback in handlers.routes():
         app.route(path, method, callback)
-    for code in (400, 401, 403, 404, 405, 409, 413, 500, 503):
+    for code in (400, 401, 403, 404, 405, 409, 413, 429, 500, 503):
         app.error_handler[code] = handlers.error_page
     wsgi: WsgiApp = app.wsgi
     return with_security_headers(wsgi)

@@ -12,7 +12,15 @@ Invariants:
 * With a token, every route except the login form and static files needs
   either ``Authorization: Bearer <token>`` or a session cookie minted by the
   login form (HttpOnly, SameSite=Strict, signed with a key derived from the
-  token, so changing the token logs everybody out).
+  token, so changing the token logs everybody out, and sessions survive a
+  restart). Logging out revokes the session in this process: a revoked
+  value is refused until it expires (a restart forgets revocations; a new
+  token ends every session). Revocations are bounded: when too many are
+  kept, the oldest are folded into a floor, and every session issued before
+  it is refused, which can only log people out.
+* Wrong tokens are counted per client address (``jobspool.dashboard.throttle``);
+  an address that has to wait gets 429 with Retry-After for every token it
+  presents, right or wrong.
 * Every state-changing request (anything but GET/HEAD) must come from this
   origin (Origin, else Referer, when the browser sends them) and carry a CSRF
   token bound to the browser's CSRF cookie. A bearer-authenticated request
@@ -33,11 +41,16 @@ import ipaddress
 import re
 import secrets
 import socket
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from jobspool.dashboard.throttle import Throttle
 
 TOKEN_ENV = "JOBSPOOL_DASHBOARD_TOKEN"  # noqa: S105 - a variable name, not a secret
 MIN_TOKEN_LENGTH = 16
@@ -46,6 +59,8 @@ CSRF_COOKIE = "jobspool_csrf"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "HTTP_X_CSRF_TOKEN"
 SESSION_SECONDS = 12 * 3600
+MAX_REVOKED = 10_000  # logged-out sessions remembered until they expire
+_MICRO = 1_000_000  # session expiries are in microseconds
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 PUBLIC_PREFIXES = ("/static/",)
 PUBLIC_PATHS = frozenset({"/login"})
@@ -143,6 +158,13 @@ class Verdict:
     status: int = 200
     reason: str = ""
     via: str = ""  # "bearer", "session" or "" (no token configured / public path)
+    retry_after: int = 0  # seconds, with status 429
+
+
+def _too_many(wait: int) -> Verdict:
+    return Verdict(
+        False, 429, f"Too many failed attempts; try again in {wait} s.", retry_after=wait
+    )
 
 
 ALLOW = Verdict(ok=True)
@@ -180,6 +202,12 @@ class Guard:
         seed = token.encode() if token else secrets.token_bytes(32)
         self._session_key = hmac.new(seed, b"jobspool-dashboard-session", hashlib.sha256).digest()
         self._csrf_key = hmac.new(seed, b"jobspool-dashboard-csrf", hashlib.sha256).digest()
+        self.throttle = Throttle()
+        self.clock: Callable[[], float] = time.monotonic  # the throttle's time
+        self._revoked: OrderedDict[str, int] = OrderedDict()  # signature -> expiry
+        self._revoked_floor = 0  # sessions expiring at or before this are refused
+        self._last_stamp = 0  # the latest session expiry minted
+        self._lock = threading.Lock()
 
     @property
     def token_required(self) -> bool:
@@ -193,7 +221,14 @@ class Guard:
     # -------------------------------------------------------------- sessions
 
     def new_session(self, now: float) -> str:
-        expires = str(int(now + SESSION_SECONDS))
+        """``<expiry in microseconds>.<signature>``: distinct for every login of
+        this process (a logout must not end somebody else's session)."""
+        stamp = int((now + SESSION_SECONDS) * _MICRO)
+        with self._lock:
+            if self._last_stamp - _MICRO < stamp <= self._last_stamp:
+                stamp = self._last_stamp + 1
+            self._last_stamp = max(self._last_stamp, stamp)
+        expires = str(stamp)
         return f"{expires}.{self._sign(self._session_key, expires)}"
 
     def session_valid(self, value: str, now: float) -> bool:
@@ -202,7 +237,28 @@ class Guard:
             sig.encode(), self._sign(self._session_key, expires).encode()
         ):
             return False
-        return now < int(expires) <= now + SESSION_SECONDS + 60
+        if not now * _MICRO < int(expires) <= (now + SESSION_SECONDS + 60) * _MICRO:
+            return False
+        with self._lock:
+            return int(expires) > self._revoked_floor and sig not in self._revoked
+
+    def revoke(self, value: str, now: float) -> None:
+        """Refuse this session from now on (logout); a value that is not one is ignored."""
+        if not self.session_valid(value, now):
+            return
+        expires, _, sig = value.partition(".")
+        with self._lock:
+            self._revoked[sig] = int(expires)
+            # Sessions all live SESSION_SECONDS, so the oldest revocation expires first.
+            while self._revoked and next(iter(self._revoked.values())) <= now * _MICRO:
+                self._revoked.popitem(last=False)
+            while len(self._revoked) > MAX_REVOKED:
+                _, dropped = self._revoked.popitem(last=False)
+                self._revoked_floor = max(self._revoked_floor, dropped)
+
+    def revoked_count(self) -> int:
+        with self._lock:
+            return len(self._revoked)
 
     @staticmethod
     def _sign(key: bytes, text: str) -> str:
@@ -250,15 +306,33 @@ class Guard:
             return None
         return value.strip()
 
+    def _try_token(self, environ: Mapping[str, Any], candidate: str) -> Verdict:
+        """A presented token, counted against the client's address when wrong."""
+        address = str(environ.get("REMOTE_ADDR") or "")
+        now = self.clock()
+        wait = self.throttle.wait(address, now)
+        if wait:
+            return _too_many(wait)
+        if self.token_matches(candidate):
+            self.throttle.succeeded(address)
+            return ALLOW
+        self.throttle.failed(address, now)
+        return Verdict(False, 401, "wrong token")
+
+    def login(self, environ: Mapping[str, Any], candidate: str) -> Verdict:
+        """The login form's token: ok, 401 when wrong, 429 while the address must wait."""
+        return self._try_token(environ, candidate)
+
     def authenticate(self, environ: Mapping[str, Any], session_cookie: str, now: float) -> Verdict:
         """Who is calling: by bearer token, by session, or nobody (allowed without a token)."""
         if not self.token_required:
             return ALLOW
         bearer = self.bearer(environ)
         if bearer is not None:
-            if self.token_matches(bearer):
+            tried = self._try_token(environ, bearer)
+            if tried.ok:
                 return Verdict(True, via="bearer")
-            return Verdict(False, 401, "invalid bearer token")
+            return tried if tried.status == 429 else Verdict(False, 401, "invalid bearer token")
         if session_cookie and self.session_valid(session_cookie, now):
             return Verdict(True, via="session")
         path = str(environ.get("PATH_INFO") or "/")

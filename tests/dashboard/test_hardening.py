@@ -8,6 +8,7 @@ process) or the real waitress server, and checks what comes back.
 from __future__ import annotations
 
 import html
+import http.client
 import json
 import re
 import socket
@@ -19,7 +20,14 @@ import pytest
 from playwright.sync_api import Page, Route
 
 from jobspool.dashboard import present
-from jobspool.dashboard.security import CSP, HEADERS, SESSION_COOKIE
+from jobspool.dashboard.security import CSP, HEADERS, MAX_REVOKED, SESSION_COOKIE, Guard
+from jobspool.dashboard.state import Dashboard
+from jobspool.dashboard.throttle import (
+    FORGET_SECONDS,
+    FREE_FAILURES,
+    MAX_WAIT_SECONDS,
+    Throttle,
+)
 from jobspool.spool import Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv
@@ -272,3 +280,127 @@ def test_the_servers_own_error_answers_carry_the_security_headers(env: SpoolEnv)
             b"GET /static/app.css HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         )
         assert ok_status == 200 and ok_headers["content-security-policy"] == CSP
+
+
+# ------------------------------------------------------------------ F15: brute force
+
+
+def _frozen(dash: Dashboard) -> list[float]:
+    """Stop the dashboard's throttle clock, so a wait lasts until the test moves it."""
+    now = [0.0]
+    dash.guard.clock = lambda: now[0]
+    return now
+
+
+def test_wrong_logins_from_one_address_are_slowed_down(env: SpoolEnv) -> None:
+    """F15: 300 wrong tokens in a row; after a few, the address must wait (429)."""
+    dash = make_dashboard(env, token=TOKEN)
+    clock = _frozen(dash)
+    client = client_for(dash)
+    statuses = []
+    for n in range(300):
+        res = client.form("/login", {"token": f"wrong-token-number-{n:04d}"})
+        statuses.append(res.status)
+        if res.status == 429:
+            assert res.header("Retry-After") == "1"
+            assert "Too many failed attempts" in html.unescape(res.text)
+    assert statuses[:FREE_FAILURES] == [401] * FREE_FAILURES
+    assert set(statuses[FREE_FAILURES:]) == {429}
+    # While it waits, even the right token is refused: guessing gains nothing.
+    res = client.form("/login", {"token": TOKEN})
+    assert res.status == 429 and SESSION_COOKIE not in client.cookies
+    clock[0] = 1.0
+    assert client.form("/login", {"token": TOKEN}).status == 303
+    assert client.get("/api/overview").status == 200
+
+
+def test_wrong_bearer_tokens_over_http_are_slowed_down(env: SpoolEnv) -> None:
+    with live_server(env, token=TOKEN) as server:
+        clock = _frozen(server.dashboard)
+        parts = urlsplit(server.url)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=20)
+        try:
+
+            def call(token: str) -> http.client.HTTPResponse:
+                conn.request("GET", "/api/overview", headers={"Authorization": f"Bearer {token}"})
+                res = conn.getresponse()
+                res.read()
+                return res
+
+            answers = [call(f"guess-{n:05d}-guess-guess") for n in range(300)]
+            codes = [a.status for a in answers]
+            assert codes[:FREE_FAILURES] == [401] * FREE_FAILURES
+            assert set(codes[FREE_FAILURES:]) == {429}
+            limited = answers[-1]
+            assert limited.getheader("Retry-After") == "1"
+            assert limited.getheader("Content-Security-Policy") == CSP
+            assert call(TOKEN).status == 429
+            clock[0] = 1.0
+            assert call(TOKEN).status == 200
+        finally:
+            conn.close()
+
+
+def test_the_throttle_backs_off_forgets_and_stays_bounded() -> None:
+    throttle = Throttle(max_addresses=100)
+    for _ in range(FREE_FAILURES):
+        assert throttle.wait("10.0.0.1", 0.0) == 0
+        throttle.failed("10.0.0.1", 0.0)
+    assert throttle.wait("10.0.0.1", 0.0) == 1
+    assert throttle.wait("10.0.0.2", 0.0) == 0, "other addresses are not affected"
+    # Each failure after the free ones doubles the wait, up to the cap.
+    waits = []
+    now = 0.0
+    for _ in range(12):
+        now += throttle.wait("10.0.0.1", now)
+        throttle.failed("10.0.0.1", now)
+        waits.append(throttle.wait("10.0.0.1", now))
+    assert waits[:5] == [2, 4, 8, 16, 32]
+    assert max(waits) == waits[-1] == MAX_WAIT_SECONDS
+    throttle.succeeded("10.0.0.1")
+    assert throttle.wait("10.0.0.1", now) == 0
+    # One IPv6 host holds a whole /64: its addresses share one count.
+    for n in range(FREE_FAILURES):
+        throttle.failed(f"2001:db8:1:2::{n + 1:x}", 0.0)
+    assert throttle.wait("2001:db8:1:2:ffff::9", 0.0) == 1
+    assert throttle.wait("2001:db8:1:3::1", 0.0) == 0
+    # Memory stays bounded however many addresses fail.
+    for n in range(10_000):
+        throttle.failed(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", 1.0)
+    assert len(throttle) <= 100
+    # An address quiet for long enough is forgotten: its count starts afresh.
+    for _ in range(FREE_FAILURES):
+        throttle.failed("192.0.2.8", 0.0)
+    later = FORGET_SECONDS + 1
+    throttle.failed("192.0.2.8", later)
+    assert throttle.wait("192.0.2.8", later) == 0
+
+
+# ------------------------------------------------------------------ F15: logout
+
+
+def test_logout_revokes_the_session_on_the_server(locked: Client) -> None:
+    """F15: a session cookie kept from before a logout no longer works."""
+    assert locked.form("/login", {"token": TOKEN}).status == 303
+    stolen = locked.cookies[SESSION_COOKIE]
+    assert locked.get("/api/overview").status == 200
+    assert locked.form("/logout").status == 303
+    assert SESSION_COOKIE not in locked.cookies
+    replay = Client(locked.app, cookies={SESSION_COOKIE: stolen})
+    assert replay.get("/api/overview").status == 401
+    assert replay.get("/jobs").status == 303  # to the login page
+    # Logging in again gives a working session.
+    assert locked.form("/login", {"token": TOKEN}).status == 303
+    assert locked.get("/api/overview").status == 200
+
+
+def test_revocations_stay_bounded() -> None:
+    guard = Guard(TOKEN)
+    start = 1_000_000.0
+    sessions = [guard.new_session(start + n) for n in range(MAX_REVOKED + 50)]
+    for n, value in enumerate(sessions):
+        guard.revoke(value, start + n)
+    assert guard.revoked_count() <= MAX_REVOKED
+    now = start + len(sessions)
+    assert not any(guard.session_valid(value, now) for value in sessions)
+    assert guard.session_valid(guard.new_session(now + 1), now + 1)
