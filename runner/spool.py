@@ -42,10 +42,11 @@ modules around this one refer to these numbers.
    where the runner asks. Anything that is not a job goes to ``corrupt/``
    by rename, byte for byte, with a reason beside it
    (:meth:`Spool.quarantine`).
-6. (Liveness: :mod:`jobspool.leases`.)
+6. (Liveness: :mod:`jobspool.leases` and the runner's liveness stage,
+   :mod:`jobspool.stages.liveness`.)
 7. Attempts are counted at claim: :meth:`Spool.sync_claims` makes claim
    renames durable, so a job that brings its host down still stops.
-8. (Rescans beside the watcher: the runner's intake.)
+8. (Rescans beside the watcher: :mod:`jobspool.stages.intake`.)
 9. Every move but a claim raises the record's ``revision``; a claim keeps
    it (see :data:`jobspool.states.PRECEDENCE`). That is what the leftover
    rule ranks copies by.

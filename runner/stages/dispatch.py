@@ -1,0 +1,344 @@
+"""Dispatch: claim due jobs within the caps, start their attempts, follow them.
+
+Owns the attempts this runner has in flight (:class:`~jobspool.attempts.Active`,
+by token), the launcher that starts them (the fork server, or a spawner),
+the per-job concurrency counts, timeouts and cancel requests. It claims by
+rename (invariant 3) under a name that carries this runner's id and the
+attempt number (invariant 4), makes a batch of claims durable with one sync,
+validates each claimed record against the allow-list before anything is
+imported (invariant 5), and turns what the launcher says (started, reported,
+exited) into finished attempts for the finishing stage.
+
+Invariants: an attempt's slot is freed as soon as its report or exit is
+known, before its record is written; every kill this stage orders names its
+reason first (``Active.stop``), so the finish records why; it never
+publishes a job itself: everything that ends leaves as a :class:`Finish` or
+:class:`Rejection` value for the loop to route.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from jobspool import actions, control, logs
+from jobspool.attempts import Active, Report, from_child, read_report
+from jobspool.child import EXIT_FAILED, EXIT_OK, RunRequest
+from jobspool.config import Config
+from jobspool.errors import Conflict, InvalidJobFile, NotAllowed
+from jobspool.executor import create_time, kill_group, kill_tree, make_launcher
+from jobspool.fsops import NotRegularFile, StrPath
+from jobspool.heartbeats import BeatJob
+from jobspool.messages import ChildReport, Event
+from jobspool.model import Job, Outcome, from_timestamp, utcnow
+from jobspool.names import RunningName
+from jobspool.schedule import Entry
+from jobspool.spool import Spool
+from jobspool.stages import Finish, Rejection
+from jobspool.stages.intake import quarantine
+from jobspool.states import TERMINAL, Status
+
+if TYPE_CHECKING:
+    from jobspool.executor import Launcher
+
+Take = Callable[[float, Callable[[Entry], bool]], Entry | None]
+ReadClaimed = Callable[[str, str], Job]
+# Makes the launcher from the configured start method and the mailbox's put.
+MakeLauncher = Callable[[str, Callable[[Event], None]], "Launcher"]
+
+
+class Dispatch:
+    def __init__(self, spool: Spool, config: Config, launcher: MakeLauncher | None = None) -> None:
+        self.spool = spool
+        self.config = config
+        self._make_launcher = launcher or make_launcher
+        self.active: dict[str, Active] = {}
+        self._per_job: Counter[str] = Counter()
+        # Slot freed, attempt not recorded yet: (attempt, exit code, report
+        # if it came on the fork server's pipe, else None: read its file).
+        self._exited: list[tuple[Active, int, ChildReport | None]] = []
+        self._launcher: Launcher | None = None
+        self._post: Callable[[Event], None] | None = None
+        self.cancel_requests: dict[str, dict[str, Any]] = {}
+        self.control_dirty = True
+
+    # ------------------------------------------------------------ launcher
+
+    def open(self, post: Callable[[Event], None]) -> None:
+        self._post = post
+        self._launcher = self._make_launcher(self.config.settings.start_method, post)
+
+    def wait_ready(self) -> None:
+        assert self._launcher is not None
+        self._launcher.wait_ready()
+
+    def close(self) -> None:
+        if self._launcher is not None:
+            self._launcher.close()
+
+    @property
+    def fd(self) -> int | None:
+        return self._launcher.fd if self._launcher is not None else None
+
+    def pump(self) -> None:
+        if self._launcher is not None:
+            self._launcher.pump()
+
+    def launcher_gone(self) -> None:
+        logs.event("launcher_died", logs.ERROR, running=len(self.active))
+        for act in list(self.active.values()):
+            if act.pid is not None:
+                kill_tree(act.pid)
+            self.exited(act.token, -signal.SIGKILL)
+        if self._launcher is not None:
+            with contextlib.suppress(Exception):
+                self._launcher.close()
+        assert self._post is not None
+        self._launcher = self._make_launcher(self.config.settings.start_method, self._post)
+
+    # ------------------------------------------------------------ claiming
+
+    def free_slots(self) -> int:
+        return self.config.settings.workers - len(self.active)
+
+    def claim(
+        self, wall: float, runner_id: str, take: Take
+    ) -> tuple[list[tuple[Entry, str]], list[Entry]]:
+        """Claim what fits, make the claims durable with one sync.
+
+        Returns the claims (entry, running path) and the entries whose claim
+        failed on I/O (still in pending/, to be tried again a little later).
+        """
+        batch: Counter[str] = Counter()
+
+        def fits(entry: Entry) -> bool:
+            spec = self.config.settings.allowed_jobs.get(entry.job)
+            cap = spec.concurrency if spec else None
+            return cap is None or self._per_job[entry.job] + batch[entry.job] < cap
+
+        claimed: list[tuple[Entry, str]] = []
+        failed: list[Entry] = []
+        while len(claimed) < self.free_slots():
+            entry = take(wall, fits)
+            if entry is None:
+                break
+            claim = RunningName(entry.job_id, runner_id, entry.attempt)
+            try:
+                path = self.spool.claim(entry.name, claim)
+            except OSError as exc:
+                logs.event("claim_error", logs.ERROR, job=entry.job_id, error=exc)
+                failed.append(entry)
+                continue
+            if path is not None:  # else another runner (or a person) took it first
+                claimed.append((entry, path))
+                batch[entry.job] += 1
+        if claimed:
+            self.spool.sync_claims()
+        return claimed, failed
+
+    def start(
+        self, entry: Entry, path: str, runner_id: str, now: float, read: ReadClaimed
+    ) -> Finish | Rejection | None:
+        """Validate a claimed job and launch its attempt, or say how it ends."""
+        claim = RunningName(entry.job_id, runner_id, entry.attempt)
+        try:
+            job = read(entry.name, path)
+        except (InvalidJobFile, NotRegularFile) as exc:
+            reason = f"changed after it was queued: {exc}"
+            quarantine(self.spool, entry.name, path, reason, force=True)
+            return None
+        except OSError as exc:  # EIO and the like: give it back untouched
+            logs.event("read_error", logs.ERROR, job=entry.job_id, error=exc)
+            with contextlib.suppress(OSError):
+                self.spool.ops.rename(path, self.spool.path_in(Status.PENDING, entry.name))
+            return None
+        job = _complete_record(job, entry, path)
+        try:
+            self.config.spec(job.job, job.method)
+        except NotAllowed as exc:
+            return Rejection(claim, path, job, exc)
+        if entry.job_id in self.cancel_requests:
+            act = Active(entry.name, claim, path, job, None, utcnow(), now, stop=Outcome.CANCELLED)
+            act.stop_info = self.cancel_requests[entry.job_id]
+            return Finish(act, Report(Outcome.CANCELLED))
+        return self._launch(claim, path, job, now)
+
+    def _launch(self, claim: RunningName, path: StrPath, job: Job, now: float) -> Finish | None:
+        token = claim.filename[: -len(".json")]
+        job_id = job.id or ""
+        spec = self.config.spec(job.job, job.method)
+        timeout = job.timeout_seconds or self.config.timeout(job.job)
+        req = RunRequest(
+            token=token,
+            job_id=job_id,
+            job=job.job,
+            method=job.method,
+            params=job.params,
+            class_path=spec.class_path or f"jobs.{job.job}",
+            attempt=claim.attempt,
+            max_attempts=job.max_attempts or self.config.retry_policy(job.job).max_attempts,
+            base_dir=str(self.config.base_dir),
+            spool=self.spool.root_str,
+            log_dir=self.spool.log_dir_str,
+            log_path=self.spool.job_log_file(job_id),
+            report_path=self._report_path(token),
+        )
+        act = Active(token, claim, path, job, None, utcnow(), now + timeout)
+        assert self._launcher is not None
+        try:
+            self._launcher.start(req)
+        except (OSError, RuntimeError) as exc:
+            logs.event("launch_error", logs.ERROR, job=job_id, error=exc)
+            return Finish(act, Report(Outcome.HANDED_BACK))
+        self.active[token] = act
+        self._per_job[job.job] += 1
+        return None
+
+    def _report_path(self, token: str) -> str:
+        return self.spool.path_in("tmp", f"{token}.report.json")
+
+    # ------------------------------------------------------------ following
+
+    def started(self, token: str, pid: int, runner_id: str) -> None:
+        act = self.active.get(token)
+        if act is None:
+            return
+        act.pid = pid
+        if act.stop is not None:  # cancelled or timed out before its pid was known
+            kill_tree(pid)
+        job = act.job
+        logs.event(
+            "started",
+            job=job.id,
+            name=f"{job.job}.{job.method}",
+            attempt=act.claim.attempt,
+            pid=pid,
+            runner=runner_id,
+        )
+
+    def reported(self, token: str, pid: int, report: ChildReport, runner_id: str) -> None:
+        """The attempt sent its report: it is over, though its process may
+        still be exiting (the fork server reaps it and kills its group).
+        A report wins over a kill we ordered, as in read_report."""
+        act = self.active.get(token)
+        if act is None:
+            return
+        if act.pid is None:  # its "started" line may come after the report
+            self.started(token, pid, runner_id)
+        del self.active[token]
+        code = EXIT_OK if report.outcome == Outcome.SUCCEEDED else EXIT_FAILED
+        self._ended(act, code, report)
+
+    def exited(self, token: str, code: int) -> None:
+        act = self.active.pop(token, None)
+        if act is not None:
+            self._ended(act, code, None)
+
+    def _ended(self, act: Active, code: int, report: ChildReport | None) -> None:
+        """Free the attempt's slot now; its record is written after the refill."""
+        self._per_job[act.job.job] -= 1
+        act.exited_at = utcnow()
+        self._exited.append((act, code, report))
+
+    def take_finished(self) -> list[Finish]:
+        """The attempts that ended since last asked, with what each amounted to."""
+        done, self._exited = self._exited, []
+        finished = []
+        for act, code, report in done:
+            if report is not None:
+                finished.append(Finish(act, from_child(report, code)))
+                continue
+            if act.pid is not None:
+                kill_group(act.pid)
+            timeout = act.job.timeout_seconds or self.config.timeout(act.job.job)
+            finished.append(
+                Finish(act, read_report(self._report_path(act.token), act, code, timeout))
+            )
+        return finished
+
+    def has_job(self, job_id: str) -> bool:
+        return any(a.job.id == job_id for a in self.active.values())
+
+    # ------------------------------------------------------------ stopping attempts
+
+    def kill(self, act: Active, why: Outcome, info: dict[str, Any] | None = None) -> None:
+        act.stop = why
+        act.stop_info = info or {}
+        if act.pid is not None:
+            kill_tree(act.pid)
+
+    def kill_all(self, why: Outcome) -> None:
+        for act in self.active.values():
+            if act.stop is None:
+                self.kill(act, why)
+
+    def enforce_timeouts(self, now: float) -> None:
+        for act in list(self.active.values()):
+            if act.stop is None and now >= act.deadline:
+                self.kill(act, Outcome.TIMED_OUT)
+
+    def control_changed(self) -> None:
+        """Something in control/ may have changed: look at the requests next step."""
+        self.control_dirty = True
+
+    def check_control(self) -> None:
+        """Act on cancel requests: kill a running attempt, cancel a pending job."""
+        self.control_dirty = False
+        requests = self.cancel_requests = control.requests(self.spool, "cancel")
+        if not requests:
+            return
+        by_id = {a.job.id: a for a in self.active.values()}
+        for job_id, info in requests.items():
+            act = by_id.get(job_id)
+            if act is not None:
+                if act.stop is None:
+                    self.kill(act, Outcome.CANCELLED, info)
+                continue
+            where = self.spool.locate(job_id)
+            if where is None or where[0] in TERMINAL:
+                control.clear_request(self.spool, "cancel", job_id)
+            elif where[0] is Status.PENDING:
+                with contextlib.suppress(Conflict):
+                    actions.cancel(self.spool, job_id, by=info.get("by"), via=info.get("via"))
+                    control.clear_request(self.spool, "cancel", job_id)
+
+    # ------------------------------------------------------------ for the heartbeat
+
+    def beat_jobs(self) -> list[BeatJob]:
+        """What the heartbeat says of each attempt; caps the job logs on the way."""
+        cap = self.config.settings.logs.job_log_max_bytes
+        for act in self.active.values():
+            if act.pid is not None and act.pid_created is None:
+                act.pid_created = create_time(act.pid)
+            if logs.cap_file(self.spool.job_log_file(act.job.id or ""), cap):
+                logs.event("log_capped", logs.WARNING, job=act.job.id, max_bytes=cap)
+        return [
+            BeatJob(
+                id=a.claim.job_id,
+                attempt=a.claim.attempt,
+                pid=a.pid,
+                pid_created=a.pid_created,
+                started_at=a.started_at,
+                name=f"{a.job.job}.{a.job.method}",
+            )
+            for a in self.active.values()
+        ]
+
+    def deadlines(self) -> list[float]:
+        return [a.deadline for a in self.active.values()]
+
+
+def _complete_record(job: Job, entry: Entry, path: StrPath) -> Job:
+    updates: dict[str, Any] = {} if job.id == entry.job_id else {"id": entry.job_id}
+    if job.created_at is None:
+        with contextlib.suppress(OSError):
+            updates["created_at"] = from_timestamp(os.stat(path).st_mtime)
+    if entry.name[: -len(".json")] != entry.job_id:
+        # A name that is not UTF-8 must still be storable in the record.
+        readable = os.fsencode(entry.name).decode("utf-8", "backslashreplace")
+        updates["original_name"] = job.original_name or readable
+    return job.model_copy(update=updates) if updates else job
