@@ -89,8 +89,14 @@ class Finishing:
 
     # ------------------------------------------------------------ finishing
 
-    def finish(self, act: Active, report: Report, backoff: float = FINISH_RETRY_FIRST) -> None:
-        """Record the attempt, decide, publish; on I/O errors keep it and retry later."""
+    def finish(
+        self, act: Active, report: Report, backoff: float = FINISH_RETRY_FIRST
+    ) -> Job | None:
+        """Record the attempt, decide, publish; on I/O errors keep it and retry later.
+
+        Publishing happens on the publisher threads once :meth:`open` ran;
+        before that it happens here, and what :meth:`published` returns
+        (a retry of ours) is returned."""
         job = act.job
         attempt = make_attempt(act, report, act.host or self.host)
         decision = self._decide(job, attempt, report)
@@ -102,13 +108,12 @@ class Finishing:
         try:
             pub.sealed = self.spool.seal(job, updates)
         except Exception as exc:  # e.g. a result over the size cap
-            self.published(pub, exc)
-            return
+            return self.published(pub, exc)
         if self._pool is None:
-            self.published(pub, self._publish_safely(pub))
-            return
+            return self.published(pub, self._publish_safely(pub))
         self._inflight[act.token] = pub
         self._pool.submit(pub)
+        return None
 
     def _decide(self, job: Job, attempt: Attempt, report: Report) -> Decision:
         counted = attempt.outcome is not Outcome.HANDED_BACK  # as in Job.attempts_used
@@ -177,12 +182,18 @@ class Finishing:
             return pub.record
         return None
 
-    def retry_unfinished(self, now: float) -> None:
+    def retry_unfinished(self, now: float) -> list[Job]:
+        """Try again the finishes that hit I/O errors and are due; the retries
+        of ours that got published inline."""
         due = [u for u in self._unfinished if u.retry_at <= now]
+        retries = []
         for item in due:
             self._unfinished.remove(item)
             backoff = min(FINISH_RETRY_MAX, item.backoff * 2)
-            self.finish(item.active, item.report, backoff=backoff)
+            record = self.finish(item.active, item.report, backoff=backoff)
+            if record is not None:
+                retries.append(record)
+        return retries
 
     def reject(self, claim: RunningName, path: StrPath, job: Job, exc: Exception) -> None:
         """A claimed job the allow-list refuses: failed/ at once, never retried."""
