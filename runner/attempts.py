@@ -61,6 +61,9 @@ class Active:
     stop: Outcome | None = None  # why the runner killed it, if it did
     stop_info: dict[str, Any] = field(default_factory=dict)
     exited_at: datetime | None = None  # when the runner learnt the process ended
+    # Where the attempt may leave a report too big for its pipe: a fresh,
+    # unguessable name in tmp/ that the attempt creates exclusively.
+    report_path: str | None = None
 
 
 @dataclass
@@ -108,12 +111,12 @@ def stop_error(act: Active, timeout: float) -> ErrorInfo | None:
     return None
 
 
-def read_report(path: str, act: Active, code: int, timeout: float) -> Report:
+def read_report(path: str | None, act: Active, code: int, timeout: float) -> Report:
     """The child's report if it left a whole one; else what the exit status says.
 
     A report wins over a kill we ordered: the job finished just before it.
     """
-    child = _read_child_report(path)
+    child = _read_child_report(path) if path is not None else None
     if child is not None:
         return from_child(child, code)
     if act.stop is not None:

@@ -1,12 +1,25 @@
 """Runs inside one attempt's process: import, bind, call, report.
 
 The parent hands over a :class:`RunRequest` (already checked against the
-allow-list). This module imports the allowed class, binds and validates the
-params, calls the method and writes one small JSON report next to the claim
-in tmp/, or, from a fork server, sends it as one line on the runner's pipe
-when it fits in one atomic write. Either way the parent gets a whole
-report or none; no report means the process died, and the parent records a
-crash with its exit code or signal.
+allow-list). This module points the process's output at the job's log,
+imports the allowed class, binds and validates the params, calls the method
+and reports: from a fork server, as one line on the attempt's own report
+pipe when it fits in one atomic write; otherwise (or when spawned) as a
+small JSON file in tmp/. Either way the parent gets a whole report or none;
+no report means the process died, and the parent records a crash with its
+exit code or signal.
+
+Invariants:
+
+* every file an attempt writes in the spool is created exclusively, never
+  through a link: the report file is made with ``O_CREAT | O_EXCL |
+  O_NOFOLLOW`` under the unguessable name the runner chose; the job log is
+  opened with ``O_NOFOLLOW | O_NONBLOCK`` and used only if it is a regular
+  file with no other name (:func:`open_job_log`); anything else is refused
+  and the attempt reports ``UnsafeJobLog`` without running the job;
+* the report pipe is the attempt's own: the fork server relays what comes
+  on it under the token it gave this attempt, so what a job writes there
+  can only ever speak for itself.
 
 The fork server imports this module, and every attempt's process is a copy
 of it: each module imported here makes every fork and every exit slower.
@@ -220,16 +233,96 @@ def _execute(req: RunRequest) -> dict[str, Any]:
     return {"outcome": outcomes.SUCCEEDED, "result": result, "warning": warning}
 
 
+_CREATE_REPORT = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
 def write_report(path: str, report: dict[str, Any]) -> None:
-    """The runner reads this only after the process has exited, so a plain
-    write is enough; a process killed mid-write leaves bad JSON = a crash."""
+    """Create the report file; never through a link, never over another file.
+
+    The runner reads it only after the process has exited, so no sync is
+    needed; a process killed mid-write leaves bad JSON, read as a crash."""
     data = dumps(report, default=repr).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(path, _CREATE_REPORT, 0o600)
     try:
         while data:
             data = data[os.write(fd, data) :]
     finally:
         os.close(fd)
+
+
+_OPEN_LOG = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_APPEND
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def _is_regular(mode: int) -> bool:
+    return mode & 0o170000 == 0o100000  # stat.S_ISREG, without importing stat
+
+
+class UnsafeJobLog(OSError):
+    """The job log's name holds something the attempt must not write to."""
+
+
+def _log_name(path: str) -> str:
+    """The log's name as people know it (logs/jobs/<id>.log), not the full path."""
+    head, name = os.path.split(path)
+    return "/".join((os.path.basename(os.path.dirname(head)), os.path.basename(head), name))
+
+
+def open_job_log(path: str) -> int:
+    """Open the job's log for appending: a regular file with one name, or refuse.
+
+    No link is followed, no FIFO waited on; a file with a second name (a
+    hard link planted to some other file) is not written either.
+    """
+    try:
+        fd = os.open(path, _OPEN_LOG, 0o644)
+    except OSError as exc:
+        raise UnsafeJobLog(
+            exc.errno, f"{_log_name(path)} cannot be opened safely: {exc.strerror}"
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if not _is_regular(st.st_mode):
+            raise UnsafeJobLog(f"{_log_name(path)} is not a regular file")
+        if st.st_nlink != 1:
+            raise UnsafeJobLog(f"{_log_name(path)} has {st.st_nlink} names (a hard link)")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def attach_log(path: str) -> str | None:
+    """Point stdout and stderr at the job's log; the reason if it was refused."""
+    try:
+        fd = open_job_log(path)
+    except OSError as exc:
+        return str(exc) if isinstance(exc, UnsafeJobLog) else f"{_log_name(path)}: {exc}"
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return None
+
+
+def refused(message: str) -> dict[str, Any]:
+    """The report of an attempt that did not run its job (its log was unsafe)."""
+    error = {"type": "UnsafeJobLog", "message": message, "traceback": None}
+    return {"outcome": outcomes.FAILED, "error": error, "error_types": ["UnsafeJobLog"]}
 
 
 # What fits in one pipe write that the kernel keeps whole (POSIX PIPE_BUF is
@@ -238,10 +331,11 @@ PIPE_ATOMIC = min(getattr(select, "PIPE_BUF", 512), 4096)
 
 
 def send_report(fd: int, token: str, report: dict[str, Any]) -> bool:
-    """Send a small report as one line on the runner's pipe; False if too big.
+    """Send a small report as one line on the attempt's report pipe; False if too big.
 
-    One write of at most PIPE_BUF bytes is atomic, so lines from many
-    attempts (and the fork server's own) never interleave. The runner then
+    One write of at most PIPE_BUF bytes arrives whole, so the fork server
+    reads the line in one piece and relays it under this attempt's token
+    (the token and pid in the line are not believed). The runner then
     learns the outcome as soon as the job returns, before the process has
     even exited.
     """
@@ -251,8 +345,8 @@ def send_report(fd: int, token: str, report: dict[str, Any]) -> bool:
     return os.write(fd, line + b"\n") == len(line) + 1
 
 
-def run(req: RunRequest, report_fd: int | None = None) -> int:
-    report = execute(req)
+def run(req: RunRequest, report_fd: int | None = None, log_refused: str | None = None) -> int:
+    report = refused(log_refused) if log_refused else execute(req)
     if report.get("warning"):
         print(f"jobspool: warning: {report['warning']}", file=sys.stderr)
     # The log is complete before anyone hears of the outcome.
@@ -262,7 +356,7 @@ def run(req: RunRequest, report_fd: int | None = None) -> int:
     if report_fd is not None:
         try:
             sent = send_report(report_fd, req.token, report)
-        except OSError:  # the runner is gone, or the pipe is broken: use the file
+        except OSError:  # the channel is closed or broken: use the file
             sent = False
     if not sent:
         write_report(req.report_path, report)
@@ -277,15 +371,15 @@ class Rehearsal:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of spawned attempts: ``python -m jobspool.child REQUEST``."""
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point of spawned attempts: ``python -m jobspool.child`` with the
+    request on stdin (never in a file someone else could swap)."""
+    del argv  # the request comes on stdin only
     try:
-        with open(args[0], "rb") as request:
-            req = RunRequest.from_wire(request.read())
-    except (IndexError, OSError, ValueError) as exc:
+        req = RunRequest.from_wire(sys.stdin.buffer.read())
+    except (OSError, ValueError) as exc:
         print(f"jobspool child: bad request: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
-    return run(req)
+    return run(req, log_refused=attach_log(req.log_path))
 
 
 if __name__ == "__main__":

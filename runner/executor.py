@@ -17,11 +17,15 @@ payload's length as a decimal line, then the RunRequest's wire bytes
 fields it needs and hands the same bytes to the attempt. Zygote -> runner,
 one line per message: ``{"ready": true, "pid": n}`` once, then tab-separated status
 lines (tokens hold no tab or newline): ``S <token> <pid>`` right after the
-hand-over to a spare, ``X <token> <pid> <rc>`` when it reaps the child (rc < 0
-is the signal number, as in subprocess). The attempt itself writes
-``{"report": token, "pid": n, ...}`` (JSON) on the same pipe when its report
-fits in one atomic write (see child.send_report); it always precedes the
-"X" line, since the child writes it before it exits.
+hand-over to a spare, ``R <token> <pid> <report>`` when the attempt sent its
+report, ``X <token> <pid> <rc>`` when it reaps the child (rc < 0 is the
+signal number, as in subprocess). Only the zygote writes to the runner's
+pipe: each attempt gets a pipe of its own for its report (one JSON line
+when it fits in one atomic write, see child.send_report), and the zygote
+relays the first line that comes on it under the token it gave that
+attempt, so no job can speak for another or break the framing. A report is
+an attempt's last word: the zygote ends the process once it has relayed
+it, and always relays it before the "X" line.
 
 Launchers never block the runner: ``start`` only sends the request, and
 the attempt's start, report and exit arrive later as the typed messages of
@@ -53,7 +57,6 @@ if TYPE_CHECKING:
     import subprocess
     import threading
     from collections.abc import Callable
-    from pathlib import Path
     from typing import IO, Any, Protocol
 
     from jobspool.messages import Event
@@ -218,11 +221,18 @@ class ForkServer:
                 self._line(line)
 
     def _line(self, line: bytes) -> None:
-        # Attempts write to this pipe too: a line that is not a message is
-        # logged and dropped, never allowed to stop the runner.
+        # Only the zygote writes here, but it relays what attempts send: a
+        # line that is not a message is logged and dropped, never allowed to
+        # stop the runner; a report that is not one fails its own attempt.
         m = self._messages
         try:
             msg = m.decode_launcher_line(line)
+        except m.BadReport as exc:
+            from jobspool import logs
+
+            logs.event("bad_report", logs.WARNING, token=exc.token, pid=exc.pid, error=exc)
+            self._post(m.AttemptReported(exc.token, exc.pid, m.unreadable_report(str(exc))))
+            return
         except m.BadMessage as exc:
             from jobspool import logs
 
@@ -310,35 +320,49 @@ class Spawner:
     def start(self, req: RunRequest) -> None:
         import subprocess
         import threading
-        from pathlib import Path
 
         from jobspool.messages import AttemptStarted
 
-        request_path = Path(req.report_path + ".request")
-        request_path.write_bytes(req.to_wire())
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-        with open(req.log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, *SAFE_PATH, "-m", "jobspool.child", str(request_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=POSIX,
-                creationflags=flags,
-                env=_engine_env(),
-            )
+        # The request travels on the child's stdin, never through a file in
+        # the spool; the child opens the job's log itself (child.attach_log).
+        proc = subprocess.Popen(
+            [sys.executable, *SAFE_PATH, "-m", "jobspool.child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            start_new_session=POSIX,
+            creationflags=flags,
+            env=_engine_env(),
+        )
         waiter = threading.Thread(
-            target=self._wait, args=(proc, req.token, request_path), daemon=True
+            target=self._wait, args=(proc, req.token, req.to_wire()), daemon=True
         )
         self._threads.append(waiter)
         self._post(AttemptStarted(req.token, proc.pid))
         waiter.start()
 
-    def _wait(self, proc: subprocess.Popen[bytes], token: str, request_path: Path) -> None:
+    def _wait(self, proc: subprocess.Popen[bytes], token: str, request: bytes) -> None:
         from jobspool.messages import AttemptExited
 
+        assert proc.stdin is not None
+        try:  # noqa: SIM105 - a child that died first gets no request: its exit says so
+            proc.stdin.write(request)
+        except OSError:
+            pass
+        try:  # noqa: SIM105
+            proc.stdin.close()
+        except OSError:
+            pass
+        if hasattr(os, "waitid"):
+            # Exited but not reaped: its group's id is still its own, so
+            # what it left in the group can be killed without touching a
+            # process that took over a freed pid.
+            try:
+                os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+                kill_group(proc.pid)
+            except ChildProcessError:
+                pass
         code = proc.wait()
-        request_path.unlink(missing_ok=True)
         self._post(AttemptExited(token, code))
 
     def close(self) -> None:
@@ -404,11 +428,7 @@ def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
             code = 0
             return
         req = RunRequest.from_wire(data)
-        log = os.open(req.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        code = child.run(req, report_fd)
+        code = child.run(req, report_fd, child.attach_log(req.log_path))
     except BaseException:
         try:
             import traceback
@@ -419,6 +439,31 @@ def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
             pass
     finally:
         os._exit(code)
+
+
+def _reap_one(pid: int, attempts: dict[int, str]) -> tuple[int, int]:
+    """Reap one exited child (pid, or any with -1): (pid, status), (0, 0) if none.
+
+    An attempt's group is killed (the background children it left behind)
+    before the attempt is reaped, while its pid, the group's id, cannot be
+    another process's yet. Without waitid (macOS before Python 3.13), right
+    after it instead.
+    """
+    try:
+        if not hasattr(os, "waitid"):
+            got, status = os.waitpid(pid, os.WNOHANG)
+            if got in attempts:
+                kill_group(got)
+            return got, status
+        idtype, ident = (os.P_ALL, 0) if pid == -1 else (os.P_PID, pid)
+        info = os.waitid(idtype, ident, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        if info is None:
+            return 0, 0
+        if info.si_pid in attempts:
+            kill_group(info.si_pid)
+        return os.waitpid(info.si_pid, 0)  # a zombie already: no wait
+    except ChildProcessError:
+        return 0, 0
 
 
 def _warn_if_threaded(class_path: str) -> None:
@@ -546,9 +591,13 @@ class _Zygote:
             _signal.signal(_signal.SIGCHLD, lambda *_: None)
             self.poll.register(self.wake, select.POLLIN)
         self.children: dict[int, str] = {}  # running attempts: pid -> token
+        # Report pipes still open: read end -> (attempt pid, bytes so far).
+        self.reports: dict[int, tuple[int, bytes]] = {}
+        self.report_of: dict[int, int] = {}  # attempt pid -> its report pipe
         self.pidfds: dict[int, int] = {}  # every live child: pid -> pidfd
         self.watched: dict[int, int] = {}  # pidfd -> pid
-        self.spares: list[tuple[int, int]] = []  # (pid, request pipe), oldest first
+        # (pid, request pipe, report pipe), oldest first
+        self.spares: list[tuple[int, int, int]] = []
         self.buf = b""
         self.orphaned = False
         self.refilling = True
@@ -565,16 +614,19 @@ class _Zygote:
 
     def fork_spare(self) -> None:
         request_r, request_w = os.pipe()
+        report_r, report_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            _spare_main(request_r, self.out, not self.use_pidfd)
+            _spare_main(request_r, report_w, not self.use_pidfd)
         os.close(request_r)
+        os.close(report_w)
+        os.set_blocking(report_r, False)
         if self.use_pidfd:
             pidfd = os.pidfd_open(pid)
             self.pidfds[pid] = pidfd
             self.watched[pidfd] = pid
             self.poll.register(pidfd, select.POLLIN)
-        self.spares.append((pid, request_w))
+        self.spares.append((pid, request_w, report_r))
 
     def want_spare(self) -> bool:
         """True while a batch is being forked (see SPARES_LOW and SPARES_HIGH)."""
@@ -585,9 +637,16 @@ class _Zygote:
         return self.refilling
 
     def retire_spares(self) -> None:
-        for _, request_w in self.spares:
+        for _, request_w, report_r in self.spares:
             os.close(request_w)  # EOF: the spare exits; reaped like any child
+            os.close(report_r)
         self.spares.clear()
+
+    def drop_spare(self, pid: int) -> None:
+        for spare in [s for s in self.spares if s[0] == pid]:
+            self.spares.remove(spare)
+            os.close(spare[1])
+            os.close(spare[2])
 
     def assign(self, data: bytes) -> None:
         req = RunRequest.from_wire(data)
@@ -597,12 +656,53 @@ class _Zygote:
             gc.freeze()  # the new imports too: children's collections skip them
         if not self.spares:
             self.fork_spare()
-        pid, request_w = self.spares.pop(0)
+        pid, request_w, report_r = self.spares.pop(0)
         while data:
             data = data[os.write(request_w, data) :]
         os.close(request_w)
         self.children[pid] = token
+        self.reports[report_r] = (pid, b"")
+        self.report_of[pid] = report_r
+        self.poll.register(report_r, select.POLLIN)
         self.send(b"S\t%s\t%d\n" % (token.encode(), pid))
+
+    def hear(self, fd: int, final: bool = False) -> None:
+        """Read an attempt's report pipe; relay its first line, under its token.
+
+        What the attempt sends is not parsed here (the runner decodes it):
+        the first line, or the first PIPE_ATOMIC bytes if no line ends
+        there, or what was written before the pipe closed. Once relayed, the
+        attempt has said its last word: it is ended and its pipe closed.
+        """
+        pid, buf = self.reports[fd]
+        while True:
+            try:
+                chunk = os.read(fd, child.PIPE_ATOMIC)
+            except BlockingIOError:
+                chunk = None
+            except OSError:
+                chunk = b""
+            if chunk:
+                buf += chunk
+            line, newline, _ = buf.partition(b"\n")
+            done = bool(newline) or chunk == b"" or len(buf) > child.PIPE_ATOMIC
+            if done or chunk is None:
+                break
+        if not (done or final):
+            self.reports[fd] = (pid, buf)
+            return
+        self.poll.unregister(fd)
+        del self.reports[fd]
+        del self.report_of[pid]
+        os.close(fd)
+        if line and pid in self.children:
+            token = self.children[pid].encode()
+            self.send(b"R\t%s\t%d\t%s\n" % (token, pid, line[: child.PIPE_ATOMIC]))
+            kill_group(pid)
+            try:  # noqa: SIM105 - contextlib is not loaded in the fork server
+                os.kill(pid, _signal.SIGKILL)  # not reaped yet: still our child
+            except OSError:
+                pass
 
     def handle_input(self) -> bool:
         chunk = os.read(self.inp, 1 << 16)
@@ -619,29 +719,28 @@ class _Zygote:
 
     def reap(self, pid: int = -1) -> None:
         while True:
-            try:
-                got, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if got == 0:
+            got, status = _reap_one(pid, self.children)
+            if not got:
                 return
             pidfd = self.pidfds.pop(got, -1)
             if pidfd >= 0:
                 self.poll.unregister(pidfd)
                 del self.watched[pidfd]
                 os.close(pidfd)
+            report = self.report_of.get(got)
+            if report is not None:  # its report goes before its exit
+                self.hear(report, final=True)
             token = self.children.pop(got, None)
             if token is not None:
-                kill_group(got)  # background children the attempt left behind
                 code = os.waitstatus_to_exitcode(status)
                 self.send(b"X\t%s\t%d\t%d\n" % (token.encode(), got, code))
             else:  # a spare that exited (retired, or killed from outside)
-                self.spares = [s for s in self.spares if s[0] != got]
+                self.drop_spare(got)
             if pid != -1:
                 return
 
     def shutdown(self) -> None:
-        idle = [pid for pid, _ in self.spares]
+        idle = [pid for pid, _, _ in self.spares]
         self.retire_spares()
         for pid in idle:  # nothing to lose in a spare; no need to wait for it to notice
             try:  # noqa: SIM105 - contextlib is not loaded in the fork server
@@ -684,6 +783,8 @@ class _Zygote:
                     except BlockingIOError:
                         pass
                     self.reap()
+                elif fd in self.reports:
+                    self.hear(fd)
                 elif fd in self.watched:
                     self.reap(self.watched[fd])
 

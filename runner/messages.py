@@ -16,8 +16,8 @@ is ``heartbeats.Heartbeat``.
 Invariants:
 
 * a decoder returns a value of this module or raises :class:`BadMessage`,
-  whatever the bytes (job code can write to the runner's pipe, and a planted
-  file can stand where a report is expected);
+  whatever the bytes (the fork server relays what job code wrote on its
+  report channel, and a planted file can stand where a report is expected);
 * a decoded report is bounded: strings, lists and numbers are capped, and an
   outcome an attempt cannot know about itself (``outcomes.REPORTABLE``) is
   refused.
@@ -46,6 +46,17 @@ MAX_TOKEN = 400
 
 class BadMessage(ValueError):
     """Bytes that are not the message they claim to be; the reason says why."""
+
+
+class BadReport(BadMessage):
+    """What the fork server relayed from one attempt's own channel is not a
+    report. The attempt is known (the fork server named it), so the runner
+    records this as that attempt's failure (:func:`unreadable_report`)."""
+
+    def __init__(self, token: str, pid: int, reason: str) -> None:
+        super().__init__(reason)
+        self.token = token
+        self.pid = pid
 
 
 # ---------------------------------------------------------------- the loop's inbox
@@ -211,32 +222,43 @@ def decode_report_bytes(raw: bytes) -> ChildReport:
         raise BadMessage(str(exc)) from None
 
 
+def unreadable_report(reason: str) -> ChildReport:
+    """What an attempt that sent something other than a report amounts to."""
+    message = f"the attempt sent something that is not a report: {reason}"[:MAX_MESSAGE]
+    return ChildReport(
+        outcome=outcomes.FAILED,
+        error=ErrorInfo(type="BadReport", message=message),
+        error_types=("BadReport",),
+    )
+
+
 FromLauncher = AttemptStarted | AttemptReported | AttemptExited | LauncherReady
 
 
 def decode_launcher_line(line: bytes) -> FromLauncher:
-    """One line from the fork server's pipe: its status lines, or a report.
+    """One line from the fork server's pipe.
 
-    Status lines are tab-separated (``S token pid``, ``X token pid code``);
-    JSON lines are the fork server's ``ready`` or an attempt's report.
+    Only the fork server writes there: its ``ready`` line (JSON), then
+    tab-separated status lines: ``S token pid``, ``R token pid report`` (the
+    report an attempt sent on its own channel, relayed under the token the
+    fork server gave it), ``X token pid code``. A relayed report that does
+    not decode raises :class:`BadReport`, naming the attempt.
     """
     if line[:1] == b"{":
         try:
             msg = codec.parse_json(line)
         except InvalidJobFile as exc:
             raise BadMessage(str(exc)) from None
-        if not isinstance(msg, dict):
-            raise BadMessage("not an object")
-        if msg.get("ready") is True:
-            return LauncherReady(_int(msg.get("pid"), "pid"))
-        token = _text(msg.pop("report", None), "report token", MAX_TOKEN)
-        pid = _int(msg.pop("pid", None), "pid")
-        return AttemptReported(token, pid, decode_report(msg))
+        if not isinstance(msg, dict) or msg.get("ready") is not True:
+            raise BadMessage("a JSON line that is not the fork server's ready line")
+        return LauncherReady(_int(msg.get("pid"), "pid"))
+    if line[:2] == b"R\t":
+        return _relayed_report(line)
     try:
         fields = line.decode("utf-8").split("\t")
     except UnicodeDecodeError:
         raise BadMessage("status line is not UTF-8") from None
-    if fields[0] == "S" and len(fields) == 3 and fields[2].isdigit():
+    if fields[0] == "S" and len(fields) == 3 and fields[2].isdigit() and len(fields[2]) <= 10:
         return AttemptStarted(fields[1][:MAX_TOKEN], _int(int(fields[2]), "pid"))
     if fields[0] == "X" and len(fields) == 4:
         try:
@@ -245,3 +267,24 @@ def decode_launcher_line(line: bytes) -> FromLauncher:
             raise BadMessage("exit status is not a number") from None
         return AttemptExited(fields[1][:MAX_TOKEN], code)
     raise BadMessage(f"unknown status line {line[:40]!r}")
+
+
+def _relayed_report(line: bytes) -> AttemptReported:
+    fields = line.split(b"\t", 3)
+    if len(fields) != 4 or not fields[2].isdigit() or len(fields[2]) > 10:
+        raise BadMessage(f"malformed report line {line[:40]!r}")
+    try:
+        token = fields[1].decode("utf-8")[:MAX_TOKEN]
+    except UnicodeDecodeError:
+        raise BadMessage("report token is not UTF-8") from None
+    pid = _int(int(fields[2]), "pid")
+    try:
+        data = codec.parse_json(fields[3])
+        if isinstance(data, dict):
+            # The attempt's own idea of its token and pid is not believed.
+            data = {k: v for k, v in data.items() if k not in ("report", "pid")}
+        return AttemptReported(token, pid, decode_report(data))
+    except InvalidJobFile as exc:
+        raise BadReport(token, pid, str(exc)) from None
+    except BadMessage as exc:
+        raise BadReport(token, pid, str(exc)) from None

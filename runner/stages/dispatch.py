@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from jobspool.attempts import Active, Report, from_child, read_report
 from jobspool.child import EXIT_FAILED, EXIT_OK, RunRequest
 from jobspool.config import Config
 from jobspool.errors import Conflict, InvalidJobFile, NotAllowed
-from jobspool.executor import create_time, kill_group, kill_tree, make_launcher
+from jobspool.executor import create_time, kill_tree, make_launcher
 from jobspool.fsops import NotRegularFile, StrPath
 from jobspool.heartbeats import BeatJob
 from jobspool.messages import ChildReport, Event
@@ -188,6 +189,7 @@ class Dispatch:
             report_path=self._report_path(token),
         )
         act = Active(token, claim, path, job, None, utcnow(), now + timeout)
+        act.report_path = req.report_path
         assert self._launcher is not None
         try:
             self._launcher.start(req)
@@ -199,7 +201,10 @@ class Dispatch:
         return None
 
     def _report_path(self, token: str) -> str:
-        return self.spool.path_in("tmp", f"{token}.report.json")
+        """A name in tmp/ nobody can guess before the attempt creates it:
+        producers may write tmp/, and a link planted under a predictable
+        name would have the report written through it."""
+        return self.spool.path_in("tmp", f"{token}.{secrets.token_hex(16)}.report.json")
 
     # ------------------------------------------------------------ following
 
@@ -252,12 +257,8 @@ class Dispatch:
             if report is not None:
                 finished.append(Finish(act, from_child(report, code)))
                 continue
-            if act.pid is not None:
-                kill_group(act.pid)
             timeout = act.job.timeout_seconds or self.config.timeout(act.job.job)
-            finished.append(
-                Finish(act, read_report(self._report_path(act.token), act, code, timeout))
-            )
+            finished.append(Finish(act, read_report(act.report_path, act, code, timeout)))
         return finished
 
     def has_job(self, job_id: str) -> bool:
