@@ -44,7 +44,7 @@ def cancel(spool: Spool, job_id: str, *, by: str | None = None, via: str | None 
             except Conflict:
                 continue  # a runner claimed it meanwhile: look again
         if status is Status.RUNNING:
-            control.request(spool, "cancel", job_id, {"by": by, "via": via})
+            control.request(spool, control.CANCEL, job_id, by=by, via=via)
             return "requested"
         raise Conflict(f"job {job_id} is {status}; only pending or running jobs can be cancelled")
     raise Conflict(f"job {job_id} kept changing state; try again")

@@ -26,11 +26,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from jobspool import actions, control, logs
+from jobspool import actions, control, logs, provenance
 from jobspool.attempts import Active, Report, from_child, read_report
 from jobspool.child import EXIT_FAILED, EXIT_OK, RunRequest
 from jobspool.config import Config
-from jobspool.errors import Conflict, InvalidJobFile, NotAllowed
+from jobspool.errors import Conflict, InvalidJobFile, JobNotFound, NotAllowed
 from jobspool.executor import create_time, kill_tree, make_launcher
 from jobspool.fsops import NotRegularFile, StrPath
 from jobspool.heartbeats import BeatJob
@@ -65,6 +65,7 @@ class Dispatch:
         self._launcher: Launcher | None = None
         self._post: Callable[[Event], None] | None = None
         self.cancel_requests: dict[str, dict[str, Any]] = {}
+        self.control = control.Reader(spool)
         self.control_dirty = True
 
     # ------------------------------------------------------------ launcher
@@ -93,7 +94,7 @@ class Dispatch:
         logs.event("launcher_died", logs.ERROR, running=len(self.active))
         for act in list(self.active.values()):
             if act.pid is not None:
-                kill_tree(act.pid)
+                _kill_orphaned(act)
             self.exited(act.token, -signal.SIGKILL)
         if self._launcher is not None:
             with contextlib.suppress(Exception):
@@ -287,25 +288,44 @@ class Dispatch:
         self.control_dirty = True
 
     def check_control(self) -> None:
-        """Act on cancel requests: kill a running attempt, cancel a pending job."""
+        """Act on cancel requests: kill a running attempt, cancel a pending job.
+
+        Only requests that decoded and came from the runner's user get here
+        (``control.Reader`` quarantines the rest); who asked and from where
+        come from those alone."""
         self.control_dirty = False
-        requests = self.cancel_requests = control.requests(self.spool, "cancel")
-        if not requests:
-            return
+        requests = self.control.requests(control.CANCEL)
+        self.cancel_requests = {job_id: req.info() for job_id, req in requests.items()}
         by_id = {a.job.id: a for a in self.active.values()}
-        for job_id, info in requests.items():
+        for job_id, req in requests.items():
             act = by_id.get(job_id)
             if act is not None:
                 if act.stop is None:
-                    self.kill(act, Outcome.CANCELLED, info)
+                    self.kill(act, Outcome.CANCELLED, req.info())
                 continue
             where = self.spool.locate(job_id)
             if where is None or where[0] in TERMINAL:
-                control.clear_request(self.spool, "cancel", job_id)
+                self._clear_request(job_id)
             elif where[0] is Status.PENDING:
-                with contextlib.suppress(Conflict):
-                    actions.cancel(self.spool, job_id, by=info.get("by"), via=info.get("via"))
-                    control.clear_request(self.spool, "cancel", job_id)
+                self._cancel_pending(req)
+
+    def _cancel_pending(self, req: control.Request) -> None:
+        try:
+            done = actions.cancel(self.spool, req.job, by=req.by, via=req.via)
+        except (Conflict, JobNotFound):
+            return  # it moved meanwhile: the next look finds where
+        except OSError as exc:
+            logs.event("cancel_error", logs.ERROR, job=req.job, error=exc)
+            return
+        # "requested": another runner claimed it first and now owns the request.
+        if done == "cancelled":
+            self._clear_request(req.job)
+
+    def _clear_request(self, job_id: str) -> None:
+        try:
+            control.clear_request(self.spool, control.CANCEL, job_id)
+        except OSError as exc:
+            logs.event("control_error", logs.ERROR, job=job_id, error=exc)
 
     # ------------------------------------------------------------ for the heartbeat
 
@@ -331,6 +351,18 @@ class Dispatch:
 
     def deadlines(self) -> list[float]:
         return [a.deadline for a in self.active.values()]
+
+
+def _kill_orphaned(act: Active) -> None:
+    """An attempt whose fork server died: no parent of ours holds its pid
+    any more, so it is killed only as proven (with what it left behind)."""
+    assert act.pid is not None
+    if not provenance.available():
+        kill_tree(act.pid)
+        return
+    since = act.started_at.timestamp()
+    attempt = provenance.Attempt(act.pid, act.pid_created, since, act.token, os.getpid())
+    provenance.kill_proven(attempt)
 
 
 def _complete_record(job: Job, entry: Entry, path: StrPath) -> Job:
