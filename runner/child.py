@@ -49,6 +49,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the job did not succeed; its report says why
 EXIT_INTERNAL = 70
 
+# Environment marks that tie a process to the runner that started it and to
+# its attempt (see provenance, which proves a process is ours by them).
+RUNNER_MARK = "JOBSPOOL_RUNNER_PID"
+ATTEMPT_MARK = "JOBSPOOL_ATTEMPT"
+
 # Wire format of a request: version, then the fields in this order.
 _WIRE_VERSION = 1
 _FIELDS = (
@@ -345,6 +350,12 @@ def send_report(fd: int, token: str, report: dict[str, Any]) -> bool:
     return os.write(fd, line + b"\n") == len(line) + 1
 
 
+def mark_attempt(token: str) -> None:
+    """What the job starts carries its attempt's token: a process that leaves
+    the attempt's session can still be told apart as this attempt's."""
+    os.environ[ATTEMPT_MARK] = token
+
+
 def run(req: RunRequest, report_fd: int | None = None, log_refused: str | None = None) -> int:
     report = refused(log_refused) if log_refused else execute(req)
     if report.get("warning"):
@@ -379,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"jobspool child: bad request: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
+    mark_attempt(req.token)
     return run(req, log_refused=attach_log(req.log_path))
 
 

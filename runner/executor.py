@@ -110,42 +110,6 @@ def kill_group(pgid: int) -> None:
             pass
 
 
-def kill_group_of(pgid: int, created: float | None) -> list[int]:
-    """Kill what is left of an attempt's process group after its leader died.
-
-    The leader's pid may have been reused, so only members started at or
-    after the recorded start of the attempt count.
-    """
-    if not POSIX:
-        return []
-    import psutil
-
-    victims = []
-    for proc in psutil.process_iter(["pid", "create_time"]):
-        try:
-            if os.getpgid(proc.pid) != pgid:
-                continue
-            if created is not None and proc.info["create_time"] < created - 0.5:
-                continue
-            proc.kill()
-            victims.append(proc.pid)
-        except (OSError, psutil.Error):
-            continue
-    return victims
-
-
-def process_alive(pid: int, create_time: float | None = None) -> bool:
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
-            return False
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def create_time(pid: int) -> float | None:
     import psutil
 
@@ -162,7 +126,9 @@ SAFE_PATH = ("-P",)
 
 
 def _engine_env() -> dict[str, str]:
-    env = dict(os.environ)
+    from jobspool import provenance
+
+    env = dict(os.environ) | provenance.runner_marks()
     # The folder that holds the package under its import name, as imported
     # (not resolved: a development install links jobspool/ to runner/).
     engine_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -428,6 +394,7 @@ def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
             code = 0
             return
         req = RunRequest.from_wire(data)
+        child.mark_attempt(req.token)
         code = child.run(req, report_fd, child.attach_log(req.log_path))
     except BaseException:
         try:

@@ -38,8 +38,8 @@ from typing import IO
 
 import portalocker
 
-from jobspool import heartbeats, logs
-from jobspool.executor import create_time, kill_group_of, kill_tree, process_alive
+from jobspool import heartbeats, logs, provenance
+from jobspool.executor import create_time
 from jobspool.heartbeats import BeatJob, Heartbeat, Malformed
 from jobspool.model import utcnow
 from jobspool.names import RunningName, hostname
@@ -234,18 +234,21 @@ class Liveness:
 def kill_orphans(beat: Heartbeat | None) -> list[int]:
     """Kill a dead runner's attempt processes, if they run on this host.
 
-    None (no heartbeat that could be read) names no process: nothing is killed.
+    A heartbeat is only a file: each process it names, and each one its
+    attempt left behind, is killed only once ``provenance`` proves it is
+    that runner's attempt (or was started by it). An attempt listed without
+    its start time cannot be proven, and None (no heartbeat that could be
+    read) names no process: nothing is killed for them.
     """
     if beat is None or beat.host != hostname():
         return []
     killed: list[int] = []
     for job in beat.jobs:
-        if job.pid is None:
+        if job.pid is None or job.pid_created is None:
             continue
-        if process_alive(job.pid, job.pid_created):
-            killed += kill_tree(job.pid)
-        else:  # the attempt ended, but what it started may live on in its group
-            killed += kill_group_of(job.pid, job.pid_created)
+        token = RunningName(job.id, beat.runner, job.attempt).filename[: -len(".json")]
+        attempt = provenance.Attempt(job.pid, job.pid_created, job.pid_created, token, beat.pid)
+        killed += provenance.kill_proven(attempt)
     return killed
 
 
