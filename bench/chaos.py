@@ -1,13 +1,18 @@
 """Chaos harness: real runners killed, paused and stopped at random on one spool.
 
     python bench/chaos.py [--seconds 60] [--seed N] [--runners 3] [--lease 2]
+    python bench/chaos.py --spool /mnt/a/spool --spool /mnt/b/spool --hosts host-a,host-b
+        --runners 2 --no-watch
 
 Several runner processes (some playing another host through JOBSPOOL_HOST)
-share one temporary spool. Ledger jobs are submitted throughout (some slow,
-some starting a grandchild process), and meanwhile, at random, the harness
-SIGKILLs runners and restarts them, SIGKILLs job processes (children of a
-runner's fork server that its heartbeat lists as attempts), SIGSTOPs runners
-past their lease and SIGCONTs them, and SIGTERMs runners and restarts them.
+share one temporary spool, or the spool given with ``--spool``: given more
+than once (mounts of one shared spool), runner i reaches it through the
+i-th path, round-robin, and the harness submits and reads through the first.
+Ledger jobs are submitted throughout (some slow, some starting a grandchild
+process), and meanwhile, at random, the harness SIGKILLs runners and
+restarts them, SIGKILLs job processes (children of a runner's fork server
+that its heartbeat lists as attempts), SIGSTOPs runners past their lease and
+SIGCONTs them, and SIGTERMs runners and restarts them.
 
 Chaos lasts ``--seconds``; then every runner is brought back, the spool
 drains (bounded by ``--drain-seconds``), the runners are stopped, and the
@@ -49,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from bench.chaosjobs import GRANDCHILD_NOTE  # noqa: E402
 from jobspool.cli import runner_argv  # noqa: E402
 from jobspool.config import Config, load_config  # noqa: E402
+from jobspool.initspool import init_spool  # noqa: E402
 from jobspool.names import RunningName  # noqa: E402
 from jobspool.submit import run_background_job  # noqa: E402
 
@@ -132,12 +138,13 @@ class Chaos:
         self.jobs_rng = random.Random(args.seed + 1)
         self.strikes = 0
         self.root = Path(tempfile.mkdtemp(prefix="jobspool-chaos-"))
-        self.spool = self.root / "spool"
+        self.spools: list[Path] = args.spool or [self.root / "spool"]
+        self.spool = self.spools[0]
         self.ledger = self.root / "ledger.txt"
         self.config_path = self.root / "allowed_jobs.yaml"
         self.tag = f"{args.seed}-{secrets.token_hex(6)}"
         settings = {
-            "spool": "spool",
+            "spool": str(self.spool),
             "workers": args.workers,
             "heartbeat_seconds": args.heartbeat,
             "lease_seconds": args.lease,
@@ -154,7 +161,10 @@ class Chaos:
         }
         self.config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
         self.config: Config = load_config(self.config_path)
-        hosts = ["host-a", "host-a", "host-b", "host-c"]
+        # As a user does once (`jobspool init`): runners refuse a spool without
+        # its marker. Through the first path, the one the harness submits to.
+        init_spool(self.spool, log_dir=self.config.log_dir)
+        hosts = args.hosts.split(",")
         self.slots = [Slot(i, hosts[i % len(hosts)]) for i in range(args.runners)]
         self.watches: list[Watch] = []
         self.tally = Tally()
@@ -175,7 +185,9 @@ class Chaos:
         if slot.stderr is not None:
             slot.stderr.close()
         slot.stderr = open(self.root / f"runner-{slot.index}-{slot.starts}.stderr", "wb")  # noqa: SIM115
-        cmd = runner_argv(str(self.config_path), "--quiet")
+        spool = self.spools[slot.index % len(self.spools)]
+        watch = ["--no-watch"] if self.args.no_watch else []
+        cmd = runner_argv(str(self.config_path), "--quiet", "--spool", str(spool), *watch)
         slot.proc = subprocess.Popen(
             cmd,
             env=self.environ(slot.host),
@@ -425,14 +437,14 @@ class Chaos:
     def leftovers(self) -> list[psutil.Process]:
         """Processes of this run still alive: tagged, or naming the spool."""
         me = os.getpid()
-        spool = str(self.spool)
+        spools = [str(s) for s in self.spools]
         found = []
         for proc in psutil.process_iter(["pid", "cmdline", "status"]):
             if proc.pid == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
             with contextlib.suppress(psutil.Error):
                 cmdline = " ".join(proc.info["cmdline"] or [])
-                if spool in cmdline or proc.environ().get(TAG_VAR) == self.tag:
+                if any(s in cmdline for s in spools) or proc.environ().get(TAG_VAR) == self.tag:
                     found.append(proc)
         return found
 
@@ -618,6 +630,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=5.0, help="jobs submitted per second")
     p.add_argument("--initial-jobs", type=int, default=100)
     p.add_argument("--drain-seconds", type=float, default=120.0)
+    p.add_argument(
+        "--spool",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="a spool (initialised) instead of a new temporary one; repeat it with "
+        "another mount of the same spool for each host: runner i uses the i-th, round-robin",
+    )
+    p.add_argument(
+        "--hosts",
+        default="host-a,host-a,host-b,host-c",
+        help="JOBSPOOL_HOST of each runner, comma-separated, round-robin",
+    )
+    p.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="runners rescan only, no filesystem events (network filesystems)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary spool")
     args = p.parse_args(argv)
     if args.seed is None:

@@ -1,14 +1,21 @@
-"""Two "hosts" sharing one spool through two bindfs mounts of the same directory.
+"""Two "hosts" sharing one spool: every scenario runs on two kinds of mounts.
+
+- bindfs: two bindfs mounts of the test's spool directory; the test reads
+  results from the underlying directory, the way a third machine would.
+- juicefs: two FUSE mounts of one JuiceFS volume (a real distributed
+  filesystem: sqlite metadata, local object storage) with JuiceFS's default
+  1 s kernel caches, so one host sees the other's changes late; the test
+  reads results through a third mount with those caches off.
 
 Each runner plays its own host (JOBSPOOL_HOST=host-a / host-b) and reaches
 the spool through its own mount, so, as on a network filesystem, a change
 made through one mount raises no inotify event on the other, and runners
-judge each other by the heartbeat lease alone. The test reads results from
-the underlying directory, the way a third machine would.
+judge each other by the heartbeat lease alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -32,6 +39,7 @@ from tests.support.hosts import (
     start_as,
     wait_registered,
 )
+from tests.support.juicefs import two_hosts
 from tests.support.spoolkit import (
     is_gone,
     job_files_everywhere,
@@ -45,14 +53,26 @@ from tests.support.spoolkit import (
 MARGIN = 1.0
 
 
-@pytest.fixture
-def mounts(env: SpoolEnv, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """Mounts A and B of the test's spool directory; unmounted after the runners end."""
-    env.spool.mkdir(parents=True, exist_ok=True)
-    with (
-        bind_mount(env.spool, tmp_path / "mnt-a") as mnt_a,
-        bind_mount(env.spool, tmp_path / "mnt-b") as mnt_b,
-    ):
+@pytest.fixture(params=["bindfs", "juicefs"])
+def mounts(
+    request: pytest.FixtureRequest, env: SpoolEnv, tmp_path: Path
+) -> Iterator[tuple[Path, Path]]:
+    """The spool as hosts A and B mount it; unmounted after the runners end.
+
+    On JuiceFS, the test's spool (``env.spool`` and the config's) is the
+    spool as the uncached observer mount sees it, so every read of the test
+    goes through the filesystem.
+    """
+    with contextlib.ExitStack() as stack:
+        if request.param == "bindfs":
+            env.spool.mkdir(parents=True, exist_ok=True)
+            mnt_a = stack.enter_context(bind_mount(env.spool, tmp_path / "mnt-a"))
+            mnt_b = stack.enter_context(bind_mount(env.spool, tmp_path / "mnt-b"))
+        else:
+            hosts = stack.enter_context(two_hosts(tmp_path / "juicefs"))
+            env.spool = hosts.observer
+            env.write_config(spool=str(hosts.observer))
+            mnt_a, mnt_b = hosts.a, hosts.b
         try:
             yield mnt_a, mnt_b
         finally:

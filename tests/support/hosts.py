@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from jobspool.cli import runner_argv
@@ -84,13 +85,25 @@ def ids_of(spool: Path, pid: int) -> set[str]:
     return {rid for rid, beat in registrations(spool).items() if beat.get("pid") == pid}
 
 
+def _exited(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def wait_registered(spool: Path, pid: int, beats: int = 3, timeout: float = 30.0) -> str:
-    """The id of runner ``pid`` once it has beaten ``beats`` times (its loop is running)."""
+    """The id of runner ``pid`` once it has beaten ``beats`` times (its loop is running).
+
+    A runner that exits first fails the wait at once (its stderr says why).
+    """
 
     def ready() -> str | None:
         for rid, beat in registrations(spool).items():
             if beat.get("pid") == pid and int(beat.get("beat", 0)) >= beats:
                 return rid
+        if _exited(pid):
+            raise AssertionError(f"runner pid {pid} exited before it registered")
         return None
 
     found = wait_until(ready, timeout, f"runner pid {pid} to register and beat {beats} times")
