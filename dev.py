@@ -8,7 +8,8 @@
 
 The first call creates .venv/ and installs the project with its dev extras;
 later calls reinstall only when pyproject.toml changed. The tests need
-Chromium and bindfs: on Debian/Ubuntu as root they are installed with apt-get.
+Chromium, bindfs and FUSE: on Debian/Ubuntu as root they are installed with
+apt-get.
 """
 
 from __future__ import annotations
@@ -75,12 +76,18 @@ def compile_sources() -> None:
 
 
 # What the test suite needs from the system: the browser tests drive
-# Chromium, the multi-host tests mount the spool twice with bindfs.
-SYSTEM_TOOLS = {"chromium": "chromium", "bindfs": "bindfs"}
+# Chromium, the multi-host tests mount the spool twice with bindfs and with
+# JuiceFS (its client comes with the dev extra; FUSE's mount helper is
+# fusermount3, or the older fusermount that bindfs may bring along).
+SYSTEM_TOOLS = {"chromium": "chromium", "bindfs": "bindfs", "fusermount3|fusermount": "fuse3"}
+
+
+def _have(tool: str) -> bool:
+    return any(shutil.which(name) for name in tool.split("|"))
 
 
 def ensure_system_tools() -> None:
-    missing = [pkg for tool, pkg in SYSTEM_TOOLS.items() if not shutil.which(tool)]
+    missing = [pkg for tool, pkg in SYSTEM_TOOLS.items() if not _have(tool)]
     if not missing:
         return
     apt = shutil.which("apt-get")
@@ -89,7 +96,7 @@ def ensure_system_tools() -> None:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         _run([apt, "update", "-qq"], env=env)
         _run([apt, "install", "-y", "-qq", *missing], env=env)
-    still = [tool for tool in SYSTEM_TOOLS if not shutil.which(tool)]
+    still = [tool for tool in SYSTEM_TOOLS if not _have(tool)]
     if still:
         sys.exit(f"dev.py: the tests need {', '.join(still)}; install the Debian packages")
 
