@@ -5,6 +5,15 @@ are rejected so a typo never silently drops a setting. Times are timezone-aware
 UTC datetimes; a naive time in a hand-written file is taken as UTC. The record
 grows only by appending attempts and history entries: nothing here deletes
 what an earlier attempt or person recorded.
+
+Who may set what (:func:`as_submitted`): a producer writes the job itself
+(``job``, ``method``, ``params``, ``id`` through the file's name, ``priority``,
+``not_before``, ``created_at``, ``submitted_by``) and may lower, never raise,
+the allow-list's ``max_attempts`` and ``timeout_seconds`` (the runner applies
+the lower of the two). Everything in :data:`BOOKKEEPING` is the runner's
+record of what happened; in a record without the runner's seal it is
+ignored, never refused, so that a record copied back into pending/ by hand
+runs as the new submission it is.
 """
 
 from __future__ import annotations
@@ -12,11 +21,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from jobspool import outcomes
+
+N = TypeVar("N", int, float)
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}")
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
@@ -110,7 +121,7 @@ class Job(_Strict):
     priority: int = 0
     not_before: UtcDatetime | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=1000)
-    timeout_seconds: float | None = Field(default=None, gt=0)
+    timeout_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     created_at: UtcDatetime | None = None
     submitted_by: str | None = None
     original_name: str | None = None
@@ -140,6 +151,46 @@ class Job(_Strict):
     def sort_key(self) -> tuple[int, datetime, str]:
         created = self.created_at or datetime.min.replace(tzinfo=UTC)
         return (-self.priority, created, self.id or "")
+
+
+# The runner's record of what happened to a job, and why each is not a
+# producer's to write: attempts, their count and their numbers (attempt_base,
+# what max_attempts is counted against); when the next attempt is due
+# (next_attempt_at; a producer delays with not_before); what an attempt
+# found (result, error, reason, progress); what people did (history, but for
+# the producer's own "submitted" entry, which says no more than
+# submitted_by); and the name the runner found the file under
+# (original_name). ``revision`` is kept: it only orders copies of the same
+# id, and an unsealed copy is never ranked above a sealed one
+# (jobspool.leftovers).
+BOOKKEEPING: dict[str, Any] = {
+    "attempts": [],
+    "attempt_base": 0,
+    "next_attempt_at": None,
+    "result": None,
+    "error": None,
+    "reason": None,
+    "progress": None,
+    "original_name": None,
+}
+SUBMITTED = "submitted"
+
+
+def within(asked: N | None, allowed: N) -> N:
+    """A per-job override of the allow-list: it may lower, never raise."""
+    return allowed if asked is None else min(asked, allowed)
+
+
+def as_submitted(job: Job) -> tuple[Job, list[str]]:
+    """The job as its producer may have asked for it: every bookkeeping field
+    back to its default. Returns the job and the names of the fields ignored."""
+    ignored = [name for name, empty in BOOKKEEPING.items() if getattr(job, name) != empty]
+    own = [h for h in job.history if h.action == SUBMITTED][:1]
+    if own != job.history:
+        ignored.append("history")
+    if not ignored:
+        return job, []
+    return job.model_copy(update={**BOOKKEEPING, "attempts": [], "history": own}), ignored
 
 
 class JobView(BaseModel):

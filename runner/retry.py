@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from jobspool.config import RetryPolicy
-from jobspool.model import Outcome
+from jobspool.model import Outcome, within
 
 
 class Action(StrEnum):
@@ -68,7 +68,7 @@ def decide(  # noqa: PLR0911 - one return per rule reads best
         return Decision(Action.FAIL, reason="rejected; not retried")
     if outcome is Outcome.FAILED and is_non_retryable(policy, error_types):
         return Decision(Action.FAIL, reason=f"{error_types[0]} is not retryable")
-    limit = max_attempts or policy.max_attempts
+    limit = within(max_attempts, policy.max_attempts)
     if attempts_used >= limit:
         return Decision(
             Action.FAIL, reason=f"{outcome.value} on attempt {attempts_used} of {limit}"

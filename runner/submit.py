@@ -1,11 +1,13 @@
 """Submitting jobs from Python, and reading them back.
 
 ``run_background_job`` validates on the writer's side (allow-list, method,
-params bound to the signature and type-checked) and only then publishes the
-job through the spool: on any error it raises a :class:`JobspoolError`
-subclass and writes nothing. In eager mode (setting ``eager: true`` or
-``JOBSPOOL_EAGER=1``) the job runs at once, in-process, through the same
-validation; its record lives in memory for ``get_job``/``wait_for_job``.
+params bound to the signature and type-checked, per-job overrides within
+the allow-list's: a job may ask for a shorter timeout or fewer attempts,
+never more) and only then publishes the job through the spool: on any error
+it raises a :class:`JobspoolError` subclass and writes nothing. In eager
+mode (setting ``eager: true`` or ``JOBSPOOL_EAGER=1``) the job runs at once,
+in-process, through the same validation; its record lives in memory for
+``get_job``/``wait_for_job``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 import time
 from datetime import timedelta
 from typing import Any
+
+from pydantic import ValidationError
 
 from jobspool import binding, child, codec, logs
 from jobspool.config import Config, load_config
@@ -44,7 +48,7 @@ def resolve_config(config: Config | str | None = None, spool: str | None = None)
 
 def open_spool(cfg: Config) -> Spool:
     s = cfg.settings
-    return Spool(
+    return Spool.open(
         cfg.spool_dir,
         durable=s.durable,
         max_job_bytes=s.max_job_bytes,
@@ -103,6 +107,24 @@ def validate(cfg: Config, name: str, method: str, params: Params) -> None:
         raise NotAllowed(f"cannot import {cfg.class_path(name)} for {name}: {exc}") from None
 
 
+def check_limits(cfg: Config, record: Job) -> None:
+    """Per-job overrides may lower the allow-list's limits, never raise them
+    (a runner applies the lower value anyway; a submitter is told)."""
+    name = record.job
+    timeout = cfg.timeout(name)
+    if record.timeout_seconds is not None and record.timeout_seconds > timeout:
+        raise InvalidParams(
+            f"timeout {record.timeout_seconds:g}s is more than the allow-list allows "
+            f"{name} ({timeout:g}s); a job may ask for less, never more"
+        )
+    attempts = cfg.retry_policy(name).max_attempts
+    if record.max_attempts is not None and record.max_attempts > attempts:
+        raise InvalidParams(
+            f"max_attempts {record.max_attempts} is more than the allow-list allows "
+            f"{name} ({attempts}); a job may ask for fewer, never more"
+        )
+
+
 def build_job(
     name: str,
     method: str,
@@ -116,16 +138,21 @@ def build_job(
 ) -> Job:
     if delay is not None and delay < 0:
         raise InvalidParams("delay must be zero or more seconds")
-    return Job(
-        job=name,
-        method=method,
-        params=params,
-        id=job_id,
-        priority=priority,
-        not_before=utcnow() + timedelta(seconds=delay) if delay else None,
-        max_attempts=max_attempts,
-        timeout_seconds=timeout,
-    )
+    try:
+        return Job(
+            job=name,
+            method=method,
+            params=params,
+            id=job_id,
+            priority=priority,
+            not_before=utcnow() + timedelta(seconds=delay) if delay else None,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InvalidParams(f"{where}: {err['msg']}") from None
 
 
 def run_background_job(
@@ -162,6 +189,7 @@ def run_background_job(
         timeout=timeout,
         job_id=job_id,
     )
+    check_limits(cfg, record)
     if cfg.settings.eager:
         return _run_eager(cfg, record)
     return queue_job(cfg, open_spool(cfg), record, by=submitted_by, via=via)
@@ -169,6 +197,7 @@ def run_background_job(
 
 def queue_job(cfg: Config, spool: Spool, record: Job, *, by: str | None, via: str) -> str:
     """Publish an already validated job for a runner (never eagerly) and log it."""
+    check_limits(cfg, record)
     job_id = spool.submit(record, by=by, via=via)
     logs.append(
         cfg.log_dir,

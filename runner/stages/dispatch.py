@@ -35,7 +35,7 @@ from jobspool.executor import create_time, kill_tree, make_launcher
 from jobspool.fsops import NotRegularFile, StrPath
 from jobspool.heartbeats import BeatJob
 from jobspool.messages import ChildReport, Event
-from jobspool.model import Job, Outcome, from_timestamp, utcnow
+from jobspool.model import Job, Outcome, from_timestamp, utcnow, within
 from jobspool.names import RunningName
 from jobspool.schedule import Entry
 from jobspool.spool import Spool
@@ -173,7 +173,7 @@ class Dispatch:
         token = claim.filename[: -len(".json")]
         job_id = job.id or ""
         spec = self.config.spec(job.job, job.method)
-        timeout = job.timeout_seconds or self.config.timeout(job.job)
+        timeout = within(job.timeout_seconds, self.config.timeout(job.job))
         req = RunRequest(
             token=token,
             job_id=job_id,
@@ -182,15 +182,17 @@ class Dispatch:
             params=job.params,
             class_path=spec.class_path or f"jobs.{job.job}",
             attempt=claim.attempt,
-            max_attempts=job.max_attempts or self.config.retry_policy(job.job).max_attempts,
+            max_attempts=within(job.max_attempts, self.config.retry_policy(job.job).max_attempts),
             base_dir=str(self.config.base_dir),
             spool=self.spool.root_str,
             log_dir=self.spool.log_dir_str,
             log_path=self.spool.job_log_file(job_id),
             report_path=self._report_path(token),
+            limits=self.config.limits(job.job),
         )
         act = Active(token, claim, path, job, None, utcnow(), now + timeout)
         act.report_path = req.report_path
+        act.limits = req.limits or {}
         assert self._launcher is not None
         try:
             self._launcher.start(req)
@@ -258,7 +260,7 @@ class Dispatch:
             if report is not None:
                 finished.append(Finish(act, from_child(report, code)))
                 continue
-            timeout = act.job.timeout_seconds or self.config.timeout(act.job.job)
+            timeout = within(act.job.timeout_seconds, self.config.timeout(act.job.job))
             finished.append(Finish(act, read_report(act.report_path, act, code, timeout)))
         return finished
 

@@ -40,7 +40,7 @@ POLL = 2.0
 GRACE = 5.0
 TIMEOUT = 20.0
 DELAY = 40.0
-LONG = 1000.0  # a timeout no step of the lease tests reaches
+LONG = 1000.0  # the timeout of "Long": no step of the lease tests reaches it
 MARKER = "tests.support.testjobs.Marker"  # named in requests, never imported here
 
 POLICY = {"max_attempts": 3, "delay_seconds": DELAY, "backoff": "fixed", "jitter": 0}
@@ -52,6 +52,13 @@ JOBS: dict[str, Any] = {
         "retry": POLICY,
     },
     "Capped": {"class": MARKER, "allowed_methods": ["touch"], "concurrency": 1},
+    # A job may lower its allow-list's timeout, never raise it: a long one is the allow-list's.
+    "Long": {
+        "class": MARKER,
+        "allowed_methods": ["touch"],
+        "timeout_seconds": LONG,
+        "retry": POLICY,
+    },
 }
 SETTINGS: dict[str, Any] = {
     "workers": 2,
@@ -374,7 +381,7 @@ def test_a_runner_past_its_lease_kills_its_attempts_as_lost_and_re_registers(
     start_runner: StartRunner,
 ) -> None:
     a = start_runner(T0)
-    job_id = submit(a.spool, timeout_seconds=LONG)
+    job_id = submit(a.spool, "Long")
     a.step(T0)
     a.launcher.spawn(a.token(job_id))
     a.step(T0 + HEARTBEAT)  # routes the start; beats
@@ -402,7 +409,7 @@ def test_a_fenced_runner_publishes_nothing_for_a_recovered_claim(
     env: SpoolEnv, start_runner: StartRunner
 ) -> None:
     a = start_runner(T0)
-    job_id = submit(a.spool, timeout_seconds=LONG)
+    job_id = submit(a.spool, "Long")
     a.step(T0)
     old = a.runner.runner_id
     token = a.token(job_id)
@@ -429,8 +436,8 @@ def test_a_runner_recovers_the_claims_of_a_silent_one_after_the_lease_on_its_own
     start_runner: StartRunner,
 ) -> None:
     a = start_runner(T0)
-    again = submit(a.spool, timeout_seconds=LONG)
-    spent = submit(a.spool, timeout_seconds=LONG, max_attempts=1)
+    again = submit(a.spool, "Long")
+    spent = submit(a.spool, "Long", max_attempts=1)
     a.step(T0)
     pid = a.launcher.spawn(a.token(again))
     a.step(T0 + HEARTBEAT)  # A's heartbeat now lists the process; then A goes silent

@@ -105,10 +105,13 @@ def test_retryable_outcomes_retry_after_backoff(outcome: Outcome) -> None:
     assert reason == f"{outcome.value} on attempt 3 of 3"
 
 
-def test_the_jobs_own_max_attempts_wins_over_the_policy() -> None:
-    assert _decide(Outcome.FAILED, used=3, max_attempts=5)[0] is Action.RETRY
-    assert _decide(Outcome.FAILED, used=5, max_attempts=5)[0] is Action.FAIL
+def test_the_jobs_own_max_attempts_may_lower_the_policy_never_raise_it() -> None:
+    """F6: a record's max_attempts is its producer's word; the allow-list's is the limit."""
+    assert _decide(Outcome.FAILED, used=1, max_attempts=2)[0] is Action.RETRY
+    assert _decide(Outcome.FAILED, used=2, max_attempts=2)[0] is Action.FAIL
     assert _decide(Outcome.FAILED, used=1, max_attempts=1)[0] is Action.FAIL
+    action, _at, reason = _decide(Outcome.FAILED, used=3, max_attempts=1000)
+    assert (action, reason) == (Action.FAIL, "failed on attempt 3 of 3")
 
 
 def test_non_retryable_exceptions_fail_at_once_matching_bases_and_dotted_names() -> None:
