@@ -5,11 +5,17 @@ life and rewrites ``runners/<id>.json`` every heartbeat with a rising
 ``beat`` counter and the pids of its attempts.
 
 Another runner judges it dead when either
-* it is on the same host and its lock is free (the process is gone), or
+* it is on the same host, its lock is free, the process its heartbeat
+  names (pid matched by start time) is gone, and its heartbeat did not
+  change since the observer's previous look: a free lock alone is no proof,
+  since the file at the lock's name can be replaced under a live runner; or
 * its heartbeat has not changed for ``lease_seconds``, measured on the
   observer's own monotonic clock from the moment the observer last saw it
-  change. Wall clocks of other hosts are never compared, so clock skew
-  cannot make a live runner look dead.
+  change: that lease is the final word. Wall clocks of other hosts are
+  never compared, so clock skew cannot make a live runner look dead.
+
+The owner keeps its own names: see :class:`Lease` for what it does about a
+lock file replaced under it, or a heartbeat name taken by something else.
 
 Taking over is a claim by rename of each of the dead runner's running files
 to a name carrying the observer's own id: the rename that succeeds owns the
@@ -29,7 +35,9 @@ opened for real and proves nothing either: the lease decides.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,10 +57,27 @@ HEARTBEAT = heartbeats.SUFFIX
 LOCK = ".lock"
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+# Process start times are whole clock ticks shown through the boot time,
+# which NTP may nudge (as in provenance).
+START_TOLERANCE = 1.0
 
 
 class Lease:
-    """This runner's own registration."""
+    """This runner's own registration: its lock and its heartbeat file.
+
+    What stands at those names is not trusted, and nothing found there may
+    crash the runner or make it follow a link or wait on a FIFO:
+
+    * the heartbeat is written to a new file under an unguessable name,
+      created exclusively, then renamed over its name; a directory in the
+      way is moved to corrupt/ and the rename tried again;
+    * at every beat the file at the lock's name is compared with the one
+      locked (fstat of our descriptor against lstat of the name); when it
+      is another file, or none, a new file is locked and renamed into place,
+      so the name is never left without a held lock once we notice;
+    * :meth:`release` never raises.
+    """
 
     def __init__(self, spool: Spool, runner_id: str) -> None:
         self.spool = spool
@@ -61,7 +86,8 @@ class Lease:
         self.pid = os.getpid()
         self._pid_created: float | None = None
         self.beat_count = 0
-        self._lock_fh: IO[str] | None = None
+        self._lock_fh: IO[bytes] | None = None
+        self._lock_trouble: str | None = None  # the last failure to take the lock back
         self.started_at = utcnow()
 
     @property
@@ -72,9 +98,15 @@ class Lease:
     def lock_path(self) -> Path:
         return self.spool.dir("runners") / f"{self.runner_id}{LOCK}"
 
+    def _tmp_path(self, what: str) -> Path:
+        """A name in runners/ nobody can plant anything at beforehand (a dot
+        name: readers of runners/ skip it)."""
+        token = secrets.token_hex(8)
+        return self.spool.dir("runners") / f".{self.runner_id}.{what}.{token}.tmp"
+
     def acquire(self) -> None:
-        fh = open(self.lock_path, "a")  # noqa: SIM115 - held for the runner's life
-        portalocker.lock(fh, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+        flags = os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_NONBLOCK
+        fh = _locked(os.open(self.lock_path, flags, 0o644))
         self._lock_fh = fh
         self.beat([])
 
@@ -85,7 +117,9 @@ class Lease:
         return self._pid_created
 
     def beat(self, jobs: Sequence[BeatJob]) -> None:
+        """Write our heartbeat; OSError when it could not be written at all."""
         self.beat_count += 1
+        self._keep_lock()
         body = Heartbeat(
             runner=self.runner_id,
             host=self.host,
@@ -98,13 +132,17 @@ class Lease:
         )
         data = heartbeats.encode(body)
         data += b" " * (-len(data) % 4096)  # room to rewrite in place on a full disk
-        tmp = self.heartbeat_path.with_name(f".{self.runner_id}.tmp")
+        tmp = self._tmp_path("beat")
         try:
-            tmp.write_bytes(data)
-            os.replace(tmp, self.heartbeat_path)
+            _write_new(tmp, data)
+        except OSError:
+            self._beat_in_place(data)
+            return
+        try:
+            self._put_in_place(tmp, self.heartbeat_path, "heartbeat")
         except OSError:
             self.spool.ops.unlink_quiet(tmp)
-            self._beat_in_place(data)
+            raise
 
     def _beat_in_place(self, data: bytes) -> None:
         """On a full disk a new file cannot be made, but the old one can be
@@ -112,24 +150,156 @@ class Lease:
 
         Padded to the old size with spaces (valid JSON whitespace), so no new
         block is needed; a reader that catches it half-written skips one beat.
+        Only a regular file is written to: never through a link or into a FIFO.
         """
-        fd = os.open(self.heartbeat_path, os.O_WRONLY)
+        fd = os.open(self.heartbeat_path, os.O_WRONLY | _O_NOFOLLOW | _O_NONBLOCK)
         try:
-            size = os.fstat(fd).st_size
-            if len(data) > size:
-                raise OSError(28, "heartbeat grew; no room to rewrite it in place")
-            os.pwrite(fd, data + b" " * (size - len(data)), 0)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "heartbeat is not a regular file")
+            if len(data) > st.st_size:
+                raise OSError(errno.ENOSPC, "heartbeat grew; no room to rewrite it in place")
+            os.pwrite(fd, data + b" " * (st.st_size - len(data)), 0)
         finally:
             os.close(fd)
 
+    def _put_in_place(self, src: Path, dst: Path, what: str) -> None:
+        """Rename src over dst; a directory in the way goes to corrupt/ first."""
+        try:
+            os.replace(src, dst)
+            return
+        except OSError:
+            if not self._move_aside(dst, what):
+                raise
+        os.replace(src, dst)
+
+    def _move_aside(self, path: Path, what: str) -> bool:
+        """Quarantine what is at one of our names, unless it is a plain file
+        (a rename replaces that). True if something was moved."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        if stat.S_ISREG(st.st_mode):
+            return False
+        reason = f"found in place of runner {self.runner_id}'s {what}"
+        dst = self.spool.quarantine(path, reason)
+        logs.event(
+            "corrupt", logs.ERROR, file=f"runners/{path.name}", moved_to=dst.name, reason=reason
+        )
+        return True
+
+    def _keep_lock(self) -> None:
+        """Is the file at the lock's name still the one we hold? If not, lock
+        a new one and rename it into place (a rename: the name never lacks a
+        held lock). A failure is logged once; the heartbeat is written anyway."""
+        found = self._lock_lost()
+        if found is None:
+            return
+        try:
+            fh = self._new_lock()
+        except (OSError, portalocker.LockException) as exc:
+            if self._lock_trouble != str(exc):
+                logs.event("lock_error", logs.ERROR, runner=self.runner_id, error=exc)
+            self._lock_trouble = str(exc)
+            return
+        old, self._lock_fh = self._lock_fh, fh
+        if old is not None:
+            old.close()
+        self._lock_trouble = None
+        logs.event("lock_replaced", logs.WARNING, runner=self.runner_id, found=found)
+
+    def _lock_lost(self) -> str | None:
+        """What is at the lock's name, if it is not the file we hold."""
+        if self._lock_fh is None:
+            return None
+        held = os.fstat(self._lock_fh.fileno())
+        try:
+            there = os.lstat(self.lock_path)
+        except FileNotFoundError:
+            return "nothing"
+        if (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino):
+            return None
+        return f"{_kind(there)} of {there.st_size} bytes"
+
+    def _new_lock(self) -> IO[bytes]:
+        """A new lock file, locked, then renamed over the lock's name."""
+        tmp = self._tmp_path("lock")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o644)
+        try:
+            fh = _locked(fd)
+            try:
+                self._put_in_place(tmp, self.lock_path, "lock")
+            except BaseException:
+                fh.close()
+                raise
+        except BaseException:
+            self.spool.ops.unlink_quiet(tmp)
+            raise
+        return fh
+
     def release(self) -> None:
-        self.spool.ops.unlink_quiet(self.heartbeat_path)
+        """Unregister: remove our heartbeat and lock. Never raises: what stands
+        at our names may not be ours (anything but a plain file goes to corrupt/)."""
+        self._remove(self.heartbeat_path, "heartbeat")
         if self._lock_fh is not None:
             with contextlib.suppress(Exception):
                 portalocker.unlock(self._lock_fh)
             self._lock_fh.close()
             self._lock_fh = None
-        self.spool.ops.unlink_quiet(self.lock_path)
+        self._remove(self.lock_path, "lock")
+
+    def _remove(self, path: Path, what: str) -> None:
+        try:
+            if not self._move_aside(path, what):
+                self.spool.ops.unlink_quiet(path)
+        except OSError as exc:
+            logs.event(
+                "release_error", logs.ERROR, runner=self.runner_id, file=path.name, error=exc
+            )
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create path exclusively (never through a link) and write all of data."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_BINARY, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def _locked(fd: int) -> IO[bytes]:
+    """The regular file open at fd, locked for us; OSError if it is anything else."""
+    fh = os.fdopen(fd, "r+b")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "lock is not a regular file")
+        portalocker.lock(fh, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _tmp_of(runner: str, name: str) -> bool:
+    """Is name one of the temporary files runner's Lease writes (see _tmp_path)?"""
+    return name.startswith(f".{runner}.") and name.endswith(".tmp")
+
+
+def _kind(st: os.stat_result) -> str:
+    if stat.S_ISREG(st.st_mode):
+        return "a file"
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory"
+    if stat.S_ISLNK(st.st_mode):
+        return "a link"
+    return "a special file"
 
 
 # What must change for a runner to count as beating: its heartbeat's
@@ -166,6 +336,25 @@ def lock_is_free(path: Path) -> bool:
         except portalocker.LockException:
             return False
         portalocker.unlock(fh)
+        return True
+
+
+def runner_alive(pid: int, created: float | None) -> bool:
+    """Does the process a heartbeat names still run here (same start time)?
+
+    In doubt (it cannot be looked at) it counts as alive: that only leaves
+    the verdict to the lease.
+    """
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if created is not None and abs(proc.create_time() - created) > START_TOLERANCE:
+            return False  # its pid now belongs to another process
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
         return True
 
 
@@ -210,25 +399,41 @@ class Liveness:
             beat = found.beats.get(runner)
             signature: Signature = None
             if beat is not None:
-                lock = self.spool.dir("runners") / f"{runner}{LOCK}"
-                if beat.host == self.host and lock_is_free(lock):
-                    dead[runner] = beat
-                    continue
                 signature = beat.signature
             elif runner in found.malformed:
                 signature = ("malformed", found.malformed[runner].stamp)
-            if self._observe(runner, signature, now) >= self.lease:
+            seen = self._seen.get(runner)
+            changed = seen is not None and seen.signature != signature
+            lapsed = self._observe(runner, signature, now) >= self.lease
+            if lapsed or (beat is not None and not changed and self._gone(runner, beat)):
                 dead[runner] = beat
         for gone in set(self._seen) - set(found.beats) - owners:
             del self._seen[gone]
         return dead
 
+    def _gone(self, runner: str, beat: Heartbeat) -> bool:
+        """Does this host prove the runner gone: its lock free, and the
+        process its heartbeat names (pid and start time) no longer running?
+
+        A free lock alone proves nothing: the file at the lock's name may
+        have been replaced under a live runner, which takes it back at its
+        next beat."""
+        if beat.host != self.host:
+            return False
+        lock = self.spool.dir("runners") / f"{runner}{LOCK}"
+        return lock_is_free(lock) and not runner_alive(beat.pid, beat.pid_created)
+
     def forget(self, runner: str) -> None:
         self._seen.pop(runner, None)
-        for suffix in (HEARTBEAT, LOCK):
+        folder = self.spool.dir("runners")
+        names = [f"{runner}{HEARTBEAT}", f"{runner}{LOCK}"]
+        with contextlib.suppress(OSError):
+            # The temporary files it was writing when it died.
+            names += [n for n in self.spool.ops.scandir_names(folder) if _tmp_of(runner, n)]
+        for name in names:
             # A directory planted under that name stays where it is.
             with contextlib.suppress(OSError):
-                self.spool.ops.unlink_quiet(self.spool.dir("runners") / f"{runner}{suffix}")
+                self.spool.ops.unlink_quiet(folder / name)
 
 
 def kill_orphans(beat: Heartbeat | None) -> list[int]:

@@ -12,7 +12,9 @@ attempts as lost, and it re-registers under a new id, so nothing it still
 holds can be published under the old claim (invariant 4). Liveness of
 others is judged on this runner's own monotonic clock, never by comparing
 wall clocks (``leases.Liveness``). Recovery never publishes: it returns
-each recovered attempt as a :class:`~jobspool.stages.Finish`.
+each recovered attempt as a :class:`~jobspool.stages.Finish`. Nothing
+found at this runner's own names in runners/ crashes it (``leases.Lease``);
+a heartbeat that cannot be written is logged once while it lasts.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class LivenessStage:
         self.last_beat = 0.0
         self.next_beat = 0.0
         self.next_check = 0.0
+        self._beat_failing = False  # said once, until a beat is written again
 
     def configure(self, config: Config) -> None:
         self.config = config
@@ -80,12 +83,19 @@ class LivenessStage:
         return now - self.last_beat > self.config.settings.lease_seconds
 
     def beat(self, now: float, jobs: Sequence[BeatJob]) -> None:
+        """Write our heartbeat. One that cannot be written is logged (once
+        while it lasts) and does not count: past the lease we fence ourselves."""
         self.next_beat = now + self.config.settings.heartbeat_seconds
         try:
             self.lease.beat(jobs)
         except OSError as exc:
-            logs.event("heartbeat_error", logs.ERROR, runner=self.runner_id, error=exc)
+            if not self._beat_failing:
+                logs.event("heartbeat_error", logs.ERROR, runner=self.runner_id, error=exc)
+            self._beat_failing = True
             return
+        if self._beat_failing:
+            logs.event("heartbeat_restored", runner=self.runner_id)
+            self._beat_failing = False
         self.last_beat = now
 
     def fence(self, now: float, running: int) -> None:
