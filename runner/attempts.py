@@ -2,7 +2,8 @@
 
 The runner's loop owns *when* things happen; this module owns *what* an
 attempt amounts to: reading the child's report (or, without one, reading the
-exit status as a crash, a kill we ordered, a timeout), turning it into an
+exit status as a crash, a kill we ordered, a timeout, a limit the kernel
+enforced: ``LimitExceeded``), turning it into an
 :class:`~runner.model.Attempt`, and building the record that the retry
 decision sends on. Apart from reading and removing the report file, nothing
 here does I/O.
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from jobspool import logs
+from jobspool.child import amount
 from jobspool.fsops import FileOps, StrPath
 from jobspool.messages import BadMessage, ChildReport, decode_report_bytes
 from jobspool.model import Attempt, ErrorInfo, HistoryEntry, Job, Outcome, Progress, utcnow
@@ -64,6 +66,7 @@ class Active:
     # Where the attempt may leave a report too big for its pipe: a fresh,
     # unguessable name in tmp/ that the attempt creates exclusively.
     report_path: str | None = None
+    limits: dict[str, float] = field(default_factory=dict)  # what it ran under (config.Limits)
 
 
 @dataclass
@@ -111,14 +114,32 @@ def stop_error(act: Active, timeout: float) -> ErrorInfo | None:
     return None
 
 
+def limit_error(sig: int, limits: dict[str, float]) -> ErrorInfo | None:
+    """The limit whose signal killed an attempt: the kernel sends SIGXCPU at
+    the cpu time limit and SIGXFSZ to a write past the output limit."""
+    if sig == getattr(signal, "SIGXCPU", None) and "cpu_seconds" in limits:
+        message = f"cpu time limit of {amount(limits['cpu_seconds'])}s reached"
+    elif sig == getattr(signal, "SIGXFSZ", None) and "output_bytes" in limits:
+        message = f"output limit of {amount(limits['output_bytes'])} bytes reached"
+    else:
+        return None
+    return ErrorInfo(type="LimitExceeded", message=f"{message}; attempt process killed")
+
+
 def read_report(path: str | None, act: Active, code: int, timeout: float) -> Report:
     """The child's report if it left a whole one; else what the exit status says.
 
     A report wins over a kill we ordered: the job finished just before it.
+    A limit's signal wins over a kill we ordered too: the kernel was first.
+    An attempt a limit stopped is a failure of the job (``LimitExceeded``,
+    which a retry policy may list as not retryable).
     """
     child = _read_child_report(path) if path is not None else None
     if child is not None:
         return from_child(child, code)
+    limit = limit_error(-code, act.limits) if code < 0 else None
+    if limit is not None:
+        return Report(Outcome.FAILED, signal=-code, error=limit, error_types=("LimitExceeded",))
     if act.stop is not None:
         sig = -code if code < 0 else None
         return Report(act.stop, signal=sig, error=stop_error(act, timeout))

@@ -1,7 +1,8 @@
 """Runs inside one attempt's process: import, bind, call, report.
 
 The parent hands over a :class:`RunRequest` (already checked against the
-allow-list). This module points the process's output at the job's log,
+allow-list). This module points the process's output at the job's log
+(and sets its limits when the fork server could not, see ``limits``),
 imports the allowed class, binds and validates the params, calls the method
 and reports: from a fork server, as one line on the attempt's own report
 pipe when it fits in one atomic write; otherwise (or when spawned) as a
@@ -55,7 +56,7 @@ RUNNER_MARK = "JOBSPOOL_RUNNER_PID"
 ATTEMPT_MARK = "JOBSPOOL_ATTEMPT"
 
 # Wire format of a request: version, then the fields in this order.
-_WIRE_VERSION = 1
+_WIRE_VERSION = 2
 _FIELDS = (
     "token",
     "job_id",
@@ -70,6 +71,7 @@ _FIELDS = (
     "log_dir",
     "log_path",
     "report_path",
+    "limits",
 )
 
 
@@ -90,6 +92,7 @@ class RunRequest:
     log_dir: str | None
     log_path: str
     report_path: str
+    limits: dict[str, float] | None  # see config.Limits; applied by jobspool.limits
 
     def __init__(
         self,
@@ -107,6 +110,7 @@ class RunRequest:
         log_dir: str | None = None,
         log_path: str = "",
         report_path: str = "",
+        limits: dict[str, float] | None = None,
     ) -> None:
         self.token = token
         self.job_id = job_id
@@ -121,6 +125,7 @@ class RunRequest:
         self.log_dir = log_dir
         self.log_path = log_path
         self.report_path = report_path
+        self.limits = limits
 
     def to_wire(self) -> bytes:
         return marshal.dumps((_WIRE_VERSION, *(getattr(self, f) for f in _FIELDS)))
@@ -164,13 +169,13 @@ def dumps(
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
-    import traceback  # only a failing attempt pays for it
+    try:
+        import traceback  # only a failing attempt pays for it
 
-    return {
-        "type": type(exc).__qualname__,
-        "message": str(exc)[:10_000],
-        "traceback": "".join(traceback.format_exception(exc))[-50_000:],
-    }
+        trace: str | None = "".join(traceback.format_exception(exc))[-50_000:]
+    except Exception:  # a job at a limit (no file left to open, no memory)
+        trace = None
+    return {"type": type(exc).__qualname__, "message": str(exc)[:10_000], "traceback": trace}
 
 
 def _type_names(exc: BaseException) -> list[str]:
@@ -180,6 +185,36 @@ def _type_names(exc: BaseException) -> list[str]:
             break
         names += [klass.__qualname__, f"{klass.__module__}.{klass.__qualname__}"]
     return names
+
+
+# errno values (the errno module is not loaded in the fork server): Linux's
+# numbers; elsewhere these labels are simply not given.
+_EAGAIN, _EMFILE = 11, 24
+
+
+def amount(value: float) -> str:
+    """A limit as people write it: 5, 1048576, 2.5."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _limit_hit(exc: BaseException, limits: dict[str, float]) -> str | None:
+    """Which limit an uncaught exception shows the job ran into, if any."""
+    if isinstance(exc, MemoryError) and "memory_mb" in limits:
+        return f"memory limit of {amount(limits['memory_mb'])} MB reached"
+    if isinstance(exc, OSError) and exc.errno == _EMFILE and "open_files" in limits:
+        return f"open files limit of {amount(limits['open_files'])} reached"
+    if isinstance(exc, OSError) and exc.errno == _EAGAIN and "processes" in limits:
+        return f"process limit of {amount(limits['processes'])} reached"
+    return None
+
+
+def _failed(exc: BaseException, limits: dict[str, float] | None) -> dict[str, Any]:
+    error, types = _error(exc), _type_names(exc)
+    hit = _limit_hit(exc, limits) if limits else None
+    if hit is not None:
+        error |= {"type": "LimitExceeded", "message": f"{hit} ({type(exc).__name__}: {exc})"}
+        types = ["LimitExceeded", *types]
+    return {"outcome": outcomes.FAILED, "error": error, "error_types": types}
 
 
 def _jsonable(value: Any) -> tuple[Any, str | None]:
@@ -227,13 +262,13 @@ def _execute(req: RunRequest) -> dict[str, Any]:
     except JobRejected as exc:
         return {"outcome": outcomes.REJECTED, "error": _error(exc) | {"traceback": None}}
     except Exception as exc:  # the job's module failed to import or construct
-        return {"outcome": outcomes.FAILED, "error": _error(exc), "error_types": _type_names(exc)}
+        return _failed(exc, req.limits)
     try:
         value = method(*args, **kwargs)
     except Retry as exc:
         return {"outcome": outcomes.RETRY, "delay": exc.delay, "error": _error(exc)}
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are job failures too
-        return {"outcome": outcomes.FAILED, "error": _error(exc), "error_types": _type_names(exc)}
+        return _failed(exc, req.limits)
     result, warning = _jsonable(value)
     return {"outcome": outcomes.SUCCEEDED, "result": result, "warning": warning}
 
@@ -324,10 +359,38 @@ def attach_log(path: str) -> str | None:
     return None
 
 
-def refused(message: str) -> dict[str, Any]:
-    """The report of an attempt that did not run its job (its log was unsafe)."""
-    error = {"type": "UnsafeJobLog", "message": message, "traceback": None}
-    return {"outcome": outcomes.FAILED, "error": error, "error_types": ["UnsafeJobLog"]}
+def refused(kind: str, message: str) -> dict[str, Any]:
+    """The report of an attempt that did not run its job, and why."""
+    error = {"type": kind, "message": message, "traceback": None}
+    return {"outcome": outcomes.FAILED, "error": error, "error_types": [kind]}
+
+
+# The C-level signal module, loaded anyway (the public one brings enum).
+_signal: Any = __import__("_signal")
+
+
+def prepare(req: RunRequest, own_limits: bool) -> dict[str, Any] | None:
+    """Ready this process for the job: its marks, its log and, when no one
+    else set them (see jobspool.limits), its limits. Returns the report of
+    why the job cannot run, or None."""
+    mark_attempt(req.token)
+    refusal = attach_log(req.log_path)
+    if refusal is not None:
+        return refused("UnsafeJobLog", refusal)
+    if not req.limits:
+        return None
+    if "output_bytes" in req.limits and hasattr(_signal, "SIGXFSZ"):
+        # The interpreter ignores SIGXFSZ (a write past the limit would only
+        # fail): the attempt dies of it instead, so the cause is on record.
+        _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+    if own_limits and os.name == "posix":  # rlimits: POSIX only
+        from jobspool import limits
+
+        try:
+            limits.apply(0, req.limits, req.log_path)
+        except limits.LimitsNotApplied as exc:
+            return refused("LimitsNotApplied", str(exc))
+    return None
 
 
 # What fits in one pipe write that the kernel keeps whole (POSIX PIPE_BUF is
@@ -356,8 +419,11 @@ def mark_attempt(token: str) -> None:
     os.environ[ATTEMPT_MARK] = token
 
 
-def run(req: RunRequest, report_fd: int | None = None, log_refused: str | None = None) -> int:
-    report = refused(log_refused) if log_refused else execute(req)
+def run(
+    req: RunRequest, report_fd: int | None = None, not_run: dict[str, Any] | None = None
+) -> int:
+    """Run the job (unless ``not_run`` already says why it cannot) and report."""
+    report = not_run or execute(req)
     if report.get("warning"):
         print(f"jobspool: warning: {report['warning']}", file=sys.stderr)
     # The log is complete before anyone hears of the outcome.
@@ -390,8 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"jobspool child: bad request: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
-    mark_attempt(req.token)
-    return run(req, log_refused=attach_log(req.log_path))
+    return run(req, not_run=prepare(req, own_limits=True))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """allowed_jobs.yaml + environment + flags -> :class:`Config`.
 
-Owns the allow-list and every setting. The file is read with
-``yaml.safe_load`` (no tags that build Python objects) into pydantic models
+Owns the allow-list and every setting, the per-attempt ``limits`` included
+(spool-wide, overridden per job; applied by ``jobspool.limits``). The file
+is read with ``yaml.safe_load`` (no tags that build Python objects) into pydantic models
 that reject unknown keys; every error names the file, the key and the
 problem. Precedence, lowest first: built-in defaults, the file, ``JOBSPOOL_*``
 environment variables, command-line flags. A job file can only name an
@@ -54,12 +55,27 @@ class RetryOverride(_Strict):
         return base.model_copy(update=changes)
 
 
+class Limits(_Strict):
+    """What one attempt may use (``jobspool.limits`` applies them); unset: no limit."""
+
+    memory_mb: int | None = Field(default=None, ge=16, le=1 << 40)
+    cpu_seconds: float | None = Field(default=None, gt=0, le=1e9)
+    open_files: int | None = Field(default=None, ge=16, le=1 << 20)
+    processes: int | None = Field(default=None, ge=1, le=1 << 22)
+    output_bytes: int | None = Field(default=None, ge=1024, le=1 << 50)
+
+    def over(self, base: Limits) -> Limits:
+        """These limits where set, ``base`` elsewhere."""
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
 class JobSpec(_Strict):
     class_path: str | None = Field(default=None, alias="class", pattern=_DOTTED)
     allowed_methods: list[str] = Field(min_length=1)
     timeout_seconds: float | None = Field(default=None, gt=0)
     retry: RetryOverride = Field(default_factory=RetryOverride)
     concurrency: int | None = Field(default=None, ge=1)
+    limits: Limits = Field(default_factory=Limits)
     description: str | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -96,6 +112,7 @@ class Settings(_Strict):
     min_free_inodes: int = Field(default=256, ge=0)
     eager: bool = False
     logs: LogSettings = Field(default_factory=LogSettings)
+    limits: Limits = Field(default_factory=Limits)
     allowed_jobs: dict[str, JobSpec] = Field(default_factory=dict)
 
     @field_validator("allowed_jobs")
@@ -115,6 +132,7 @@ class Config:
     path: Path | None
     # Derived once per job name; a reloaded file makes a new Config.
     _policies: dict[str, RetryPolicy] = field(default_factory=dict, compare=False, repr=False)
+    _limits: dict[str, dict[str, float]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def base_dir(self) -> Path:
@@ -150,6 +168,17 @@ class Config:
             base = self.settings.retry
             found = self._policies[job] = spec.retry.apply(base) if spec else base
         return found
+
+    def limits(self, job: str) -> dict[str, float]:
+        """The limits an attempt of job runs under: the job's own over the
+        spool-wide ones; output is capped at logs.job_log_max_bytes unless set."""
+        found = self._limits.get(job)
+        if found is None:
+            spec = self.settings.allowed_jobs.get(job)
+            merged = spec.limits.over(self.settings.limits) if spec else self.settings.limits
+            found = self._limits[job] = merged.model_dump(exclude_none=True)
+            found.setdefault("output_bytes", self.settings.logs.job_log_max_bytes)
+        return dict(found)
 
     def timeout(self, job: str) -> float:
         spec = self.settings.allowed_jobs.get(job)

@@ -8,8 +8,23 @@ about 1 ms instead of 8 ms for a fresh interpreter. Each child calls
 where fork does not exist, each attempt is a fresh ``python -m jobspool.child``
 in a new process group. ``start_method`` picks either on POSIX too.
 
-The zygote kills every child it started when its pipe from the runner closes,
-so a runner that dies (even by SIGKILL) leaves no job processes behind.
+Nothing an attempt starts outlives it. On Linux the zygote is a child
+subreaper (``PR_SET_CHILD_SUBREAPER``, set by a start-up trampoline that
+then execs it): a process whose parent dies is re-parented to the zygote,
+not to init, even after a double fork and ``setsid``. Whenever it reaps
+something, the zygote kills every adopted process that belongs to no
+running attempt (not in a running attempt's session, and without its token
+in its environment), so what an attempt leaves behind dies when it ends,
+at its timeout or cancel too (the runner kills the attempt, the zygote the
+rest). An attempt with a processes limit also has a pids cgroup, whose
+members are all killed when it ends (see ``limits``). When its pipe from the
+runner closes (the runner died, even by SIGKILL) the zygote kills every
+child and keeps killing what it adopts until nothing is left. Elsewhere
+the process group and psutil's view of the tree are what there is.
+
+Before handing a spare its request the zygote sets the request's limits on
+it (``limits``, by ``prlimit``): the job never runs unlimited; if they
+cannot be set, the attempt is reported failed without running.
 
 Protocol with the zygote. Runner -> zygote: one frame per attempt, the
 payload's length as a decimal line, then the RunRequest's wire bytes
@@ -154,7 +169,7 @@ class ForkServer:
         self._gone = False
         self._buf = b""
         self.proc = subprocess.Popen(
-            [sys.executable, *SAFE_PATH, "-m", "jobspool.executor"],
+            [sys.executable, *SAFE_PATH, "-c", _SUBREAPER_BOOT],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=_engine_env(),
@@ -206,6 +221,7 @@ class ForkServer:
             return
         if isinstance(msg, m.LauncherReady):
             self._ready = True
+            _log_containment("subreaper" if msg.subreaper else "process group")
         else:
             self._post(msg)
 
@@ -268,12 +284,43 @@ class ForkServer:
         self._stdout.close()
 
 
+def _log_containment(tree: str) -> None:
+    """Say at start how attempts are held: what kills their trees, what caps processes."""
+    from jobspool import logs
+
+    process_limit = "none (not POSIX)"
+    if POSIX:
+        from jobspool import limits
+
+        process_limit = limits.describe()
+    logs.event("attempt_containment", tree=tree, process_limit=process_limit)
+
+
+# The fork server is started through this: it makes the process a child
+# subreaper (Linux), so whatever an attempt leaves behind, even after a
+# double fork and setsid, is re-parented to the fork server and not to
+# init, then execs the real fork server (the flag survives exec; ctypes
+# does not, so the fork server stays small).
+_SUBREAPER_BOOT = """\
+import os, sys
+try:
+    if sys.platform.startswith("linux"):
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0:
+            os.environ["JOBSPOOL_SUBREAPER"] = "1"
+except Exception:
+    pass
+os.execv(sys.executable, [sys.executable, "-P", "-m", "jobspool.executor"])
+"""
+
+
 class Spawner:
     """One fresh interpreter per attempt (Windows, or start_method: spawn)."""
 
     def __init__(self, post: Post) -> None:
         self._post = post
         self._threads: list[threading.Thread] = []
+        _log_containment("process group")
 
     fd = None  # its threads post events themselves
 
@@ -365,6 +412,9 @@ def _close_all_but(keep: tuple[int, ...]) -> None:
 
 
 _MAX_FD = 1 << 20
+# The zygote sets a spare's limits with prlimit (Linux) before handing it a
+# request; elsewhere the attempt sets its own.
+_PRLIMIT = sys.platform.startswith("linux")
 
 
 def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
@@ -394,8 +444,7 @@ def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
             code = 0
             return
         req = RunRequest.from_wire(data)
-        child.mark_attempt(req.token)
-        code = child.run(req, report_fd, child.attach_log(req.log_path))
+        code = child.run(req, report_fd, child.prepare(req, own_limits=not _PRLIMIT))
     except BaseException:
         try:
             import traceback
@@ -408,8 +457,8 @@ def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
         os._exit(code)
 
 
-def _reap_one(pid: int, attempts: dict[int, str]) -> tuple[int, int]:
-    """Reap one exited child (pid, or any with -1): (pid, status), (0, 0) if none.
+def _reap_one(attempts: dict[int, str]) -> tuple[int, int]:
+    """Reap one exited child: (pid, status), (0, 0) if none.
 
     An attempt's group is killed (the background children it left behind)
     before the attempt is reaped, while its pid, the group's id, cannot be
@@ -418,12 +467,11 @@ def _reap_one(pid: int, attempts: dict[int, str]) -> tuple[int, int]:
     """
     try:
         if not hasattr(os, "waitid"):
-            got, status = os.waitpid(pid, os.WNOHANG)
+            got, status = os.waitpid(-1, os.WNOHANG)
             if got in attempts:
                 kill_group(got)
             return got, status
-        idtype, ident = (os.P_ALL, 0) if pid == -1 else (os.P_PID, pid)
-        info = os.waitid(idtype, ident, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         if info is None:
             return 0, 0
         if info.si_pid in attempts:
@@ -431,6 +479,61 @@ def _reap_one(pid: int, attempts: dict[int, str]) -> tuple[int, int]:
         return os.waitpid(info.si_pid, 0)  # a zombie already: no wait
     except ChildProcessError:
         return 0, 0
+
+
+def _own_children() -> list[int]:
+    """This process's children (it has one thread), as the kernel lists them."""
+    me = os.getpid()
+    try:
+        fd = os.open(f"/proc/self/task/{me}/children", os.O_RDONLY)
+    except OSError:
+        return _children_by_scan(me)
+    try:
+        data = b""
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+    finally:
+        os.close(fd)
+    return [int(p) for p in data.split()]
+
+
+def _children_by_scan(me: int) -> list[int]:
+    """Without the children file (a kernel built without it): every /proc/N/stat."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY)
+            try:
+                stat = os.read(fd, 4096)
+            finally:
+                os.close(fd)
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and fields[1] == b"%d" % me:
+            found.append(int(name))
+    return found
+
+
+def _attempt_token(pid: int) -> str | None:
+    """The attempt token in a process's environment (child.ATTEMPT_MARK), if any."""
+    try:
+        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 1 << 20)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    mark = child.ATTEMPT_MARK.encode() + b"="
+    for entry in data.split(b"\0"):
+        if entry.startswith(mark):
+            return entry[len(mark) :].decode("utf-8", "replace")
+    return None
 
 
 def _warn_if_threaded(class_path: str) -> None:
@@ -569,6 +672,11 @@ class _Zygote:
         self.orphaned = False
         self.refilling = True
         self.warmer = _Warmer()
+        # Set by _SUBREAPER_BOOT: what attempts leave behind is re-parented here.
+        self.subreaper = os.environ.pop("JOBSPOOL_SUBREAPER", "") == "1"
+        self.killed: set[int] = set()  # adopted processes killed, not reaped yet
+        self.limits: Any = None  # jobspool.limits, from the first request with limits
+        self.pids_groups: Any = None  # limits.PidsGroups, where a pids cgroup can be made
 
     def send(self, data: bytes) -> None:
         if self.orphaned:
@@ -624,6 +732,10 @@ class _Zygote:
         if not self.spares:
             self.fork_spare()
         pid, request_w, report_r = self.spares.pop(0)
+        not_applied = self.confine(pid, req) if req.limits else None
+        if not_applied is not None:
+            self.refuse(pid, token, request_w, report_r, not_applied)
+            return
         while data:
             data = data[os.write(request_w, data) :]
         os.close(request_w)
@@ -632,6 +744,37 @@ class _Zygote:
         self.report_of[pid] = report_r
         self.poll.register(report_r, select.POLLIN)
         self.send(b"S\t%s\t%d\n" % (token.encode(), pid))
+
+    def confine(self, pid: int, req: RunRequest) -> str | None:
+        """Put a spare under the request's limits before it sees the request
+        (see jobspool.limits); the reason if they could not all be set."""
+        if not _PRLIMIT:
+            return None  # the attempt sets its own
+        if self.limits is None:
+            from jobspool import limits
+
+            self.limits = limits
+            where = limits.pids_hierarchy()
+            self.pids_groups = limits.PidsGroups(where) if where else None
+        assert req.limits is not None
+        processes = req.limits.get("processes")
+        grouped = processes is not None and self.pids_groups is not None
+        try:
+            if grouped:
+                self.pids_groups.confine(pid, int(processes or 0))
+            self.limits.apply(pid, req.limits, req.log_path, grouped)
+        except self.limits.LimitsNotApplied as exc:
+            return str(exc)
+        return None
+
+    def refuse(self, pid: int, token: str, request_w: int, report_r: int, why: str) -> None:
+        """The spare is not handed the job (it exits at end of file, reaped as
+        a retired spare); the runner hears the attempt failed, and why."""
+        os.close(request_w)
+        os.close(report_r)
+        report = child.dumps(child.refused("LimitsNotApplied", why)).encode()
+        self.send(b"S\t%s\t%d\n" % (token.encode(), pid))
+        self.send(b"R\t%s\t%d\t%s\n" % (token.encode(), pid, report))
 
     def hear(self, fd: int, final: bool = False) -> None:
         """Read an attempt's report pipe; relay its first line, under its token.
@@ -684,11 +827,14 @@ class _Zygote:
             self.buf = rest[size:]
             self.assign(rest[:size])
 
-    def reap(self, pid: int = -1) -> None:
+    def reap(self) -> None:
+        """Reap every child that exited; then clear up what attempts left."""
+        reaped = False
         while True:
-            got, status = _reap_one(pid, self.children)
+            got, status = _reap_one(self.children)
             if not got:
-                return
+                break
+            reaped = True
             pidfd = self.pidfds.pop(got, -1)
             if pidfd >= 0:
                 self.poll.unregister(pidfd)
@@ -701,10 +847,74 @@ class _Zygote:
             if token is not None:
                 code = os.waitstatus_to_exitcode(status)
                 self.send(b"X\t%s\t%d\t%d\n" % (token.encode(), got, code))
-            else:  # a spare that exited (retired, or killed from outside)
+                self.release(got)
+            else:  # a spare that exited, or a process adopted and killed
+                self.killed.discard(got)
                 self.drop_spare(got)
-            if pid != -1:
+        if reaped and self.subreaper:
+            self.sweep()
+
+    def release(self, pid: int) -> None:
+        """An attempt ended: every process still in its pids cgroup goes too."""
+        if self.pids_groups is None:
+            return
+        for member in self.pids_groups.members(pid):
+            try:  # noqa: SIM105 - contextlib is not loaded in the fork server
+                os.kill(member, _signal.SIGKILL)
+            except OSError:
+                pass
+        self.pids_groups.release(pid)
+
+    def sweep(self, everything: bool = False) -> int:
+        """Kill the processes this subreaper adopted that belong to no running
+        attempt (all of its children, with ``everything``).
+
+        An adopted process belongs to a running attempt while it is in that
+        attempt's session or carries its token (child.ATTEMPT_MARK) in its
+        environment. Anything else was orphaned by an attempt that ended or
+        escaped its session without a trace: it dies now. Each kill is
+        watched, so what the killed process leaves behind (adopted in turn)
+        goes at the next sweep. Returns how many children are left.
+        """
+        kids = _own_children()
+        known = self.children.keys() | {s[0] for s in self.spares}
+        for pid in kids:
+            if pid in self.killed:
+                continue
+            if everything or (pid not in known and not self.belongs(pid)):
+                self.kill_adopted(pid)
+        if self.pids_groups is not None:
+            self.pids_groups.tidy()
+        return len(kids)
+
+    def belongs(self, pid: int) -> bool:
+        try:
+            if os.getsid(pid) in self.children:
+                return True
+        except OSError:
+            return True  # gone: nothing to do
+        token = _attempt_token(pid)
+        return token is not None and token in self.children.values()
+
+    def kill_adopted(self, pid: int) -> None:
+        try:
+            if os.getsid(pid) == pid:  # what it started in its own session too
+                os.killpg(pid, _signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.kill(pid, _signal.SIGKILL)  # our child, not reaped: still this process
+        except OSError:
+            return
+        self.killed.add(pid)
+        if self.use_pidfd and pid not in self.pidfds:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:
                 return
+            self.pidfds[pid] = pidfd
+            self.watched[pidfd] = pid
+            self.poll.register(pidfd, select.POLLIN)
 
     def shutdown(self) -> None:
         idle = [pid for pid, _, _ in self.spares]
@@ -715,16 +925,27 @@ class _Zygote:
             except OSError:
                 pass
         for pid in list(self.children):
-            kill_tree(pid)
+            if self.subreaper:  # the sweeps below take the rest as it comes to us
+                kill_group(pid)
+                try:  # noqa: SIM105
+                    os.kill(pid, _signal.SIGKILL)
+                except OSError:
+                    pass
+            else:
+                kill_tree(pid)
         try:  # noqa: SIM105
             self.poll.unregister(self.inp)  # at EOF it would always be ready
         except KeyError:
             pass
         deadline = time.monotonic() + 5
-        while (self.children or self.pidfds) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             self.reap()
-            if self.children or self.pidfds:
-                self.poll.poll(10)  # a pidfd (or the SIGCHLD pipe) wakes it
+            left = self.sweep(everything=True) if self.subreaper else 0
+            if not (left or self.children or self.pidfds):
+                break
+            self.poll.poll(10)  # a pidfd (or the SIGCHLD pipe) wakes it
+        if self.pids_groups is not None:
+            self.pids_groups.close()
 
     def serve(self) -> None:
         try:
@@ -753,7 +974,7 @@ class _Zygote:
                 elif fd in self.reports:
                     self.hear(fd)
                 elif fd in self.watched:
-                    self.reap(self.watched[fd])
+                    self.reap()
 
 
 def _rehearse(times: int = 20) -> None:
@@ -796,7 +1017,8 @@ def zygote_main() -> None:
     gc.freeze()
 
     zygote = _Zygote()
-    zygote.send(b'{"ready": true, "pid": %d}\n' % os.getpid())
+    subreaper = b"true" if zygote.subreaper else b"false"
+    zygote.send(b'{"ready": true, "pid": %d, "subreaper": %s}\n' % (os.getpid(), subreaper))
     zygote.serve()
 
 

@@ -134,6 +134,7 @@ class LauncherReady:
     """The fork server has imported the engine (never reaches the loop)."""
 
     pid: int
+    subreaper: bool = False  # it adopts what attempts leave behind (see executor)
 
 
 Event = (
@@ -251,7 +252,7 @@ def decode_launcher_line(line: bytes) -> FromLauncher:
             raise BadMessage(str(exc)) from None
         if not isinstance(msg, dict) or msg.get("ready") is not True:
             raise BadMessage("a JSON line that is not the fork server's ready line")
-        return LauncherReady(_int(msg.get("pid"), "pid"))
+        return LauncherReady(_int(msg.get("pid"), "pid"), msg.get("subreaper") is True)
     if line[:2] == b"R\t":
         return _relayed_report(line)
     try:
