@@ -39,6 +39,7 @@ while it is read is simply not proven.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 from dataclasses import dataclass
@@ -170,19 +171,34 @@ def kill_proven(attempt: Attempt) -> list[int]:
 
     Each is signalled through a pidfd opened after the proof and checked
     against it, so a process that ended meanwhile and left its pid to
-    another is not the one signalled.
+    another is not the one signalled (without pidfds, before Linux 5.3, the
+    check comes right before a plain kill).
     """
     killed = []
     boot = boot_time() if available() else 0.0
     for info in proven(attempt):
         with contextlib.suppress(OSError):
-            fd = os.pidfd_open(info.pid)
-            try:
-                again = read(info.pid, boot)
-                if again is None or again.started != info.started:
-                    continue
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            if _kill_if_same(info, boot):
                 killed.append(info.pid)
-            finally:
-                os.close(fd)
     return killed
+
+
+def _kill_if_same(info: ProcInfo, boot: float) -> bool:
+    try:
+        fd = os.pidfd_open(info.pid)
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:
+            raise
+        fd = -1
+    try:
+        again = read(info.pid, boot)
+        if again is None or again.started != info.started:
+            return False
+        if fd >= 0:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        else:
+            os.kill(info.pid, signal.SIGKILL)
+        return True
+    finally:
+        if fd >= 0:
+            os.close(fd)
