@@ -83,9 +83,13 @@ def test_processes_are_limited_and_none_survives(env: SpoolEnv, tmp_path: Path) 
         kill_quietly(*forked)
 
 
-def test_output_is_capped_while_the_job_writes(env: SpoolEnv, tmp_path: Path) -> None:
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_output_is_capped_while_the_job_writes(
+    env: SpoolEnv, tmp_path: Path, start_method: str
+) -> None:
     """The cap holds at every write, not only when the runner next looks."""
     cap = 1 << 20
+    env.write_config(start_method=start_method)
     _allow(env, "Printer", {"output_bytes": cap})
     count = tmp_path / "written"
     job_id = run_background_job("Printer", "flood", [64 << 20, str(count)], config=config(env))
