@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobspool import provenance
 from jobspool.child import RunRequest
 from jobspool.daemon import Runner
 from jobspool.messages import (
@@ -115,7 +116,10 @@ class StandInLauncher:
     def spawn(self, token: str) -> int:
         """Give the attempt a real process (``sleep 60``) and post its start."""
         assert token not in self.children, f"{token} has a process already"
-        proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        # Marked as the runner marks its attempts: the runner kills a process
+        # named on disk only once it proves it is one of its attempts.
+        env = dict(os.environ) | provenance.runner_marks()
+        proc = subprocess.Popen(["sleep", "60"], start_new_session=True, env=env)
         self.children[token] = proc
         self.started(token, proc.pid)
         return proc.pid
