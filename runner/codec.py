@@ -7,6 +7,18 @@ skipped). Anything that fails here is "not a job" and belongs in corrupt/.
 Values built in Python (params given to a submit) have no text to parse;
 :func:`non_finite_at` applies the same no-NaN/Infinity rule to them, so a
 submit refuses what would otherwise be written as ``null``.
+
+A record is written one field per line, each value as compact JSON. Its size
+then follows the size of its values: a value parsed from a capped file
+writes back about as large as it was read, however deeply it nests
+(indenting every level made 1 MB of nested params a record of 128 MB).
+Given a limit, :func:`encode_job` refuses a record that would pass it before
+building it: the values that can be large (params, result) are measured
+first, without building anything, and the fields are built one by one only
+while the total stays under the limit.
+
+The last field of a record may be its seal (:mod:`jobspool.sealing`); it is
+not part of the job and :func:`decode_job` sets it aside.
 """
 
 from __future__ import annotations
@@ -15,10 +27,13 @@ import json
 import math
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
+from jobspool import sealing
 from jobspool.errors import InvalidJobFile
 from jobspool.model import Job
 
@@ -152,6 +167,8 @@ def decode_job(data: bytes) -> Job:
     _check_encodable(data, value)
     if not isinstance(value, dict):
         raise InvalidJobFile(f"a job file must hold a JSON object, not {type(value).__name__}")
+    if not isinstance(value.pop(sealing.FIELD, ""), str):
+        raise InvalidJobFile(f"not a valid job: {sealing.FIELD}: must be a string")
     try:
         return Job.model_validate(value)
     except (OverflowError, ValueError, TypeError) as exc:
@@ -165,11 +182,73 @@ def decode_job(data: bytes) -> Job:
         raise InvalidJobFile("not a valid job: " + "; ".join(parts)) from None
 
 
-def encode_job(job: Job) -> bytes:
+# The values whose size no model field bounds: what a producer or a job gave.
+_UNBOUNDED = ("params", "result")
+
+
+def encode_job(job: Job, limit: int | None = None) -> bytes:
+    """The record's bytes; InvalidJobFile if it cannot be JSON, or would pass limit."""
     try:
-        return job.model_dump_json(indent=2).encode("utf-8") + b"\n"
-    except (ValueError, UnicodeError) as exc:  # pydantic's serialization errors are ValueErrors
+        if limit is not None:
+            _refuse_large_values(job, limit)
+        return _encode_fields(job, limit)
+    except (ValueError, UnicodeError, RecursionError) as exc:  # pydantic's are ValueErrors
         raise InvalidJobFile(f"job {job.id} cannot be written as JSON: {str(exc)[:200]}") from None
+
+
+def _over(job: Job, limit: int) -> InvalidJobFile:
+    return InvalidJobFile(f"job {job.id} would be more than {limit} bytes; the cap is {limit}")
+
+
+def _refuse_large_values(job: Job, limit: int) -> None:
+    budget = limit
+    for name in _UNBOUNDED:
+        budget -= json_size_at_least(getattr(job, name), budget)
+        if budget < 0:
+            raise _over(job, limit)
+
+
+def _encode_fields(job: Job, limit: int | None) -> bytes:
+    parts = [b"{\n"]
+    size = 4
+    for name in Job.model_fields:
+        line = b'  "' + name.encode() + b'": ' + to_json(getattr(job, name), inf_nan_mode="null")
+        size += len(line) + 2
+        if limit is not None and size > limit:
+            raise _over(job, limit)
+        parts.append(line)
+        parts.append(b",\n")
+    parts[-1] = b"\n}\n"
+    return b"".join(parts)
+
+
+_DONE = object()
+
+
+def json_size_at_least(value: Any, limit: int) -> int:
+    """A lower bound of the size of value as compact JSON, counted until it
+    passes limit (then limit + 1). Iterative, with memory in the nesting depth
+    only: nothing is built."""
+    total = 0
+    stack: list[Iterator[Any]] = [iter((value,))]
+    while stack:
+        item = next(stack[-1], _DONE)
+        if item is _DONE:
+            stack.pop()
+            continue
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 1 + sum(len(k) + 4 if isinstance(k, str) else 5 for k in item)
+            stack.append(iter(item.values()))
+        elif isinstance(item, list | tuple):
+            total += 1 + len(item)
+            stack.append(iter(item))
+        else:
+            total += 1
+        if total > limit:
+            return limit + 1
+    return total
 
 
 def json_bytes(value: Any) -> bytes:

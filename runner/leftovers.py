@@ -13,7 +13,17 @@ rule for each (the invariants are numbered in :mod:`jobspool.spool`):
   settled by :func:`resolve_duplicates`, which restores invariant 1: a
   terminal copy wins, then the higher revision (invariant 9), then the
   state furthest along; each losing copy goes to corrupt/ with a reason,
-  never deleted (invariant 5).
+  never deleted (invariant 5);
+* a copy in pending/ is judged first (:func:`standing`, the rule the
+  intake applies too), since producers write there (invariant 12): it is
+  the job's newest state only when it carries the runner's seal and a
+  revision above every other copy's. Otherwise it is either a leftover of
+  an earlier state (an older sealed copy, or the source of a claim or a
+  cancel cut short: its bytes are another copy's, or it is no newer than
+  them), which always loses, or a producer's new file under an id in use,
+  which is no copy at all: the intake requeues it under a fresh id and it
+  is left alone here. An unsealed file's revision, a number its writer
+  chose, never ranks it.
 
 Only what is older than a caller-given age is touched, so a transition in
 flight right now is never mistaken for a leftover. Every file operation goes
@@ -22,16 +32,21 @@ through ``spool.ops`` (invariant 10).
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from jobspool.errors import InvalidJobFile
 from jobspool.fsops import StrPath
 from jobspool.names import job_id_of
-from jobspool.spool import Spool
+from jobspool.spool import Loaded, Spool
 from jobspool.states import PRECEDENCE, TERMINAL, Status
+
+LOOK_AGAIN = 3  # a claim renamed while we look (a finish) is looked for again
 
 
 def clean_tmp(
@@ -90,6 +105,87 @@ def tmp_twin(spool: Spool, path: StrPath, min_age: float) -> str | None:
     return None
 
 
+class Standing(StrEnum):
+    """What a file in pending/ is, next to the other copies of its id."""
+
+    ALONE = "alone"  # no other directory holds the id
+    NEWER = "newer"  # the runner's sealed copy, newer than all others
+    IN_FLIGHT = "in_flight"  # newer, but a terminal copy is still there
+    STALE = "stale"  # a leftover (or a replay) of a copy there is
+    TAKEN = "taken"  # a new file under an id in use: no copy at all
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One copy of an id outside pending/ (or the pending one), as read."""
+
+    status: Status
+    path: Path
+    loaded: Loaded | None  # None: not readable as a job
+    mtime: float
+
+    @property
+    def revision(self) -> float:
+        return self.loaded.job.revision if self.loaded is not None else math.inf
+
+
+def read_copy(spool: Spool, status: Status, path: StrPath) -> Copy | None:
+    """The copy at path; None if it is gone."""
+    try:
+        mtime = os.lstat(path).st_mtime
+        loaded: Loaded | None = spool.load(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, InvalidJobFile):
+        loaded = None
+    return Copy(status, Path(path), loaded, mtime)
+
+
+def other_copies(spool: Spool, job_id: str) -> list[Copy]:
+    """Every copy of job_id outside pending/: terminal ones, then claims."""
+    found: list[Copy] = []
+    for _ in range(LOOK_AGAIN):
+        found, vanished = [], False
+        for status in sorted(TERMINAL):
+            path = spool.path_in(status, f"{job_id}.json")
+            if os.path.lexists(path) and (copy := read_copy(spool, status, path)) is not None:
+                found.append(copy)
+        for name in spool.names(Status.RUNNING):
+            if job_id_of(Status.RUNNING, name) == job_id:
+                copy = read_copy(spool, Status.RUNNING, spool.path_in(Status.RUNNING, name))
+                vanished |= copy is None
+                if copy is not None:
+                    found.append(copy)
+        if not vanished:
+            break
+    return found
+
+
+def standing(pending: Loaded, others: list[Copy]) -> Standing:
+    """The one rule for a file in pending/ whose id other directories hold.
+
+    A move into pending/ (a retry, a hand-back, a person's retry) writes a
+    sealed record one revision above its source, so only a sealed, newer
+    copy is the job's newest state; while a terminal copy is still there
+    it is a person's retry in its instant, or cut short (the terminal copy
+    wins); an older sealed copy is a leftover, or a replay, of an earlier
+    state. A move out of pending/ (a claim, a cancel) leaves its unsealed
+    source behind if cut short: that file has the bytes of a copy, or was
+    there before the copies were written. Anything else is a new submission
+    that repeats an id in use.
+    """
+    if not others:
+        return Standing.ALONE
+    if pending.sealed:  # a record of this very job: its newest state, or an old one
+        if pending.job.revision <= max(c.revision for c in others):
+            return Standing.STALE
+        return Standing.IN_FLIGHT if any(c.status in TERMINAL for c in others) else Standing.NEWER
+    same = any(c.loaded is not None and c.loaded.data == pending.data for c in others)
+    if same or pending.mtime <= max(c.mtime for c in others):
+        return Standing.STALE
+    return Standing.TAKEN
+
+
 def _copies(spool: Spool) -> dict[str, list[tuple[Status, Path]]]:
     copies: dict[str, list[tuple[Status, Path]]] = {}
     for status in Status:
@@ -99,33 +195,46 @@ def _copies(spool: Spool) -> dict[str, list[tuple[Status, Path]]]:
     return copies
 
 
+def _ranked(copies: list[Copy]) -> list[Copy]:
+    """The copies of one id, the one to keep first; [] when there is nothing
+    to settle (a pending file that is no copy is left to the intake)."""
+    pending = next((c for c in copies if c.status is Status.PENDING), None)
+    others = [c for c in copies if c.status is not Status.PENDING]
+    trusted = True
+    if pending is not None and pending.loaded is not None:
+        judged = standing(pending.loaded, others)
+        if judged is Standing.TAKEN:
+            copies = others
+        trusted = judged is not Standing.STALE
+    readable = [c for c in copies if c.loaded is not None]
+
+    def rank(c: Copy) -> tuple[bool, bool, float, int, float]:
+        own = trusted or c.status is not Status.PENDING
+        return (own, c.status in TERMINAL, c.revision, PRECEDENCE[c.status], c.mtime)
+
+    return sorted(readable, key=rank, reverse=True) if len(readable) > 1 else []
+
+
 def resolve_duplicates(spool: Spool, min_age: float, now: float | None = None) -> list[str]:
     """One id in two directories (an interrupted move): keep one copy.
 
-    A terminal copy wins, then the higher revision, then the state
-    furthest along. Only pairs whose newest copy is older than min_age
-    are touched, so a move that is in flight right now is left alone.
+    A stale pending copy loses (see :func:`standing`); then a terminal copy
+    wins, then the higher revision, then the state furthest along. Only
+    copies whose newest is older than min_age are touched, so a move that
+    is in flight right now is left alone.
     """
     limit = (time.time() if now is None else now) - min_age
     notes = []
-    for job_id, copies in _copies(spool).items():
-        if len(copies) < 2:
+    for job_id, paths in _copies(spool).items():
+        if len(paths) < 2:
             continue
-        ranked = []
-        for status, path in copies:
-            try:
-                job = spool.read_job(path)
-                mtime = path.lstat().st_mtime
-            except (OSError, InvalidJobFile):
-                continue
-            rank = (status in TERMINAL, job.revision, PRECEDENCE[status])
-            ranked.append((rank, mtime, status, path))
-        if len(ranked) < 2 or max(r[1] for r in ranked) > limit:
+        copies = [c for s, p in paths if (c := read_copy(spool, s, p)) is not None]
+        ranked = _ranked(copies)
+        if not ranked or max(c.mtime for c in ranked) > limit:
             continue
-        ranked.sort(reverse=True)
         winner = ranked[0]
-        for _rank, _mtime, status, path in ranked[1:]:
-            reason = f"duplicate of {winner[2]}/{winner[3].name} (interrupted move)"
-            spool.quarantine(path, reason)
-            notes.append(f"{job_id}: dropped {status} copy, kept {winner[2]}")
+        for loser in ranked[1:]:
+            reason = f"duplicate of {winner.status}/{winner.path.name} (interrupted move)"
+            spool.quarantine(loser.path, reason)
+            notes.append(f"{job_id}: dropped {loser.status} copy, kept {winner.status}")
     return notes

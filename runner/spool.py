@@ -49,10 +49,27 @@ modules around this one refer to these numbers.
 8. (Rescans beside the watcher: :mod:`jobspool.stages.intake`.)
 9. Every move but a claim raises the record's ``revision``; a claim keeps
    it (see :data:`jobspool.states.PRECEDENCE`). That is what the leftover
-   rule ranks copies by.
+   rule ranks sealed copies by (invariant 12).
 10. Every write, link, rename, unlink and fsync goes through ``Spool.ops``
     (a :class:`FileOps`), here and in the modules built on this one, so a
     fault injected there reaches every step.
+11. A spool is a directory that ``jobspool init`` marked
+    (:mod:`jobspool.sentinel`). The runner, the dashboard, the CLI and every
+    submitter open it with :meth:`Spool.open`, which refuses a directory
+    without the marker, or with a newer format, before creating anything:
+    an unmounted network path is never turned into a fresh local spool.
+12. Sealed records: every record a runner publishes, and every record a
+    person's action moves into pending/, ends with a seal, a MAC of its
+    bytes keyed with the spool's secret (:mod:`jobspool.sealing`); a submit
+    carries none, since producers cannot read the key. A record read from
+    pending/ or running/ (where producers' bytes arrive, a claim renaming
+    them unchanged) without a valid seal for its own id is a producer's
+    submission: :meth:`Spool.load` sets its bookkeeping aside
+    (:func:`jobspool.model.as_submitted`), and neither the intake's rule
+    for ids (:mod:`jobspool.stages.intake`) nor the leftover rule
+    (:mod:`jobspool.leftovers`) ever ranks it above a sealed copy; a
+    runner's publication into pending/ clears a name such a file holds
+    (:meth:`Spool.finish`).
 
 Around this module: names and ids in :mod:`jobspool.names`, leftovers in
 :mod:`jobspool.leftovers`, human actions in :mod:`jobspool.actions`,
@@ -63,20 +80,22 @@ control requests in :mod:`jobspool.control`, progress files in
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jobspool import codec
+from jobspool import codec, sealing, sentinel
 from jobspool.errors import Conflict, InvalidJobFile, JobNotFound, SpoolError, SpoolFull
 from jobspool.fsops import FileOps, NotRegularFile, StrPath
-from jobspool.model import HistoryEntry, Job, JobView, is_valid_id, utcnow
+from jobspool.model import HistoryEntry, Job, JobView, as_submitted, is_valid_id, utcnow
 from jobspool.names import (
     JSON,
     RUN_SEP,
@@ -121,6 +140,25 @@ class Sealed:
     data: bytes
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """One job file as read (see Spool.load)."""
+
+    job: Job  # as it may be trusted: a producer's bookkeeping set aside
+    ident: FileIdentity
+    sealed: bool  # carries a valid seal for the id its name says
+    data: bytes
+    mtime: float
+    ignored: tuple[str, ...]  # bookkeeping fields set aside (as_submitted)
+
+
+# How often a spool reader without the key looks for it again.
+KEY_RETRY_SECONDS = 1.0
+# A name in pending/ held by a producer's file is cleared this many times at
+# most while a runner publishes there (invariant 12).
+CLEAR_TRIES = 3
+
+
 class Spool:
     """One spool directory tree. Cheap to create; holds no open files."""
 
@@ -147,8 +185,22 @@ class Spool:
         self._dir_strs = {d: str(self.root / d) for d in (*DIRS, *Status)}
         self._job_logs = str(self.log_dir / "jobs")
         self.root_str, self.log_dir_str = str(self.root), str(self.log_dir)
+        self._trusted = {self._dir_strs[s] for s in (*Status,) if s.terminal}
+        self._key: bytes | None = None
+        self._key_retry = 0.0
         if create:
             self.ensure_layout()
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], **options: Any) -> Spool:
+        """The spool at root, once its marker says it is one (invariant 11);
+        :class:`jobspool.sentinel.NotASpool` otherwise, with nothing created.
+
+        The constructor itself checks nothing: tests and ``jobspool init``
+        build spools with it.
+        """
+        sentinel.check(Path(root).absolute())
+        return cls(root, **options)
 
     # ----------------------------------------------------------- layout
 
@@ -163,7 +215,12 @@ class Spool:
         return os.path.join(self._dir_strs[status], name)
 
     def ensure_layout(self) -> None:
-        """Create missing directories; refuse a status directory that is a link."""
+        """Create missing directories; refuse a status directory that is a link.
+
+        The spool's key is made here too when it is missing (``jobspool init``
+        runs as the runner's user), on a best-effort basis: anyone else
+        cannot make it and needs none (invariant 12).
+        """
         for name in (*DIRS, "logs"):
             path = self.log_dir if name == "logs" else self.root / name
             if path.is_symlink():
@@ -175,6 +232,8 @@ class Spool:
             except OSError as exc:
                 raise SpoolError(f"cannot create {path}: {exc.strerror}") from None
         self.ops.mkdir(self.log_dir / "jobs")
+        with contextlib.suppress(SpoolError):
+            self.seal_key()
 
     def job_log_path(self, job_id: str) -> Path:
         return Path(self.job_log_file(job_id))
@@ -218,8 +277,71 @@ class Spool:
         self, path: StrPath, *, single_link: bool = False
     ) -> tuple[Job, FileIdentity]:
         """read_job, plus the identity of the file read (see same_file)."""
+        loaded = self.load(path, single_link=single_link)
+        return loaded.job, loaded.ident
+
+    def load(self, path: StrPath, *, single_link: bool = False) -> Loaded:
+        """Read one job file and judge its seal (invariant 12).
+
+        In pending/ and running/ (and anywhere but a terminal directory) a
+        record without a valid seal for the id its name says is what a
+        producer wrote: its bookkeeping is set aside. A terminal directory
+        is written by the runner's user alone.
+        """
         data, st = self._read_capped(path, single_link)
-        return codec.decode_job(data), identity(st)
+        job = codec.decode_job(data)
+        folder, name = os.path.split(os.fspath(path))
+        sealed = False
+        ignored: list[str] = []
+        if folder not in self._trusted:
+            sealed = job.id == job_id_of(Status.RUNNING, name) and self._verify(data)
+            if not sealed:
+                job, ignored = as_submitted(job)
+        return Loaded(job, identity(st), sealed, data, st.st_mtime, tuple(ignored))
+
+    # ----------------------------------------------------------- the seal
+
+    def seal_key(self) -> bytes:
+        """The spool's key, made on first use; SpoolError if it cannot be had.
+
+        Only the runner's user can read it: a runner calls this at start, so
+        that a runner without it refuses to start rather than publish records
+        that would read as unsealed.
+        """
+        if self._key is None:
+            folder = self.dir("runners")
+            try:
+                try:
+                    self._key = sealing.read_key(folder)
+                except FileNotFoundError:
+                    self._key = sealing.create_key(folder, durable=self.durable)
+            except OSError as exc:
+                raise SpoolError(
+                    f"cannot use the spool's key {sealing.key_path(folder)}: "
+                    f"{exc.strerror or exc}; run as the runner's user"
+                ) from None
+        return self._key
+
+    def _verify(self, data: bytes) -> bool:
+        """Whether data is sealed with this spool's key. A reader that cannot
+        read the key (a producer) sees every record as unsealed."""
+        if self._key is None and time.monotonic() >= self._key_retry:
+            try:
+                self._key = sealing.read_key(self.dir("runners"))
+            except (OSError, SpoolError):
+                self._key_retry = time.monotonic() + KEY_RETRY_SECONDS
+        return self._key is not None and sealing.is_sealed(data, self._key)
+
+    def _publishable(self, record: Job, *, sealed: bool) -> bytes:
+        data = self.encode(record)
+        if not sealed:
+            return data
+        data = sealing.seal(data, self.seal_key())
+        if len(data) > self.max_job_bytes:
+            raise InvalidJobFile(
+                f"job {record.id} would be {len(data)} bytes; the cap is {self.max_job_bytes}"
+            )
+        return data
 
     def same_file(self, path: StrPath, known: FileIdentity) -> bool:
         """True if path is still the single-linked regular file once read as
@@ -342,7 +464,7 @@ class Spool:
             self.ops.fsync_dir(path)
 
     def encode(self, job: Job) -> bytes:
-        data = codec.encode_job(job)
+        data = codec.encode_job(job, self.max_job_bytes)
         if len(data) > self.max_job_bytes:
             raise InvalidJobFile(
                 f"job {job.id} would be {len(data)} bytes; the cap is {self.max_job_bytes}"
@@ -447,7 +569,8 @@ class Spool:
         job_id = job.id or ""
         dst = self.path_in(dst_status, dst_name or f"{job_id}{JSON}")
         record = job.model_copy(update={"revision": job.revision + 1})
-        tmp = self.write_tmp(self.encode(record), job_id)
+        data = self._publishable(record, sealed=dst_status is Status.PENDING)
+        tmp = self.write_tmp(data, job_id)
         try:
             ours = self._link_out(tmp, dst)
         except FileExistsError:
@@ -475,9 +598,10 @@ class Spool:
         Done by the caller's own thread, so that a publisher thread only
         does file I/O (and holds the GIL for as little as possible).
         InvalidJobFile if the record cannot be written (over the size cap).
+        The bytes carry the seal (invariant 12).
         """
         record = job.model_copy(update={**(updates or {}), "revision": job.revision + 1})
-        return Sealed(record, self.encode(record))
+        return Sealed(record, self._publishable(record, sealed=True))
 
     def finish(self, src: StrPath, dst_status: Status, sealed: Sealed) -> str:
         """A runner publishes the outcome of its own claim ``src``.
@@ -488,7 +612,9 @@ class Spool:
            published;
         3. link the record into dst_status without replacing. EEXIST means the
            job already has that state (another copy finished it): our copy is
-           quarantined, Conflict;
+           quarantined, Conflict. In pending/ the name may instead be held by
+           a producer's file, or by an older copy of ours: that file goes to
+           corrupt/ and the link is tried again (invariant 12);
         4. unlink the finishing name. Other I/O errors before 3 completes put
            the claim back under its name, so the caller can retry later.
         """
@@ -507,14 +633,15 @@ class Spool:
         except BaseException:
             self._drop_tmp(tmp)
             raise
-        self._publish_claimed(tmp, fin, src, dst, dst_status=dst_status, job_id=job_id)
+        self._publish_claimed(tmp, fin, src, dst, dst_status=dst_status, sealed=sealed)
         return dst
 
     def _publish_claimed(
-        self, tmp: str, fin: str, src: StrPath, dst: str, *, dst_status: Status, job_id: str
+        self, tmp: str, fin: str, src: StrPath, dst: str, *, dst_status: Status, sealed: Sealed
     ) -> None:
+        job_id = os.path.basename(dst)[: -len(JSON)]
         try:
-            ours = self._link_out(tmp, dst)
+            ours = self._link_claimed(tmp, dst, dst_status, sealed.job)
         except FileExistsError:
             self.quarantine(fin, f"duplicate claim: job {job_id} is already {dst_status}")
             raise Conflict(f"job {job_id} is already {dst_status}") from None
@@ -541,6 +668,65 @@ class Spool:
         # name back, the job also has its newer copy in dst, and
         # leftovers.resolve_duplicates keeps that one (invariant 1). The runner's next claim batch
         # syncs running/ anyway.
+
+    def _link_claimed(self, tmp: str, dst: str, dst_status: Status, record: Job) -> tuple[int, int]:
+        """_link_out for a finish: in pending/, a name held by a file that is
+        not a sealed copy at least as new as ours is cleared first."""
+        if dst_status is not Status.PENDING:
+            return self._link_out(tmp, dst)
+        st = os.stat(tmp)
+        try:
+            for _ in range(CLEAR_TRIES):
+                try:
+                    self.ops.link(tmp, dst)
+                    return st.st_ino, st.st_dev
+                except FileExistsError:
+                    if not self._clear(dst, record):
+                        raise
+            raise FileExistsError(errno.EEXIST, "the name is taken again and again", dst)
+        finally:
+            self._drop_tmp(tmp)
+
+    def _clear(self, dst: str, record: Job) -> bool:
+        """Move a producer's file (or an older copy) out of our pending name;
+        False if what holds it is a sealed copy at least as new as ours."""
+        try:
+            there = self.load(dst)
+        except FileNotFoundError:
+            return True
+        except (InvalidJobFile, OSError):
+            there = None
+        if there is not None and there.sealed and there.job.revision >= record.revision:
+            return False
+        why = "not sealed" if there is None or not there.sealed else "an older copy"
+        with contextlib.suppress(FileNotFoundError):
+            name = os.path.basename(dst)
+            self.quarantine(dst, f"held the name {name} ({why}) as a runner published there")
+        return True
+
+    def rehome(self, src: StrPath, record: Job) -> bool:
+        """Requeue the pending file src as pending/<record.id>.json (sealed:
+        the runner wrote it), then remove src. False, with nothing done, when
+        that name exists already (this very file was requeued before)."""
+        job_id = record.id or ""
+        dst = self.path_in(Status.PENDING, f"{job_id}{JSON}")
+        tmp = self.write_tmp(self._publishable(record, sealed=True), job_id)
+        try:
+            ours = self._link_out(tmp, dst)
+        except FileExistsError:
+            return False
+        try:
+            self.sync_dir(self._dir_strs[Status.PENDING])
+        except Exception:  # an error, not a crash: undo what we did
+            self._withdraw(ours, dst)
+            raise
+        # A crash before this removal is durable leaves both names: the
+        # requeued id is made from src's identity, so src is then known as
+        # done (jobspool.stages.intake).
+        self.ops.unlink_quiet(src)
+        with contextlib.suppress(OSError):
+            self.sync_dir(self._dir_strs[Status.PENDING])
+        return True
 
     def _unfence(self, fin: str, src: StrPath) -> None:
         """Nothing was published: put the claim back under its name, to retry later."""

@@ -12,11 +12,52 @@ Invariants: nothing here moves a job between statuses (claims belong to
 dispatch); a file that is not a job goes to corrupt/ with its reason, never
 deleted (invariant 5), and a young regular file gets time to be finished by
 its writer first; what the schedule holds is a hint, the claim rename decides.
+
+Which id a pending file runs under
+----------------------------------
+Producers may write anything into pending/, including a full record that
+claims to be the runner's own retry: a revision, attempts, a history. So a
+file says nothing trustworthy about itself unless it carries the runner's
+seal (:mod:`jobspool.sealing`, invariant 12 of :mod:`jobspool.spool`): a MAC
+of its bytes under a key only the runner's user can read, which every record
+a runner publishes, and every record a person's retry moves into pending/,
+carries. Without a valid seal for its own id a file is a fresh submission,
+whatever it says: its bookkeeping is ignored (:func:`jobspool.model.as_submitted`,
+applied by :meth:`Spool.load`; logged once as ``fields_ignored``).
+
+The id then follows :func:`jobspool.leftovers.standing`, the rule that the
+leftover sweep applies too, over the other copies of the name's id:
+
+* none: the file runs under its name's id;
+* the file is sealed and its revision is above every other copy's: it is the
+  job's newest state, published by a runner (a retry, a hand-back) or a
+  person (a retry) whose link is done and whose unlink of the old copy is
+  not, yet or ever. It runs under its id; while a terminal copy is still
+  there it is looked at again shortly (a person's retry in its instant; if
+  the terminal copy stays, the leftover sweep keeps that one);
+* the file is sealed but not newer: an earlier state of the job (a
+  leftover, or a copy replayed); or it is unsealed and has the bytes of
+  another copy, or is no newer than all of them: the source of a move out
+  of pending/ cut short (a claim, a cancel). It never runs; the leftover
+  sweep settles it after the lease (the other copy wins);
+* an unsealed file that is none of these repeats an id in use: it is
+  requeued at once under a fresh
+  id, written as a new sealed record with its name kept as
+  ``original_name`` (so that no reader ever finds it under the id of the
+  job that owns it), and the job that owns the id keeps it. The fresh id is
+  made from the file's identity (name, inode, size, mtime), so a crash
+  between the new record and the removal of the old name, or a second
+  runner, finds the requeued id and leaves the old name to corrupt/.
+
+A name that is not an id at all runs under a fresh id, its name recorded as
+``original_name`` when it is claimed. Producers cannot forge a seal, a runner
+cannot start without the key, and what an unsealed file says about its
+revision or its attempts is never believed.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import os
 import stat as stat_mod
 import time
@@ -25,10 +66,11 @@ from collections.abc import Callable
 from jobspool import leftovers, logs
 from jobspool.errors import InvalidJobFile
 from jobspool.fsops import HardLinked, NotRegularFile, StrPath
-from jobspool.model import Job, from_timestamp, is_valid_id
-from jobspool.names import is_job_name, new_id
+from jobspool.leftovers import Standing
+from jobspool.model import Job, as_submitted, from_timestamp, is_valid_id
+from jobspool.names import JSON, is_job_name, new_id
 from jobspool.schedule import Entry, Schedule
-from jobspool.spool import FileIdentity, Spool
+from jobspool.spool import FileIdentity, Loaded, Spool
 from jobspool.states import Status
 
 # A hand-written file may be caught half-written; give its writer this long
@@ -39,6 +81,26 @@ LOADED_MAX = 4096
 RECHECK_FIRST = 0.002
 RECHECK_MAX = 0.5
 CLAIM_RETRY_SECONDS = 0.5
+# Requeued ids are stamped with the file's mtime, kept within the calendar.
+LATEST_STAMP = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
+def requeue_id(name: str, seen: FileIdentity) -> str:
+    """The fresh id of a file requeued under a new name: made from what the
+    file is (its name, inode, size and mtime), not from chance, so that a
+    second look at the very same file finds the same id. Sorts by the
+    file's mtime, as ids made at submit sort by submission time."""
+    _dev, ino, size, mtime_ns = seen
+    text = f"{name}\0{ino}\0{size}\0{mtime_ns}".encode("utf-8", "surrogateescape")
+    digest = hashlib.sha256(text).hexdigest()[:8]
+    seconds = min(max(mtime_ns / 1e9, 0.0), LATEST_STAMP)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(seconds))
+    return f"{stamp}-{int(seconds % 1 * 1_000_000):06d}-{digest}"
+
+
+def readable_name(name: str) -> str:
+    """A file name that is not UTF-8, as text a record can hold."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def quarantine(spool: Spool, name: str, path: StrPath, reason: str, *, force: bool = False) -> None:
@@ -63,7 +125,12 @@ def quarantine(spool: Spool, name: str, path: StrPath, reason: str, *, force: bo
 class Intake:
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
+        # Without the key, every retry it publishes would read as a fresh
+        # submission: refuse to start instead (SpoolError says why).
+        spool.seal_key()
         self.schedule = Schedule()
+        # Stale copies found in pending/: said once, settled by the sweep.
+        self._left: set[str] = set()
         self._loaded: dict[str, tuple[FileIdentity, Job]] = {}
         self._rechecks: dict[str, tuple[float, float]] = {}
         # Due jobs whose claim failed on I/O: due, just not claimable yet.
@@ -77,6 +144,7 @@ class Intake:
 
     def rescan(self) -> None:
         present = set(self.spool.names(Status.PENDING))
+        self._left &= present
         for name in self.schedule.names() - present:
             self.schedule.discard(name)
         for name in sorted(present - self.schedule.names()):
@@ -94,7 +162,7 @@ class Intake:
     def load(self, name: str) -> None:
         path = self.spool.path_in(Status.PENDING, name)
         try:
-            job, seen = self.spool.read_job_stat(path, single_link=True)
+            loaded = self.spool.load(path, single_link=True)
         except FileNotFoundError:
             self.schedule.discard(name)
             return
@@ -107,11 +175,80 @@ class Intake:
         except OSError as exc:
             logs.event("read_error", logs.ERROR, file=name, error=exc)
             return
-        self._remember(name, seen, job)
+        stem = name[: -len(JSON)]
+        if not is_valid_id(stem):
+            self._schedule(name, new_id(), loaded)
+            return
+        match leftovers.standing(loaded, leftovers.other_copies(self.spool, stem)):
+            case Standing.ALONE | Standing.NEWER:
+                self._schedule(name, stem, loaded)
+            case Standing.IN_FLIGHT:
+                self._recheck_soon(name)
+            case Standing.STALE:
+                self._leave(name)
+            case Standing.TAKEN:
+                self._requeue(name, path, loaded)
+
+    def _schedule(self, name: str, job_id: str, loaded: Loaded) -> None:
+        job = loaded.job
+        if loaded.ignored:
+            fields = ",".join(loaded.ignored)
+            logs.event("fields_ignored", logs.WARNING, file=name, fields=fields)
+        self._remember(name, loaded.ident, job)
         if job.created_at is None:  # hand-written: its age is the file's
-            with contextlib.suppress(OSError):
-                job = job.model_copy(update={"created_at": from_timestamp(os.stat(path).st_mtime)})
-        self.schedule.add(name, self._job_id_for(name, job), job)
+            job = job.model_copy(update={"created_at": from_timestamp(loaded.mtime)})
+        self.schedule.add(name, job_id, job)
+
+    def _leave(self, name: str) -> None:
+        if name not in self._left:
+            self._left.add(name)
+            logs.event(
+                "duplicate_left",
+                logs.WARNING,
+                file=name,
+                reason="a leftover copy of a job in another status; settled after the lease",
+            )
+
+    def _requeue(self, name: str, path: str, loaded: Loaded) -> None:
+        """A new file under an id in use: publish it under a fresh id."""
+        job_id = requeue_id(name, loaded.ident)
+        where = self.spool.locate(job_id)
+        if where is not None:
+            self._requeued_before(name, path, job_id, where[1])
+            return
+        fresh, ignored = as_submitted(loaded.job)
+        record = fresh.model_copy(
+            update={
+                "id": job_id,
+                "original_name": readable_name(name),
+                "created_at": fresh.created_at or from_timestamp(loaded.mtime),
+                "revision": 1,
+            }
+        )
+        try:
+            moved = self.spool.rehome(path, record)
+        except InvalidJobFile as exc:
+            quarantine(self.spool, name, path, f"its id is in use, and {exc}", force=True)
+            return
+        except OSError as exc:  # EIO, disk full: the next rescan tries again
+            logs.event("requeue_error", logs.ERROR, file=name, error=exc)
+            return
+        if moved:
+            fields = ",".join(ignored) or None
+            logs.event("requeued", logs.WARNING, file=name, job=job_id, fields_ignored=fields)
+        self.load(f"{job_id}{JSON}")
+
+    def _requeued_before(self, name: str, path: str, job_id: str, there: StrPath) -> None:
+        """The fresh id exists: this very file was requeued, by another runner
+        now (its removal comes in a moment) or before a crash (it never will)."""
+        try:
+            young = time.time() - os.lstat(there).st_mtime < YOUNG_FILE_SECONDS
+        except OSError:
+            young = True
+        if young:
+            self._recheck_soon(name)
+            return
+        quarantine(self.spool, name, path, f"already requeued as job {job_id}", force=True)
 
     def _twin(self, name: str, path: str, exc: HardLinked) -> None:
         twin = leftovers.tmp_twin(self.spool, path, YOUNG_FILE_SECONDS)
@@ -121,16 +258,6 @@ class Intake:
             self._recheck_soon(name)
         else:
             quarantine(self.spool, name, path, str(exc))
-
-    def _job_id_for(self, name: str, job: Job) -> str:
-        stem = name[: -len(".json")]
-        if not is_valid_id(stem):
-            return new_id()
-        if job.revision == 0:  # hand-dropped: its name may repeat an old job's id
-            where = self.spool.locate(stem)
-            if where is not None and where[0] is not Status.PENDING:
-                return new_id()
-        return stem
 
     def _remember(self, name: str, seen: FileIdentity, job: Job) -> None:
         """Keep a loaded job for its claim; bounded, oldest dropped first."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.crashops import DEAD_RUNNER
-from jobspool import actions, codec, leftovers
+from jobspool import actions, codec, leftovers, sealing
 from jobspool.fsops import FileOps, StrPath
 from jobspool.leases import Lease
 from jobspool.model import Job
@@ -52,13 +52,20 @@ def job(revision: int, ledger: Path | None = None, job_id: str = JOB_ID) -> Job:
 
 
 def place(spool: Spool, status: Status, record: Job, age: float = OLD) -> Path:
-    """Write a copy of record as a leftover would be: complete, and age seconds old."""
+    """Write a copy of record as a leftover would be: complete, and age seconds old.
+
+    A copy in pending/ is sealed, as every record a runner or a person moves
+    there is (a producer's file without a seal is tested in
+    tests/engine/test_producer_files.py)."""
     job_id = record.id or ""
     name = f"{job_id}.json"
     if status is Status.RUNNING:
         name = RunningName(job_id, DEAD_RUNNER, 1).filename
     path = spool.dir(status) / name
-    path.write_bytes(codec.encode_job(record))
+    data = codec.encode_job(record)
+    if status is Status.PENDING:
+        data = sealing.seal(data, spool.seal_key())
+    path.write_bytes(data)
     stamp = time.time() - age
     os.utime(path, (stamp, stamp))
     return path

@@ -17,7 +17,9 @@ from typing import Any
 
 import psutil
 
+from jobspool import sealing
 from jobspool.config import Config, load_config
+from jobspool.sentinel import MARKER
 from tests.conftest import TEST_JOBS, RunnerProcess, SpoolEnv, wait_until
 
 # Extra allow-list entries for classes appended to tests/support/testjobs.py.
@@ -61,14 +63,16 @@ def drop_aged(env: SpoolEnv, name: str, content: str | bytes, age: float = 30.0)
 
 
 def spool_files(env: SpoolEnv) -> list[str]:
-    """Every non-directory entry under the spool, relative; [] if there is no spool."""
+    """Every non-directory entry under the spool but its marker and its key
+    (written by the fixture's `jobspool init`), relative; [] if there is no
+    spool."""
     if not env.spool.exists():
         return []
     out = []
     for dirpath, _dirs, names in os.walk(env.spool):
         for name in names:
             out.append(os.path.relpath(os.path.join(dirpath, name), env.spool))
-    return sorted(out)
+    return sorted(p for p in out if p not in (MARKER, f"runners/{sealing.KEY_NAME}"))
 
 
 def job_files_everywhere(env: SpoolEnv) -> dict[str, list[str]]:
