@@ -448,7 +448,8 @@ class DashboardApp:
 
     def job_log_raw(self, job_id: str) -> Any:
         view = self._load(job_id)
-        handle = open_log(self.dash.spool.job_log_path(view.id))
+        limit = self.dash.config.settings.logs.job_log_max_bytes
+        handle = open_log(self.dash.spool.job_log_path(view.id), limit)
         response.content_type = "text/plain; charset=utf-8"
         return "" if handle is None else handle
 

@@ -2,9 +2,12 @@
 
 Owns byte offsets and text decoding of ``Spool.job_log_path(id)`` files.
 The log is only ever read, with a cap per call, so a 50 MB log costs one
-bounded read. The file is opened without following a symbolic link and
-without blocking on a FIFO, and anything that is not a regular file reads
-as missing.
+bounded read, and the whole log is served up to a cap as well. Job code can
+write the logs' directory, so the file is opened as every file beside a
+job's log is (:func:`jobspool.sidefiles.open_file`): without following a
+symbolic link (at its name, or a directory swapped for one), without
+blocking on a FIFO; anything but a regular file with a single name reads as
+missing.
 
 Invariants:
 * ``next_offset`` is a byte offset that ends on a whole UTF-8 character and
@@ -17,21 +20,17 @@ Invariants:
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
+
+from jobspool import sidefiles
 
 TAIL_BYTES = 64 * 1024
 CHUNK_BYTES = 256 * 1024
-_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_BINARY", 0)
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-)
+CUT = b"\n[jobspool: the log goes on past this point; only its first %d bytes are shown]\n"
 
 
 @dataclass(frozen=True)
@@ -56,19 +55,6 @@ class LogChunk:
         }
 
 
-def _open(path: Path) -> int | None:
-    try:
-        fd = os.open(path, _FLAGS)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES):
-            return None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    return fd
-
-
 def _complete_utf8(data: bytes) -> int:
     """Length of the longest prefix of data that does not end mid-character."""
     end = len(data)
@@ -85,7 +71,7 @@ def _complete_utf8(data: bytes) -> int:
 
 def read_log(path: Path, offset: int | None = None, limit: int = CHUNK_BYTES) -> LogChunk:
     """Bytes from ``offset`` (None: the last TAIL_BYTES), at most ``limit`` of them."""
-    fd = _open(path)
+    fd = sidefiles.open_file(path)
     if fd is None:
         return LogChunk(exists=False, text="", offset=0, next_offset=0, size=0)
     try:
@@ -123,14 +109,17 @@ def read_log(path: Path, offset: int | None = None, limit: int = CHUNK_BYTES) ->
 
 
 def log_size(path: Path) -> int | None:
-    try:
-        st = os.lstat(path)
-    except OSError:
+    fd = sidefiles.open_file(path)
+    if fd is None:
         return None
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
 
 
-def open_log(path: Path) -> BinaryIO | None:
-    """The whole log as an open binary file (the server closes it); None if none."""
-    fd = _open(path)
-    return None if fd is None else os.fdopen(fd, "rb")
+def open_log(path: Path, limit: int) -> Iterator[bytes] | None:
+    """The log's first ``limit`` bytes, streamed (with a line saying so when
+    there is more), the file closed at the end; None if there is no log."""
+    fd = sidefiles.open_file(path)
+    return None if fd is None else sidefiles.stream(fd, limit, CUT % limit)

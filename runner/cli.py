@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobspool import actions, heartbeats, progress, submit
+from jobspool import access, actions, heartbeats, initspool, progress, sidefiles, submit
 from jobspool.config import Config, load_config
 from jobspool.errors import JobspoolError
 from jobspool.heartbeats import Heartbeat
@@ -24,6 +24,7 @@ from jobspool.spool import Spool, age_seconds
 from jobspool.states import Status
 
 EXIT_USAGE = 2
+TAIL_BYTES = 64 * 1024  # of a job's log, for `show`
 
 
 class UsageError(JobspoolError):
@@ -177,15 +178,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _tail(path: Path, lines: int) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read().decode("utf-8", "replace")
-    except OSError:
+    """The last lines of a job's log: its last 64 KB at most, never through a
+    link, a second name or a FIFO (job code can put those there)."""
+    data = sidefiles.read_tail(path, TAIL_BYTES)
+    if data is None:
         return ""
-    return "\n".join(data.splitlines()[-lines:])
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -236,6 +234,54 @@ def cmd_retry(args: argparse.Namespace) -> int:
     view = actions.retry(_open(args), args.job_id, by=default_actor(), via="cli")
     print(f"{view.id}: back in pending")
     return 0
+
+
+# ------------------------------------------------------------------ spool set-up
+
+
+def _add_spool_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spool_dir", nargs="?", metavar="SPOOL", help="spool directory")
+    _add_location(p)
+
+
+def _target_config(args: argparse.Namespace) -> Config:
+    """The config, with SPOOL (relative to the working directory) as its spool."""
+    if args.spool_dir and args.spool:
+        raise UsageError("give the spool either as SPOOL or with --spool, not both")
+    given = args.spool_dir or args.spool
+    return load_config(args.config, {"spool": str(Path(given).absolute()) if given else None})
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    cfg = _target_config(args)
+    done = initspool.init_spool(
+        cfg.spool_dir, log_dir=cfg.log_dir, group=args.group, durable=cfg.settings.durable
+    )
+    state = "initialised" if done.created else "already initialised; layout checked"
+    print(f"spool {done.root}: {state} (format {done.marker.format})")
+    if done.group:
+        print(
+            f"modes: tmp/ and pending/ 2770 for group {done.group} (producers write there); "
+            "everything else 0750 (the runner's user only)"
+        )
+        if access.running_as_root():
+            print(
+                f"jobspool: warning: root owns the spool now: chown -R the user the runner "
+                f"will run as (never root) {done.root}",
+                file=sys.stderr,
+            )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from jobspool import doctor
+
+    report = doctor.examine(_target_config(args))
+    print(report.header)
+    for check in report.checks:
+        print(check.line())
+    print(report.summary())
+    return 1 if report.failed else 0
 
 
 # ------------------------------------------------------------------ runner
@@ -323,6 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location(rt)
     rt.add_argument("job_id")
     rt.set_defaults(func=cmd_retry)
+
+    ini = sub.add_parser("init", help="make a directory a spool: layout, modes, marker")
+    _add_spool_target(ini)
+    ini.add_argument(
+        "--group", help="the producers' group: tmp/ and pending/ 2770, everything else 0750"
+    )
+    ini.set_defaults(func=cmd_init)
+
+    doc = sub.add_parser("doctor", help="check what the spool relies on, on this mount")
+    _add_spool_target(doc)
+    doc.set_defaults(func=cmd_doctor)
 
     _add_plugin_commands(sub)  # jobspool dashboard, jobspool up
     return p

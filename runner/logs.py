@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from jobspool import sidefiles
+
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 _NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR"}
 _RECHECK = 200  # writes between looks at the real size (other processes append too)
@@ -219,17 +221,27 @@ def cap_file(path: str, max_bytes: int) -> bool:
     write lands at the new end. The head (first half) is kept, with a marker,
     so the log shows how the job started and what it printed most recently.
     Returns True when the file was cut.
+
+    Job code can write the log's directory: only the job's own log is ever
+    cut, never a file a link at its name points to, nor one with another name
+    elsewhere, nor one behind a directory swapped for a link
+    (:func:`jobspool.sidefiles.open_file`), and a FIFO never blocks.
     """
     try:
-        size = os.stat(path).st_size
-        if size <= max_bytes:
+        if os.lstat(path).st_size <= max_bytes:  # the common case: not even opened
             return False
-        os.truncate(path, max_bytes // 2)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, TRUNCATED)
-        finally:
-            os.close(fd)
     except OSError:
         return False
+    fd = sidefiles.open_file(path, os.O_WRONLY | os.O_APPEND)
+    if fd is None:
+        return False
+    try:
+        if os.fstat(fd).st_size <= max_bytes:
+            return False
+        os.ftruncate(fd, max_bytes // 2)
+        os.write(fd, TRUNCATED)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     return True

@@ -9,15 +9,24 @@ job's log, is read without trusting it (anything that is not a valid
 progress record reads as no progress), and is removed once the attempt's
 outcome, which keeps the last report, is published. Removal goes through
 ``spool.ops`` (invariant 10).
+
+Job code writes the file, and can put anything at its name: it is opened
+like every file beside a job's log (:mod:`jobspool.sidefiles`: no link
+followed, no FIFO waited on, a regular single-linked file only) and read up
+to :data:`MAX_BYTES`; whatever else is there reads as no progress.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from jobspool import sidefiles
 from jobspool.context import progress_file
 from jobspool.model import Progress
 from jobspool.spool import Spool
+
+# A report holds a fraction, a message of at most 1,000 characters and a time.
+MAX_BYTES = 16 * 1024
 
 
 def progress_path(spool: Spool, job_id: str) -> Path:
@@ -25,12 +34,12 @@ def progress_path(spool: Spool, job_id: str) -> Path:
 
 
 def read_progress(spool: Spool, job_id: str) -> Progress | None:
-    # Called once per finished attempt, and most jobs never report
-    # progress: a plain open on a string path is the cheap way to know.
+    data = sidefiles.read_head(progress_file(spool.log_dir_str, job_id), MAX_BYTES)
+    if data is None or len(data) > MAX_BYTES:
+        return None
     try:
-        with open(progress_file(spool.log_dir_str, job_id), "rb") as fh:
-            return Progress.model_validate_json(fh.read())
-    except (OSError, ValueError):
+        return Progress.model_validate_json(data)
+    except ValueError:
         return None
 
 
