@@ -50,6 +50,7 @@ _TRAILER_BYTES = 81
 _END = b"\n}\n"
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _NOT_A_FILE = {errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EOPNOTSUPP}
+_POSIX = os.name != "nt"
 
 
 def key_path(runners_dir: Path) -> Path:
@@ -70,7 +71,7 @@ def read_key(runners_dir: Path) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise SpoolError(f"{path} is not a regular file; move it aside")
-        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        if _POSIX and st.st_mode & 0o077 and st.st_uid == os.geteuid():
             # Restored from a backup or copied without its mode: only we may read it.
             os.fchmod(fd, 0o600)
         data = os.read(fd, KEY_BYTES + 1)
@@ -97,7 +98,7 @@ def create_key(runners_dir: Path, *, durable: bool) -> bytes:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    if durable and os.name != "nt":
+    if durable and _POSIX:
         # A record sealed with a key that a power loss takes back would read
         # as unsealed; the key's name is durable before anything is sealed.
         dfd = os.open(runners_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

@@ -201,6 +201,25 @@ def test_a_replayed_sealed_copy_never_runs_while_its_job_runs(env: SpoolEnv, whi
     assert spool.read_job(claim).reason == "current"
 
 
+def test_a_runner_retry_clears_its_pending_name_of_a_dropped_file(env: SpoolEnv) -> None:
+    """F5: a file dropped at pending/<id>.json while job <id> runs made the
+    runner's own retry fail on EEXIST and go to corrupt/ with its attempts."""
+    spool = Spool(env.spool)
+    job_id = spool.submit(Job(job="Marker", method="touch", params=["a"]))
+    claim = spool.claim(f"{job_id}.json", RunningName(job_id, "runner-a", 1))
+    assert claim is not None
+    doc = job_doc("Marker", "touch", ["dropped"], revision=99)
+    env.drop(f"{job_id}.json", doc)
+
+    spool.finish(claim, Status.PENDING, spool.seal(spool.read_job(claim), {"reason": "ours"}))
+
+    retried = spool.load(env.spool / "pending" / f"{job_id}.json")
+    assert retried.sealed and retried.job.reason == "ours"
+    assert env.files("running") == []
+    (kept,) = [n for n in corrupt_entries(env) if not n.endswith(".reason.txt")]
+    assert (env.spool / "corrupt" / kept).read_bytes() == doc.encode()
+
+
 class _Hooked(FileOps):
     """Real file operations; ``before_unlink`` runs just before each unlink."""
 
