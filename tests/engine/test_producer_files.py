@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 import tracemalloc
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from jobspool import actions, codec, leftovers
+from jobspool import actions, codec, leftovers, sealing
 from jobspool.errors import InvalidJobFile, InvalidParams
 from jobspool.fsops import FileOps, StrPath
 from jobspool.model import Job
@@ -218,6 +219,29 @@ def test_a_runner_retry_clears_its_pending_name_of_a_dropped_file(env: SpoolEnv)
     assert env.files("running") == []
     (kept,) = [n for n in corrupt_entries(env) if not n.endswith(".reason.txt")]
     assert (env.spool / "corrupt" / kept).read_bytes() == doc.encode()
+
+
+def test_a_seal_is_believed_only_on_its_own_bytes_and_its_own_id(env: SpoolEnv) -> None:
+    spool = Spool(env.spool)
+    key = env.spool / "runners" / sealing.KEY_NAME
+    assert stat.S_IMODE(os.lstat(key).st_mode) == 0o600
+    forged = {"attempt_base": 5, "reason": "sealed"}
+    record = Job(job="Marker", method="touch", params=["a"], id="sealed", **forged)
+    data = spool.seal(record).data
+    pending = env.spool / "pending"
+    cases = {
+        "sealed.json": data,
+        "edited.json": data.replace(b'"a"', b'"b"').replace(b'"sealed"', b'"edited"', 1),
+        "other.json": data,  # the very bytes, under another job's name
+    }
+    for name, content in cases.items():
+        (pending / name).write_bytes(content)
+    loaded = {name: spool.load(pending / name) for name in cases}
+    assert loaded["sealed.json"].sealed and loaded["sealed.json"].job.attempt_base == 5
+    for name in ("edited.json", "other.json"):
+        assert not loaded[name].sealed
+        assert (loaded[name].job.attempt_base, loaded[name].job.reason) == (0, None)
+        assert set(loaded[name].ignored) == {"attempt_base", "reason"}
 
 
 class _Hooked(FileOps):
