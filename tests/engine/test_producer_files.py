@@ -225,8 +225,9 @@ def test_a_seal_is_believed_only_on_its_own_bytes_and_its_own_id(env: SpoolEnv) 
     spool = Spool(env.spool)
     key = env.spool / "runners" / sealing.KEY_NAME
     assert stat.S_IMODE(os.lstat(key).st_mode) == 0o600
-    forged = {"attempt_base": 5, "reason": "sealed"}
-    record = Job(job="Marker", method="touch", params=["a"], id="sealed", **forged)
+    record = Job(
+        job="Marker", method="touch", params=["a"], id="sealed", attempt_base=5, reason="sealed"
+    )
     data = spool.seal(record).data
     pending = env.spool / "pending"
     cases = {
