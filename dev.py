@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bootstrap and run jobspool from a fresh clone with nothing but Python 3.11+.
 
-    python3 dev.py up        runner + dashboard on ./spool (prints the URL)
+    python3 dev.py up        initialise ./spool, then runner + dashboard (prints the URL)
     python3 dev.py test      the whole test suite (installs what it needs)
     python3 dev.py lint      ruff and mypy
     python3 dev.py bench     the benchmarks in bench/
@@ -75,6 +75,24 @@ def compile_sources() -> None:
     subprocess.call([str(PY), "-m", "compileall", "-qq", *dirs], cwd=ROOT)
 
 
+def init_dev_spool(rest: list[str]) -> int:
+    """Make the project's own spool/ a spool, explicitly (`jobspool init`).
+
+    Runners and the dashboard refuse a directory without the spool's marker
+    (an unmounted network path must not become an empty queue), and the
+    clone's spool/ exists from the start (git keeps it), so `up` would
+    refuse it. Init says what it did and changes nothing the second time.
+    Another spool (--spool, --config) is the user's to initialise.
+    """
+    elsewhere = ("JOBSPOOL_SPOOL", "JOBSPOOL_CONFIG")
+    if any(arg.split("=")[0] in ("--spool", "--config") for arg in rest) or any(
+        var in os.environ for var in elsewhere
+    ):
+        return 0
+    config = str(ROOT / "allowed_jobs.yaml")
+    return subprocess.call([str(BIN / "jobspool"), "init", "--config", config])
+
+
 # What the test suite needs from the system: the browser tests drive
 # Chromium, the multi-host tests mount the spool twice with bindfs and with
 # JuiceFS (its client comes with the dev extra; FUSE's mount helper is
@@ -112,8 +130,11 @@ def main(argv: list[str]) -> int:
     ensure_env()
     compile_sources()
     if command == "up":
-        # Become the command, so Ctrl-C and SIGTERM reach it directly.
         os.chdir(ROOT)
+        code = init_dev_spool(rest)
+        if code:
+            return code
+        # Become the command, so Ctrl-C and SIGTERM reach it directly.
         os.execv(str(BIN / "jobspool"), [str(BIN / "jobspool"), "up", *rest])
     if command == "test":
         ensure_system_tools()

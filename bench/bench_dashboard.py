@@ -41,6 +41,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from jobspool.initspool import init_spool  # noqa: E402
 from jobspool.model import Attempt, ErrorInfo, HistoryEntry, Job, Outcome  # noqa: E402
 from jobspool.names import new_id  # noqa: E402
 from jobspool.spool import Spool  # noqa: E402
@@ -151,6 +152,7 @@ def write_jobs(
 
 def build(root: Path, completed: int, failed: int, pending: int) -> dict[str, list[str]]:
     (root / "allowed_jobs.yaml").write_text(CONFIG)
+    init_spool(root / "spool")  # as `jobspool init` does: the dashboard refuses a spool without it
     spool = Spool(root / "spool", durable=False)
     now = time.time()
     started = time.perf_counter()

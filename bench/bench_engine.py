@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from jobspool.cli import runner_argv  # noqa: E402
 from jobspool.config import load_config  # noqa: E402
+from jobspool.initspool import init_spool  # noqa: E402
 from jobspool.states import Status  # noqa: E402
 from jobspool.submit import open_spool, run_background_job  # noqa: E402
 
@@ -40,6 +41,7 @@ def make_project(workers: int) -> Path:
     root = Path(tempfile.mkdtemp(prefix="jobspool-bench-"))
     settings = {"spool": "spool", "workers": workers, "allowed_jobs": JOBS}
     (root / "allowed_jobs.yaml").write_text(yaml.safe_dump(settings))
+    init_spool(root / "spool")  # as `jobspool init` does: runners refuse a spool without it
     return root
 
 

@@ -14,6 +14,8 @@ restarted runner finds.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ import yaml
 from bench.crashsim import Call, RecordingOps, Snapshot, live_files, snapshot
 from jobspool import actions
 from jobspool.fsops import FileOps
+from jobspool.initspool import init_spool
 from jobspool.leases import Lease
 from jobspool.model import Attempt, ErrorInfo, Job, Outcome, utcnow
 from jobspool.names import RunningName, hostname
@@ -89,18 +92,26 @@ def attempt(outcome: Outcome) -> Attempt:
 # ---------------------------------------------------------------- preconditions
 
 
-def _register_dead_runner(spool: Spool) -> None:
-    """The heartbeat a runner left before the power went; nobody holds its lock."""
-    Lease(spool, DEAD_RUNNER).beat([])
+def register_dead_runner(spool: Spool) -> None:
+    """The heartbeat a runner left before the power went; nobody holds its lock.
+
+    It names a process that has exited: a free lock proves a runner of this
+    host dead only once its pid is gone (a live pid keeps it alive).
+    """
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lease = Lease(spool, DEAD_RUNNER)
+    lease.pid = gone.pid
+    lease.beat([])
 
 
 def prepare_empty(spool: Spool) -> str:
-    _register_dead_runner(spool)
+    register_dead_runner(spool)
     return ""
 
 
 def prepare_pending(spool: Spool) -> str:
-    _register_dead_runner(spool)
+    register_dead_runner(spool)
     return spool.submit(new_job(), by="crash-test")
 
 
@@ -207,6 +218,7 @@ class Recorded:
 def record(op: Operation, root: Path) -> Recorded:
     """Prepare op's precondition in a fresh project under root, then run it once, recorded."""
     spool_dir = write_project(root)
+    init_spool(spool_dir)  # as a user does once: runners refuse a spool without its marker
     plain = Spool(spool_dir, durable=True, ops=FileOps())
     job_id = op.prepare(plain)
     snap = snapshot(spool_dir)

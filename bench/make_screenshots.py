@@ -34,6 +34,7 @@ from jobspool.config import Config, load_config  # noqa: E402
 from jobspool.dashboard.app import create_app  # noqa: E402
 from jobspool.dashboard.server import DashboardServer  # noqa: E402
 from jobspool.dashboard.state import Dashboard  # noqa: E402
+from jobspool.initspool import init_spool  # noqa: E402
 from jobspool.model import Job  # noqa: E402
 from jobspool.states import Status  # noqa: E402
 from jobspool.submit import open_spool  # noqa: E402
@@ -93,6 +94,7 @@ def build_project(project: Path) -> tuple[Config, str]:
     (project / "allowed_jobs.yaml").write_text(CONFIG)
     (project / "demo_jobs.py").write_text(DEMO_JOBS)
     cfg = load_config(project / "allowed_jobs.yaml")
+    init_spool(cfg.spool_dir)  # as `jobspool init` does: nothing opens a spool without it
     spool = open_spool(cfg)
     now = time.time()
     write_jobs(spool, Status.COMPLETED, 5200, now=now - 120, spread=86400, seed=11)

@@ -10,8 +10,11 @@ signal as it always does (stop claiming, let running attempts finish within
 ``grace_seconds``, a second Ctrl-C hands them back at once); when it returns,
 the web server and the index thread are stopped and the process exits.
 
-A mistake (bad config, unsafe bind, busy port) ends with one line on stderr
-and exit status 2, like every jobspool command.
+A mistake (bad config, unsafe bind, busy port, a directory that is not a
+spool) ends with one line on stderr and exit status 2, like every jobspool
+command. ``up`` initialises the project's own spool when it does not exist
+at all, and says so; both refuse any other directory without the spool's
+marker (:mod:`jobspool.sentinel`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from jobspool.config import Config, load_config
 from jobspool.dashboard.security import TOKEN_ENV, SecurityConfigError, check_bind, load_token
 from jobspool.errors import JobspoolError
+from jobspool.initspool import init_spool, is_fresh_project_spool
 
 if TYPE_CHECKING:
     from jobspool.dashboard.server import DashboardServer
@@ -86,7 +90,7 @@ def _fail(message: str) -> int:
 
 
 def _prepare(
-    args: argparse.Namespace, overrides: dict[str, Any]
+    args: argparse.Namespace, overrides: dict[str, Any], *, init_fresh: bool = False
 ) -> tuple[Config, Dashboard, DashboardServer]:
     # Imported here: every jobspool command builds this parser, and only
     # these two need Bottle and the web server.
@@ -99,6 +103,8 @@ def _prepare(
     config = load_config(args.config, overrides)
     token = load_token(args.token, args.token_file, os.environ)
     check_bind(args.host, token)
+    if init_fresh:
+        _init_fresh_spool(config)
     dash = Dashboard(
         config,
         token=token,
@@ -112,6 +118,17 @@ def _prepare(
     except OSError as exc:
         raise SecurityConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     return config, dash, server
+
+
+def _init_fresh_spool(config: Config) -> None:
+    """The quick start: a project's own spool that does not exist yet is
+    initialised as `jobspool init` would, and said so; anything else must
+    carry its marker (an unmounted path is refused, never created)."""
+    if is_fresh_project_spool(config.spool_dir, config.path):
+        init_spool(config.spool_dir, log_dir=config.log_dir, durable=config.settings.durable)
+        print(
+            f"spool: {config.spool_dir} did not exist; initialised it (jobspool init)", flush=True
+        )
 
 
 def _announce(server: DashboardServer, dash: Dashboard) -> None:
@@ -147,7 +164,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = {"spool": args.spool, "workers": args.workers}
     try:
-        config, dash, server = _prepare(args, overrides)
+        config, dash, server = _prepare(args, overrides, init_fresh=True)
         runner = Runner(config, overrides=overrides, console=not args.quiet)
     except (JobspoolError, SecurityConfigError) as exc:
         return _fail(str(exc))

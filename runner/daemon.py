@@ -35,7 +35,7 @@ import signal
 import time
 from typing import Any
 
-from jobspool import logs
+from jobspool import access, logs
 from jobspool.config import Config
 from jobspool.configwatch import ConfigWatch
 from jobspool.mailbox import Mailbox
@@ -50,7 +50,7 @@ from jobspool.messages import (
     RescanNeeded,
     StopRequested,
 )
-from jobspool.model import Outcome
+from jobspool.model import Job, Outcome
 from jobspool.spool import Spool
 from jobspool.stages import Finish, Rejection
 from jobspool.stages.dispatch import Dispatch, MakeLauncher
@@ -79,7 +79,7 @@ class Runner:
         self.watch = watch
         self.console = console
         s = config.settings
-        self.spool = Spool(
+        self.spool = Spool.open(
             config.spool_dir,
             durable=s.durable,
             max_job_bytes=s.max_job_bytes,
@@ -142,6 +142,7 @@ class Runner:
         self.finishing.open(self.events.put)
         self.liveness.register(now)
         logs.event("runner_started", runner=self.runner_id, spool=self.spool.root)
+        access.warn_at_start(self.spool)
 
     def close(self) -> None:
         self.finishing.close()
@@ -187,7 +188,8 @@ class Runner:
         if now >= self.maintenance.next_run:
             self.maintenance.run(now)
         self.dispatch.enforce_timeouts(now)
-        self.finishing.retry_unfinished(now)
+        for record in self.finishing.retry_unfinished(now):
+            self._schedule_retry(record)
         if self.stopping:
             self._finish(self.dispatch.take_finished())
             return self._stop_step(now)
@@ -217,11 +219,7 @@ class Runner:
             case AttemptExited(token, code):
                 self.dispatch.exited(token, code)
             case Published(pub, outcome):
-                record = self.finishing.published(pub, outcome)
-                # Our own retry is scheduled now rather than at an event or the
-                # next rescan (a burst would otherwise exit before it).
-                if record is not None and record.id and not self.dispatch.has_job(record.id):
-                    self.intake.add_own_retry(record.id, record)
+                self._schedule_retry(self.finishing.published(pub, outcome))
             case RescanNeeded():
                 self.next_rescan = 0.0
             case StopRequested():
@@ -263,13 +261,19 @@ class Runner:
     def _route(self, result: Finish | Rejection | None) -> None:
         match result:
             case Finish(act, report):
-                self.finishing.finish(act, report)
+                self._schedule_retry(self.finishing.finish(act, report))
             case Rejection(claim, path, job, error):
                 self.finishing.reject(claim, path, job, error)
 
     def _finish(self, finished: list[Finish]) -> None:
         for item in finished:
-            self.finishing.finish(item.act, item.report)
+            self._schedule_retry(self.finishing.finish(item.act, item.report))
+
+    def _schedule_retry(self, record: Job | None) -> None:
+        """A retry of ours, back in pending/: scheduled now rather than at an
+        event or the next rescan (a burst would otherwise exit before it)."""
+        if record is not None and record.id and not self.dispatch.has_job(record.id):
+            self.intake.add_own_retry(record.id, record)
 
     # ------------------------------------------------------------ when to stop, when to wake
 

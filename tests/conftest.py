@@ -1,7 +1,8 @@
 """Shared fixtures: a private spool per test, real runner processes, leak checks.
 
 Every test gets its own directory holding an ``allowed_jobs.yaml`` and a
-spool; nothing touches the repository's own spool/. Runners are real
+spool, initialised as ``jobspool init`` does; nothing touches the
+repository's own spool/. Runners are real
 ``python -m jobspool.cli runner`` processes. Waiting is bounded polling.
 After each test, no child process and no extra thread may be left.
 """
@@ -24,6 +25,8 @@ import pytest
 import yaml
 
 from jobspool.cli import runner_argv
+from jobspool.config import load_config
+from jobspool.initspool import init_spool
 
 REPO = Path(__file__).resolve().parent.parent
 # The test jobs (tests.support.testjobs) and the demo jobs/ live in the
@@ -128,11 +131,22 @@ class SpoolEnv:
             "allowed_jobs": TEST_JOBS,
         }
         self.write_config()
+        self.init_spool()
         self.runners: list[RunnerProcess] = []
 
     def write_config(self, **changes: Any) -> None:
+        """Rewrite allowed_jobs.yaml; a new spool path is initialised at once."""
         self.settings.update(changes)
         self.config.write_text(yaml.safe_dump(self.settings, sort_keys=False))
+        if "spool" in changes:
+            self.init_spool()
+
+    def init_spool(self) -> None:
+        """Make the config's spool a spool, as a user does once with `jobspool
+        init`: runners, the dashboard and submitters refuse a directory that
+        has no spool marker."""
+        cfg = load_config(self.config, use_env=False)
+        init_spool(cfg.spool_dir, log_dir=cfg.log_dir)
 
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSPOOL_")}

@@ -36,13 +36,14 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize(("text", "message"), BAD_CONFIGS)
 def test_runner_refuses_to_start_on_a_bad_config(env: SpoolEnv, text: str, message: str) -> None:
+    before = sorted(env.spool.rglob("*"))  # the spool as `jobspool init` left it
     env.config.write_text(text)
     out = env.burst()
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     assert f"jobspool: error: {env.config}" in out.stderr
     assert message in out.stderr
-    assert not env.spool.exists()  # refused before touching anything
+    assert sorted(env.spool.rglob("*")) == before  # refused before touching anything
 
 
 def test_runner_refuses_a_python_object_tag_and_runs_nothing(env: SpoolEnv, tmp_path: Path) -> None:

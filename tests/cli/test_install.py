@@ -251,7 +251,9 @@ def app(installed: Installed, tmp_path: Path) -> Iterator[App]:
     (root / "jobs" / "__init__.py").write_text(JOBS_INIT)
     (root / "jobs" / "greeter.py").write_text(JOB_MODULE)
     (root / APP_SCRIPT).write_text(SCRIPT)
-    yield App(root=root, env=installed.environ(), installed=installed)
+    made = App(root=root, env=installed.environ(), installed=installed)
+    made.jobspool("init")  # once, as the README says: every command refuses a spool without it
+    yield made
     note = root / SHADOW_NOTE
     assert not note.exists(), f"the engine imported the application's modules: {note.read_text()}"
 

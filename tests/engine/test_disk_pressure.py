@@ -68,6 +68,7 @@ def test_submit_refuses_below_the_free_space_minimum_and_writes_nothing(
     spool = use_small_spool(
         env, small_fs, tmp_path / "logs", min_free_bytes=8 << 20, min_free_inodes=0
     )
+    initialised = files_under(small_fs)  # the spool's marker, from `jobspool init`
     out = env.runjob("SampleJob", "process", "p1", "--config", str(env.config))
     assert out.returncode == 2, out.stderr
     assert out.stdout == ""
@@ -81,7 +82,7 @@ def test_submit_refuses_below_the_free_space_minimum_and_writes_nothing(
     assert out.returncode == 2, out.stderr
     assert len(out.stderr.splitlines()) == 1, out.stderr
     assert "inodes free; submit needs more" in out.stderr, out.stderr
-    assert files_under(small_fs) == {}
+    assert files_under(small_fs) == initialised
     assert not (tmp_path / "logs" / "background_jobs.log").exists()
 
     # Above both minimums the same command is accepted: the refusals were the limits.

@@ -310,7 +310,7 @@ def test_links_and_fifos_in_pending_are_quarantined_not_followed(
     content = job_doc("Marker", "touch", [str(marker)])
     outside.write_text(content)
     pending = env.spool / "pending"
-    pending.mkdir(parents=True)
+    pending.mkdir(parents=True, exist_ok=True)
     os.symlink(outside, pending / "link.json")
     os.mkfifo(pending / "fifo.json")
     result = env.burst(timeout=30)

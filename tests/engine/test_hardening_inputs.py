@@ -116,7 +116,7 @@ def test_export_job_refuses_an_export_directory_that_is_a_link(
 ) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
-    env.spool.mkdir()
+    env.spool.mkdir(exist_ok=True)
     (env.spool / "exports").symlink_to(outside, target_is_directory=True)
     job_id = _export(env, "day1.csv")
     assert env.burst().returncode == 0

@@ -271,7 +271,7 @@ def test_planted_links_fifos_sockets_and_directories_are_quarantined_untouched(
     age(hard_target)
 
     pending = env.spool / "pending"
-    pending.mkdir(parents=True)
+    pending.mkdir(parents=True, exist_ok=True)
     os.symlink(target, pending / "link.json")
     os.symlink(target, pending / "20260101-000000-000000-0a0b0c0d.json")  # looks like an id
     os.symlink(tmp_path / "nowhere.json", pending / "dangling.json")
