@@ -635,8 +635,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         type=Path,
         metavar="DIR",
-        help="a spool (initialised) instead of a new temporary one; repeat it with "
-        "another mount of the same spool for each host: runner i uses the i-th, round-robin",
+        help="a spool instead of a new temporary one (initialised through the first); repeat "
+        "it with another mount of the same spool for each host: runner i uses the i-th, "
+        "round-robin",
     )
     p.add_argument(
         "--hosts",
