@@ -266,8 +266,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         )
         if access.running_as_root():
             print(
-                f"jobspool: warning: root owns the spool now: chown -R the user the runner "
-                f"will run as (never root) {done.root}",
+                f"jobspool: warning: root owns {done.root} now; give it to the user the runner "
+                f"will run as (never root): chown -R USER {done.root}",
                 file=sys.stderr,
             )
     return 0

@@ -292,9 +292,10 @@ def _watch(probe: Path, cfg: Config, fstype: str) -> Check:
         return Check(
             WARN,
             "watch",
-            f"seen in {took:.1f} ms, but on {fstype} notifications show "
-            "only changes made through this mount: jobs submitted elsewhere wait for "
-            f"the rescan, every poll_seconds ({poll:g} s now; --poll 1 for a second)",
+            f"seen in {took:.1f} ms, but {fstype} is a shared or FUSE filesystem, where "
+            "notifications show only changes made through this mount: jobs submitted "
+            f"elsewhere wait for the rescan, every poll_seconds ({poll:g} s now; --poll 1 "
+            "for a second)",
         )
     return Check(
         OK, "watch", f"the runner's watcher saw a new file in pending/ after {took:.1f} ms"

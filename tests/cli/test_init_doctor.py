@@ -26,6 +26,7 @@ from jobspool.sentinel import MARKER
 from jobspool.spool import DIRS
 from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
+from tests.support.hosts import bind_mount
 from tests.support.spoolkit import assert_one_line_error, config, log_text
 
 NO_MARKER = "is not a jobspool spool (no marker): run `jobspool init "
@@ -270,6 +271,19 @@ def test_doctor_passes_on_a_local_spool_and_leaves_nothing_behind(env: SpoolEnv)
     assert re.search(r"^(OK|WARN) +fsync: (\d+\.\d, ){4}\d+\.\d ms each", out.stdout, re.M)
     assert verdicts["user"] == (["WARN"] if os.geteuid() == 0 else ["OK"])
     assert _tree(env.spool) == before  # the probe directory is gone
+
+
+def test_doctor_says_to_poll_where_notifications_see_only_this_mount(
+    env: SpoolEnv, tmp_path: Path
+) -> None:
+    with bind_mount(env.spool, tmp_path / "mnt") as mount:
+        out = env.cli("doctor", str(mount), "--config", str(env.config))
+        assert out.returncode == 0, out.stdout
+        assert f"jobspool doctor: {mount} (fuse" in out.stdout
+        assert _checks(out.stdout)["watch"] == ["WARN"], out.stdout
+        assert "jobs submitted elsewhere wait for the rescan" in out.stdout
+        assert "every poll_seconds (0.5 s now; --poll 1 for a second)" in out.stdout
+        assert os.listdir(mount / "tmp") == []
 
 
 def test_doctor_fails_on_a_control_directory_anyone_can_write(env: SpoolEnv) -> None:
