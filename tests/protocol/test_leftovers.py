@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.crashops import DEAD_RUNNER
+from bench.crashops import DEAD_RUNNER, register_dead_runner
 from jobspool import actions, codec, leftovers, sealing
 from jobspool.fsops import FileOps, StrPath
-from jobspool.leases import Lease
 from jobspool.model import Job
 from jobspool.names import RunningName
 from jobspool.spool import Spool
@@ -257,7 +256,7 @@ def test_runner_startup_resolves_leftovers_and_runs_what_is_left(env: SpoolEnv) 
     place(spool, Status.COMPLETED, job(3, ledger, both))
     old_tmp = _tmp_file(spool, "old.tmp", codec.encode_job(job(1, ledger, "never")), 7200)
     young_tmp = _tmp_file(spool, "young.tmp", codec.encode_job(job(1, ledger, "never")), 5)
-    Lease(spool, DEAD_RUNNER).beat([])
+    register_dead_runner(spool)
     out = env.burst()
     assert out.returncode == 0, out.stderr
     assert where(spool, done) == ["completed"]
