@@ -208,10 +208,15 @@ def _refuse_large_values(job: Job, limit: int) -> None:
             raise _over(job, limit)
 
 
+# The fields a record is written with: the seal is not one (the spool seals
+# the bytes it writes, after them).
+_WRITTEN = tuple(name for name, field in Job.model_fields.items() if not field.exclude)
+
+
 def _encode_fields(job: Job, limit: int | None) -> bytes:
     parts = [b"{\n"]
     size = 4
-    for name in Job.model_fields:
+    for name in _WRITTEN:
         line = b'  "' + name.encode() + b'": ' + to_json(getattr(job, name), inf_nan_mode="null")
         size += len(line) + 2
         if limit is not None and size > limit:

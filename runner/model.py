@@ -136,6 +136,11 @@ class Job(_Strict):
     reason: str | None = None
     progress: Progress | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
+    # The seal a record file ends with (jobspool.sealing), as read: part of
+    # the file's schema, so any reader of a record accepts it. It proves
+    # nothing here (the spool checks it on the bytes as read) and is never
+    # written from the model: the spool seals the bytes it publishes.
+    seal: str | None = Field(default=None, exclude=True, pattern=r"^[0-9a-f]{64}$")
 
     @property
     def attempts_used(self) -> int:

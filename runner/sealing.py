@@ -10,8 +10,9 @@ they write is a fresh submission and is treated as one.
 
 Owns the key file and the seal's bytes on disk:
 
-* the key is 32 random bytes in ``runners/.seal.key``, a directory only the
-  runner's user writes. It is created once, mode 0600, written and synced
+* the key is 32 random bytes in ``.jobspool.key`` at the spool's root, beside
+  the marker, in a directory only the runner's user writes (runners/ holds
+  only the runners' heartbeats and locks). It is created once, mode 0600, written and synced
   under a temporary name and linked into place (never replacing: the first
   process to create it wins, the others read that one), and never rotated,
   since every seal in the spool depends on it. It is read without following
@@ -41,7 +42,7 @@ from pathlib import Path
 
 from jobspool.errors import SpoolError
 
-KEY_NAME = ".seal.key"
+KEY_NAME = ".jobspool.key"
 KEY_BYTES = 32
 FIELD = "seal"
 _CONTEXT = b"jobspool seal 1\n"
@@ -53,14 +54,14 @@ _NOT_A_FILE = {errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EOPNOTSUPP}
 _POSIX = os.name != "nt"
 
 
-def key_path(runners_dir: Path) -> Path:
-    return runners_dir / KEY_NAME
+def key_path(folder: Path) -> Path:
+    return folder / KEY_NAME
 
 
-def read_key(runners_dir: Path) -> bytes:
+def read_key(folder: Path) -> bytes:
     """The spool's key; FileNotFoundError if there is none yet, SpoolError if
     what is there is not a key, PermissionError if it may not be read."""
-    path = key_path(runners_dir)
+    path = key_path(folder)
     try:
         fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
@@ -82,9 +83,9 @@ def read_key(runners_dir: Path) -> bytes:
     return data
 
 
-def create_key(runners_dir: Path, *, durable: bool) -> bytes:
+def create_key(folder: Path, *, durable: bool) -> bytes:
     """Make the spool's key unless another process made it first; return the key."""
-    tmp = runners_dir / f"{KEY_NAME}.{secrets.token_hex(6)}.tmp"
+    tmp = folder / f"{KEY_NAME}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         try:
@@ -94,19 +95,19 @@ def create_key(runners_dir: Path, *, durable: bool) -> bytes:
         finally:
             os.close(fd)
         with contextlib.suppress(FileExistsError):
-            os.link(tmp, key_path(runners_dir))
+            os.link(tmp, key_path(folder))
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     if durable and _POSIX:
         # A record sealed with a key that a power loss takes back would read
         # as unsealed; the key's name is durable before anything is sealed.
-        dfd = os.open(runners_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        dfd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-    return read_key(runners_dir)
+    return read_key(folder)
 
 
 def _mac(key: bytes, body: bytes) -> str:

@@ -309,7 +309,7 @@ class Spool:
         that would read as unsealed.
         """
         if self._key is None:
-            folder = self.dir("runners")
+            folder = self.root
             try:
                 try:
                     self._key = sealing.read_key(folder)
@@ -327,7 +327,7 @@ class Spool:
         read the key (a producer) sees every record as unsealed."""
         if self._key is None and time.monotonic() >= self._key_retry:
             try:
-                self._key = sealing.read_key(self.dir("runners"))
+                self._key = sealing.read_key(self.root)
             except (OSError, SpoolError):
                 self._key_retry = time.monotonic() + KEY_RETRY_SECONDS
         return self._key is not None and sealing.is_sealed(data, self._key)

@@ -223,7 +223,7 @@ def test_a_runner_retry_clears_its_pending_name_of_a_dropped_file(env: SpoolEnv)
 
 def test_a_seal_is_believed_only_on_its_own_bytes_and_its_own_id(env: SpoolEnv) -> None:
     spool = Spool(env.spool)
-    key = env.spool / "runners" / sealing.KEY_NAME
+    key = env.spool / sealing.KEY_NAME
     assert stat.S_IMODE(os.lstat(key).st_mode) == 0o600
     record = Job(
         job="Marker", method="touch", params=["a"], id="sealed", attempt_base=5, reason="sealed"

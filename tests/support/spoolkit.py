@@ -72,7 +72,7 @@ def spool_files(env: SpoolEnv) -> list[str]:
     for dirpath, _dirs, names in os.walk(env.spool):
         for name in names:
             out.append(os.path.relpath(os.path.join(dirpath, name), env.spool))
-    return sorted(p for p in out if p not in (MARKER, f"runners/{sealing.KEY_NAME}"))
+    return sorted(p for p in out if p not in (MARKER, sealing.KEY_NAME))
 
 
 def job_files_everywhere(env: SpoolEnv) -> dict[str, list[str]]:
