@@ -6,12 +6,11 @@ later still counts as a run: the ledger measures at-least-once delivery.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 
-from jobspool import current_job
+from bench.crashjobs import Ledger
 
 # Long enough to outlive the whole harness: a grandchild still alive at the
 # end means the engine failed to kill an attempt's process tree.
@@ -20,23 +19,11 @@ GRANDCHILD_SECONDS = 900
 GRANDCHILD_NOTE = "grandchild pid "
 
 
-def _append(ledger: str) -> str:
-    ctx = current_job()
-    job_id = ctx.id if ctx else "inline"
-    line = f"{job_id} {ctx.attempt if ctx else 0}\n".encode()
-    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
-    return job_id
-
-
 class SlowLedger:
     """Records the run, optionally starts a grandchild, then sleeps a while."""
 
     def record(self, ledger: str, seconds: float, spawn: bool = False) -> str:
-        job_id = _append(ledger)
+        job_id = Ledger().record(ledger)
         if spawn:
             code = f"import time; time.sleep({GRANDCHILD_SECONDS})"
             child = subprocess.Popen([sys.executable, "-c", code])

@@ -27,6 +27,7 @@ from jobspool.spool import DIRS
 from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
 from tests.support.hosts import bind_mount
+from tests.support.juicefs import two_hosts
 from tests.support.spoolkit import assert_one_line_error, config, log_text
 
 NO_MARKER = "is not a jobspool spool (no marker): run `jobspool init "
@@ -325,3 +326,20 @@ def test_doctor_fails_on_a_directory_without_marker_and_writes_nothing(env: Spoo
     )
     assert lines[-1] == "doctor: 0 OK, 0 WARN, 1 FAIL"
     assert os.listdir(mount_point) == []
+
+
+def test_doctor_passes_on_each_host_of_a_juicefs_volume(env: SpoolEnv, tmp_path: Path) -> None:
+    """A real distributed filesystem: every protocol check holds on both
+    mounts, and the watch check says to rely on the rescan."""
+    with two_hosts(tmp_path / "juicefs") as hosts:
+        assert env.cli("init", str(hosts.observer)).returncode == 0
+        for mount in (hosts.a, hosts.b):
+            out = env.cli("doctor", str(mount), "--config", str(env.config))
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert f"jobspool doctor: {mount} (fuse" in out.stdout
+            verdicts = _checks(out.stdout)
+            for name in ("marker", "layout", "rename", "link", "exclusive create"):
+                assert verdicts[name] == ["OK"], out.stdout
+            assert verdicts["watch"] == ["WARN"], out.stdout
+            assert "jobs submitted elsewhere wait for the rescan" in out.stdout
+        wait_until(lambda: os.listdir(hosts.observer / "tmp") == [], 10, "doctor's probes to go")
