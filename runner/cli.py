@@ -14,7 +14,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobspool import access, actions, heartbeats, initspool, progress, sidefiles, submit
+from jobspool import (
+    access,
+    actions,
+    heartbeats,
+    initspool,
+    progress,
+    sidefiles,
+    steering,
+    submit,
+)
 from jobspool.config import Config, load_config
 from jobspool.errors import JobspoolError
 from jobspool.heartbeats import Heartbeat
@@ -25,6 +34,7 @@ from jobspool.states import Status
 
 EXIT_USAGE = 2
 TAIL_BYTES = 64 * 1024  # of a job's log, for `show`
+LIST_TEXT = 60  # characters of an error message in a `list` line
 
 
 class UsageError(JobspoolError):
@@ -34,6 +44,32 @@ class UsageError(JobspoolError):
 def _add_location(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="allowed_jobs.yaml to use (default: ./allowed_jobs.yaml)")
     p.add_argument("--spool", help="spool directory (overrides the config)")
+
+
+def _version() -> str:
+    """The installed distribution's version, for --version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jobspool")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _add_version(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
+
+
+def clip(text: str, width: int) -> str:
+    """text on one line, cut at a word boundary with an ellipsis past width."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    cut = flat.rfind(" ", 0, width)
+    head = flat[:cut] if cut > 0 else flat[: width - 1]
+    return head.rstrip(" ,.;:") + "…"
 
 
 def _config(args: argparse.Namespace, **extra: Any) -> Config:
@@ -58,8 +94,12 @@ def parse_params(values: Sequence[str], json_text: str | None) -> list[Any] | di
 def _runjob_parser(prog: str = "runjob") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Queue a background job: runjob SampleJob process p1 [p2 ...]",
+        description=(
+            "Queue a background job: runjob JOB METHOD [PARAMS ...], e.g. "
+            "runjob SampleJob process p1 p2. Prints the job id."
+        ),
     )
+    _add_version(p)
     p.add_argument("job", help="job name from allowed_jobs.yaml")
     p.add_argument("method", help="method to call")
     p.add_argument("params", nargs="*", help='params; one argument "a,b,c" is split at commas')
@@ -99,8 +139,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+RUNJOB_NEEDS = (
+    "give the job's name and method: runjob JOB METHOD [PARAMS ...] "
+    "(params are optional; e.g. runjob SampleJob process p1 p2); see runjob --help"
+)
+
+
 def runjob_main(argv: Sequence[str] | None = None) -> int:
-    return _guard(lambda: cmd_submit(_runjob_parser().parse_args(argv)), "runjob")
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:
+        print(f"runjob: error: {RUNJOB_NEEDS}", file=sys.stderr)
+        return EXIT_USAGE
+    return _guard(lambda: cmd_submit(_runjob_parser().parse_args(args)), "runjob")
 
 
 # ------------------------------------------------------------------ inspection
@@ -152,7 +202,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _summary(view: JobView) -> str:
     rec = view.record
-    err = f"  {rec.error.type}: {rec.error.message}"[:80] if rec.error else ""
+    err = f"  {clip(f'{rec.error.type}: {rec.error.message}', LIST_TEXT)}" if rec.error else ""
     return (
         f"{view.id:<36} {view.status:<10} {rec.job}.{rec.method:<16} "
         f"attempts={rec.attempts_used}{err}"
@@ -160,15 +210,7 @@ def _summary(view: JobView) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    spool = _open(args)
-    statuses = [Status(args.status)] if args.status else list(Status)
-    views: list[JobView] = []
-    for status in statuses:
-        if status is Status.PENDING:
-            views += spool.pending_in_order()[: args.limit]
-        else:
-            views += spool.list_jobs(status, limit=args.limit)
-    views = views[: args.limit]
+    views = steering.jobs_in(_open(args), steering.parse_status(args.status), args.limit)
     if args.json:
         print(json.dumps([v.to_public() for v in views], indent=2))
     else:
@@ -202,12 +244,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"id:        {view.id}\nstatus:    {view.status}\njob:       {rec.job}.{rec.method}")
     print(f"params:    {json.dumps(rec.params)}\npriority:  {rec.priority}")
     print(f"created:   {rec.created_at}  ({age_seconds(rec.created_at) or 0:.0f}s ago)")
-    if rec.next_attempt_at:
-        print(f"next try:  {rec.next_attempt_at}")
-    if rec.reason:
-        print(f"reason:    {rec.reason}")
-    if view.status == Status.COMPLETED:
-        print(f"result:    {json.dumps(rec.result)}")
+    for label, value in _record_fields(view):
+        print(f"{label + ':':<10} {value}")
     for a in rec.attempts:
         err = f" {a.error.type}: {a.error.message}" if a.error else ""
         print(
@@ -219,6 +257,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     if log:
         print("log tail:\n" + log)
     return 0
+
+
+def _record_fields(view: JobView) -> list[tuple[str, str]]:
+    """What else the record holds, as `show` prints it: only what is set."""
+    rec = view.record
+    fields: list[tuple[str, object]] = [
+        ("submitted_by", rec.submitted_by),
+        ("not_before", rec.not_before),
+        ("next_attempt_at", rec.next_attempt_at),
+        ("max_attempts", rec.max_attempts),
+        ("timeout_seconds", rec.timeout_seconds),
+        ("original_name", rec.original_name),
+        ("reason", rec.reason),
+        ("error", f"{rec.error.type}: {rec.error.message}" if rec.error else None),
+        ("progress", rec.progress.model_dump_json() if rec.progress else None),
+    ]
+    if view.status == Status.COMPLETED:
+        fields.append(("result", json.dumps(rec.result)))
+    return [(label, str(value)) for label, value in fields if value is not None]
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -326,9 +383,14 @@ def _runner_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jobspool", description="Background jobs in a directory.")
+    _add_version(p)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("runner", help="run the runner daemon")
+    r = sub.add_parser(
+        "runner",
+        help="run the runner daemon",
+        description="Run jobs from the spool until stopped (SIGTERM hands running jobs back).",
+    )
     _add_location(r)
     _runner_flags(r)
     r.set_defaults(func=cmd_runner)
@@ -336,48 +398,83 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "submit",
         help="queue a job (same as runjob)",
+        description="Queue a background job: jobspool submit JOB METHOD [PARAMS ...]. "
+        "Prints the job id.",
         add_help=False,
         parents=[_runjob_parser("jobspool submit")],
     )
     s.set_defaults(func=cmd_submit)
 
-    st = sub.add_parser("status", help="counts per status and live runners")
+    st = sub.add_parser(
+        "status",
+        help="counts per status and live runners",
+        description="How many jobs each status holds, and the runners whose heartbeat is live.",
+    )
     _add_location(st)
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="print it as one JSON object")
     st.set_defaults(func=cmd_status)
 
-    ls = sub.add_parser("list", help="list jobs")
+    ls = sub.add_parser(
+        "list",
+        help="list jobs",
+        description="One line per job: pending in the order they will run, then the others "
+        "newest first. Long error messages are cut.",
+    )
     _add_location(ls)
-    ls.add_argument("--status", choices=[s.value for s in Status])
-    ls.add_argument("--limit", type=int, default=50)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--status", choices=[s.value for s in Status], help="only jobs in this status")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50)")
+    ls.add_argument("--json", action="store_true", help="print full records as a JSON list")
     ls.set_defaults(func=cmd_list)
 
-    sh = sub.add_parser("show", help="one job: record, attempts, errors, log tail")
+    sh = sub.add_parser(
+        "show",
+        help="one job: record, attempts, errors, log tail",
+        description="Everything the job's record holds, its attempts and history, "
+        "and the end of its log.",
+    )
     _add_location(sh)
-    sh.add_argument("job_id")
-    sh.add_argument("--json", action="store_true")
-    sh.add_argument("--log-lines", type=int, default=20)
+    sh.add_argument("job_id", help="the job's id (as runjob printed it)")
+    sh.add_argument("--json", action="store_true", help="print the record as JSON")
+    sh.add_argument(
+        "--log-lines", type=int, default=20, help="lines of the job's log to show (default 20)"
+    )
     sh.set_defaults(func=cmd_show)
 
-    c = sub.add_parser("cancel", help="cancel a pending or running job")
+    c = sub.add_parser(
+        "cancel",
+        help="cancel a pending or running job",
+        description="Cancel a pending job at once; a running one is stopped by its runner.",
+    )
     _add_location(c)
-    c.add_argument("job_id")
+    c.add_argument("job_id", help="the job's id")
     c.set_defaults(func=cmd_cancel)
 
-    rt = sub.add_parser("retry", help="send a failed or cancelled job back to pending")
+    rt = sub.add_parser(
+        "retry",
+        help="send a failed or cancelled job back to pending",
+        description="Send a failed or cancelled job back to pending with fresh attempts.",
+    )
     _add_location(rt)
-    rt.add_argument("job_id")
+    rt.add_argument("job_id", help="the job's id")
     rt.set_defaults(func=cmd_retry)
 
-    ini = sub.add_parser("init", help="make a directory a spool: layout, modes, marker")
+    ini = sub.add_parser(
+        "init",
+        help="make a directory a spool: layout, modes, marker",
+        description="Make SPOOL (default: the config's spool) a spool; safe to run again.",
+    )
     _add_spool_target(ini)
     ini.add_argument(
         "--group", help="the producers' group: tmp/ and pending/ 2770, everything else 0750"
     )
     ini.set_defaults(func=cmd_init)
 
-    doc = sub.add_parser("doctor", help="check what the spool relies on, on this mount")
+    doc = sub.add_parser(
+        "doctor",
+        help="check what the spool relies on, on this mount",
+        description="Probe what the spool relies on, on its mount: one verdict per line; "
+        "exit status 1 if any check failed.",
+    )
     _add_spool_target(doc)
     doc.set_defaults(func=cmd_doctor)
 

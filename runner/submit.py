@@ -7,7 +7,8 @@ never more) and only then publishes the job through the spool: on any error
 it raises a :class:`JobspoolError` subclass and writes nothing. In eager
 mode (setting ``eager: true`` or ``JOBSPOOL_EAGER=1``) the job runs at once,
 in-process, through the same validation; its record lives in memory for
-``get_job``/``wait_for_job``.
+``get_job``/``wait_for_job``; with ``raise_errors=True`` the exception the
+job raised is re-raised in the caller once its failed record is kept.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from jobspool import binding, child, codec, logs
+from jobspool import binding, child, codec, context, logs, outcomes
 from jobspool.config import Config, load_config
 from jobspool.errors import InvalidParams, JobNotFound, JobspoolError, NotAllowed
-from jobspool.messages import decode_report
+from jobspool.messages import ChildReport, decode_report
 from jobspool.model import Attempt, HistoryEntry, Job, JobView, Outcome, utcnow
 from jobspool.names import hostname, new_id
 from jobspool.spool import Spool
@@ -169,11 +171,14 @@ def run_background_job(
     spool: str | None = None,
     submitted_by: str | None = None,
     via: str = "python",
+    raise_errors: bool = False,
 ) -> str:
     """Validate and queue ``job.method(*params)``; returns the job id.
 
     Raises NotAllowed or InvalidParams (both JobspoolError) and writes
-    nothing when the job may not run as given.
+    nothing when the job may not run as given. In eager mode with
+    ``raise_errors`` the job's own exception propagates to the caller (its
+    failed record is kept for ``get_job``); it has no effect otherwise.
     """
     cfg = resolve_config(config, spool)
     name = job_name_of(job, cfg)
@@ -191,7 +196,7 @@ def run_background_job(
     )
     check_limits(cfg, record)
     if cfg.settings.eager:
-        return _run_eager(cfg, record)
+        return _run_eager(cfg, record, raise_errors=raise_errors)
     return queue_job(cfg, open_spool(cfg), record, by=submitted_by, via=via)
 
 
@@ -210,7 +215,7 @@ def queue_job(cfg: Config, spool: Spool, record: Job, *, by: str | None, via: st
     return job_id
 
 
-def _run_eager(cfg: Config, record: Job) -> str:
+def _run_eager(cfg: Config, record: Job, *, raise_errors: bool = False) -> str:
     job_id = record.id or new_id()
     started = utcnow()
     req = child.RunRequest(
@@ -224,7 +229,48 @@ def _run_eager(cfg: Config, record: Job) -> str:
         max_attempts=1,
         base_dir=str(cfg.base_dir),
     )
-    report = decode_report(child.execute(req))
+    raised: list[BaseException] = []
+    run = _keeping(raised) if raise_errors else child.execute
+    report = decode_report(run(req))
+    _EAGER[job_id] = _eager_view(record, job_id, started, report)
+    if raised:
+        raise raised[0]
+    return job_id
+
+
+def _keeping(raised: list[BaseException]) -> Callable[[child.RunRequest], dict[str, Any]]:
+    """Run the job here as child.execute does, putting what it raised in ``raised``
+    (child.execute turns it into a report and lets it go)."""
+
+    def run(req: child.RunRequest) -> dict[str, Any]:
+        previous = context.current_job()
+        context.set_current(
+            context.JobContext(
+                id=req.job_id,
+                job=req.job,
+                method=req.method,
+                attempt=req.attempt,
+                max_attempts=req.max_attempts,
+                spool=None,
+                log_dir=None,
+            )
+        )
+        try:
+            cls = binding.load_class(req.class_path)
+            args, kwargs = binding.bind(cls, req.method, req.params)
+            value = getattr(cls(), req.method)(*args, **kwargs)
+        except BaseException as exc:  # the caller asked for it back, whatever it is
+            raised.append(exc)
+            return child._failed(exc, None)
+        finally:
+            context.set_current(previous)
+        result, warning = child._jsonable(value)
+        return {"outcome": outcomes.SUCCEEDED, "result": result, "warning": warning}
+
+    return run
+
+
+def _eager_view(record: Job, job_id: str, started: datetime, report: ChildReport) -> JobView:
     outcome = Outcome(report.outcome)
     err = report.error
     attempt = Attempt(
@@ -248,8 +294,7 @@ def _run_eager(cfg: Config, record: Job) -> str:
         }
     )
     status = Status.COMPLETED if ok else Status.FAILED
-    _EAGER[job_id] = JobView(status=status.value, record=done, path="")
-    return job_id
+    return JobView(status=status.value, record=done, path="")
 
 
 def get_job(

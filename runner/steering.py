@@ -1,0 +1,93 @@
+"""Steering jobs from Python: cancel, retry and list.
+
+Owns the Python face of what ``jobspool cancel``, ``jobspool retry`` and
+``jobspool list`` do. The config and the spool are found as
+:func:`jobspool.submit.run_background_job` finds them; the actions
+themselves are :mod:`jobspool.actions` (a person's moves of the protocol), so
+a race with a runner or another person ends in exactly one outcome and the
+loser gets :class:`jobspool.errors.Conflict`.
+"""
+
+from __future__ import annotations
+
+from jobspool import actions
+from jobspool.config import Config
+from jobspool.errors import InvalidParams
+from jobspool.model import JobView
+from jobspool.names import default_actor
+from jobspool.spool import Spool
+from jobspool.states import Status
+from jobspool.submit import open_spool, resolve_config
+
+
+def _spool(config: Config | str | None, spool: str | None) -> Spool:
+    return open_spool(resolve_config(config, spool))
+
+
+def cancel_job(
+    job_id: str,
+    *,
+    config: Config | str | None = None,
+    spool: str | None = None,
+    by: str | None = None,
+    via: str = "python",
+) -> str:
+    """Cancel a pending job at once, or ask its runner to stop a running one.
+
+    Returns "cancelled" or "requested"; JobNotFound if there is no such job,
+    Conflict if it has finished.
+    """
+    return actions.cancel(_spool(config, spool), job_id, by=by or default_actor(), via=via)
+
+
+def retry_job(
+    job_id: str,
+    *,
+    config: Config | str | None = None,
+    spool: str | None = None,
+    by: str | None = None,
+    via: str = "python",
+) -> JobView:
+    """Send a failed or cancelled job back to pending with fresh attempts.
+
+    Returns its pending view; JobNotFound or Conflict as for cancel_job.
+    """
+    return actions.retry(_spool(config, spool), job_id, by=by or default_actor(), via=via)
+
+
+def parse_status(status: str | Status | None) -> list[Status]:
+    """The statuses a listing covers: the one asked for, or all of them."""
+    if status is None:
+        return list(Status)
+    try:
+        return [Status(status)]
+    except ValueError:
+        known = ", ".join(s.value for s in Status)
+        raise InvalidParams(f"unknown status {status!r}; one of: {known}") from None
+
+
+def jobs_in(spool: Spool, statuses: list[Status], limit: int) -> list[JobView]:
+    """At most limit jobs, status by status: pending as a runner takes them,
+    the others newest first (what ``jobspool list`` shows)."""
+    if limit < 0:
+        raise InvalidParams("limit must be zero or more")
+    views: list[JobView] = []
+    for status in statuses:
+        if len(views) >= limit:
+            break
+        if status is Status.PENDING:
+            views += spool.pending_in_order()[:limit]
+        else:
+            views += spool.list_jobs(status, limit=limit)
+    return views[:limit]
+
+
+def list_jobs(
+    *,
+    status: str | Status | None = None,
+    limit: int = 50,
+    config: Config | str | None = None,
+    spool: str | None = None,
+) -> list[JobView]:
+    """Jobs in the spool, as ``jobspool list [--status S] [--limit N]`` shows them."""
+    return jobs_in(_spool(config, spool), parse_status(status), limit)
