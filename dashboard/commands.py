@@ -10,7 +10,10 @@ signal as it always does (stop claiming, let running attempts finish within
 ``grace_seconds``, a second Ctrl-C hands them back at once); when it returns,
 the web server and the index thread are stopped and the process exits.
 
-A mistake (bad config, unsafe bind, busy port, a directory that is not a
+Both load the config as every command does: with no ``--config`` and no
+``allowed_jobs.yaml`` here or in a parent directory they stop with one line
+instead of serving a default spool, and at start they print which config
+file and spool they use. A mistake (bad config, unsafe bind, busy port, a directory that is not a
 spool) ends with one line on stderr and exit status 2, like every jobspool
 command. ``up`` initialises the project's own spool when it does not exist
 at all, and says so; both refuse any other directory without the spool's
@@ -39,7 +42,10 @@ DEFAULT_PORT = 8000
 
 
 def _location(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="allowed_jobs.yaml to use (default: ./allowed_jobs.yaml)")
+    p.add_argument(
+        "--config",
+        help="allowed_jobs.yaml to use (default: the one here or in the nearest parent)",
+    )
     p.add_argument("--spool", help="spool directory (overrides the config)")
 
 
@@ -134,7 +140,7 @@ def _init_fresh_spool(config: Config) -> None:
 def _announce(server: DashboardServer, dash: Dashboard) -> None:
     lock = "token required" if dash.guard.token_required else "no token: loopback only"
     print(f"jobspool dashboard: {server.url}  ({lock})", flush=True)
-    print(f"spool: {dash.spool.root}", flush=True)
+    print(f"config: {dash.config.path}, spool: {dash.spool.root}", flush=True)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -42,7 +42,10 @@ class UsageError(JobspoolError):
 
 
 def _add_location(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="allowed_jobs.yaml to use (default: ./allowed_jobs.yaml)")
+    p.add_argument(
+        "--config",
+        help="allowed_jobs.yaml to use (default: the one here or in the nearest parent)",
+    )
     p.add_argument("--spool", help="spool directory (overrides the config)")
 
 
@@ -174,7 +177,8 @@ def _live_runners(beats: dict[str, Heartbeat]) -> list[dict[str, Any]]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    spool = _open(args)
+    cfg = _config(args)
+    spool = submit.open_spool(cfg)
     counts = spool.counts()
     counts["corrupt"] = len(
         [n for n in spool.ops.scandir_names(spool.dir("corrupt")) if not n.endswith(".reason.txt")]
@@ -189,7 +193,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             json.dumps({"spool": str(spool.root), "counts": counts, "runners": runners}, indent=2)
         )
         return 0
-    print(f"spool: {spool.root}")
+    print(f"config: {cfg.path}\nspool: {spool.root}")
     for status, n in counts.items():
         print(f"  {status:<10} {n}")
     print(f"runners: {len(runners)}")
@@ -306,7 +310,8 @@ def _target_config(args: argparse.Namespace) -> Config:
     if args.spool_dir and args.spool:
         raise UsageError("give the spool either as SPOOL or with --spool, not both")
     given = args.spool_dir or args.spool
-    return load_config(args.config, {"spool": str(Path(given).absolute()) if given else None})
+    spool = str(Path(given).absolute()) if given else None
+    return load_config(args.config, {"spool": spool}, required=False)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -327,6 +332,27 @@ def cmd_init(args: argparse.Namespace) -> int:
                 f"will run as (never root): chown -R USER {done.root}",
                 file=sys.stderr,
             )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Import every allowed class, look up its methods, print their signatures."""
+    from jobspool import checks
+
+    cfg = _config(args)
+    report = checks.check_allow_list(cfg)
+    print(f"config: {cfg.path}\nspool: {cfg.spool_dir}")
+    for job in report.jobs:
+        print(f"{job.name} ({job.class_path})")
+        for method, signature in job.methods.items():
+            print(f"  {method}{signature}")
+    for problem in report.errors:
+        print(f"jobspool: error: {cfg.path}: {problem}", file=sys.stderr)
+    methods = sum(len(job.methods) for job in report.jobs)
+    if report.errors:
+        print(f"{len(report.errors)} problem(s) in {cfg.path}", file=sys.stderr)
+        return 1
+    print(f"ok: {len(report.jobs)} jobs, {methods} methods")
     return 0
 
 
@@ -360,7 +386,7 @@ def cmd_runner(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         print(
-            f"jobspool runner {runner.runner_id} on {cfg.spool_dir} "
+            f"jobspool runner {runner.runner_id}: config {cfg.path}, spool {cfg.spool_dir} "
             f"({cfg.settings.workers} workers)",
             file=sys.stderr,
         )
@@ -477,6 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_spool_target(doc)
     doc.set_defaults(func=cmd_doctor)
+
+    chk = sub.add_parser(
+        "check", help="import every allowed class, check its methods, print their signatures"
+    )
+    _add_location(chk)
+    chk.set_defaults(func=cmd_check)
 
     _add_plugin_commands(sub)  # jobspool dashboard, jobspool up
     return p

@@ -3,21 +3,36 @@
 Owns the allow-list and every setting, the per-attempt ``limits`` included
 (spool-wide, overridden per job; applied by ``jobspool.limits``). The file
 is read with ``yaml.safe_load`` (no tags that build Python objects) into pydantic models
-that reject unknown keys; every error names the file, the key and the
-problem. Precedence, lowest first: built-in defaults, the file, ``JOBSPOOL_*``
-environment variables, command-line flags. A job file can only name an
+that reject unknown keys; every error is one line naming the file, the key
+(or the line and column of a YAML syntax error), the problem and, for a
+near miss, the key meant ("did you mean ...?"). The file is found by
+``--config``, ``JOBSPOOL_CONFIG`` or in the working directory or one of its
+parents; with none of these, loading refuses rather than run on defaults.
+Whether the allowed classes and methods exist is ``jobspool.checks``'s
+business (it imports application code). Precedence, lowest first:
+built-in defaults, the file, ``JOBSPOOL_*`` environment variables,
+command-line flags. A job file can only name an
 allow-list key; import paths come from this file alone.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from jobspool.errors import ConfigError, NotAllowed
 from jobspool.model import NAME_PATTERN
@@ -69,9 +84,18 @@ class Limits(_Strict):
         return base.model_copy(update=self.model_dump(exclude_none=True))
 
 
+def _public_method_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name) or name.startswith("_"):
+        raise ValueError(
+            f"{name!r} is not a public method name; allow only methods whose names "
+            "are letters, digits and _ and do not start with _"
+        )
+    return name
+
+
 class JobSpec(_Strict):
     class_path: str | None = Field(default=None, alias="class", pattern=_DOTTED)
-    allowed_methods: list[str] = Field(min_length=1)
+    allowed_methods: list[Annotated[str, AfterValidator(_public_method_name)]] = Field(min_length=1)
     timeout_seconds: float | None = Field(default=None, gt=0)
     retry: RetryOverride = Field(default_factory=RetryOverride)
     concurrency: int | None = Field(default=None, ge=1)
@@ -79,14 +103,6 @@ class JobSpec(_Strict):
     description: str | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @field_validator("allowed_methods")
-    @classmethod
-    def _methods_are_public_names(cls, methods: list[str]) -> list[str]:
-        for name in methods:
-            if not NAME_PATTERN.fullmatch(name) or name.startswith("_"):
-                raise ValueError(f"{name!r} is not a public method name")
-        return methods
 
 
 class LogSettings(_Strict):
@@ -151,10 +167,14 @@ class Config:
         """The allow-list entry for job.method, or NotAllowed with the reason."""
         spec = self.settings.allowed_jobs.get(job)
         if spec is None:
-            raise NotAllowed(f"job {job!r} is not in the allow-list")
+            hint = did_you_mean(job, list(self.settings.allowed_jobs))
+            raise NotAllowed(f"job {job!r} is not in the allow-list{hint}")
         if method not in spec.allowed_methods:
             allowed = ", ".join(spec.allowed_methods)
-            raise NotAllowed(f"method {method!r} is not allowed for {job} (allowed: {allowed})")
+            hint = did_you_mean(method, spec.allowed_methods)
+            raise NotAllowed(
+                f"method {method!r} is not allowed for {job} (allowed: {allowed}){hint}"
+            )
         return spec
 
     def class_path(self, job: str) -> str:
@@ -200,16 +220,43 @@ _ENV: dict[str, tuple[str, ...]] = {
 }
 
 
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """The hint "; did you mean X?" for a near miss among choices, else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def no_config_message(start: Path) -> str:
+    where = f"no {CONFIG_NAME} in {start} or its parents"
+    return f"{where}; pass --config FILE or set JOBSPOOL_CONFIG"
+
+
 def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """--config, then JOBSPOOL_CONFIG, then ./allowed_jobs.yaml if it exists."""
+    """--config, then JOBSPOOL_CONFIG, then allowed_jobs.yaml in the working
+    directory or the nearest of its parents; None when there is none."""
     chosen = explicit or os.environ.get("JOBSPOOL_CONFIG")
     if chosen:
         path = Path(chosen).expanduser()
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         return path.resolve()
-    default = Path.cwd() / CONFIG_NAME
-    return default.resolve() if default.is_file() else None
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """PyYAML's several lines as one: the file, line, column and problem."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "syntax error"
+        return f"{path}: not valid YAML{where}: {problem}"
+    first = str(exc).strip().splitlines()
+    return f"{path}: not valid YAML: {first[0] if first else type(exc).__name__}"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -220,7 +267,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(_yaml_problem(path, exc)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -238,13 +285,97 @@ def _set(data: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
     data[keys[-1]] = value
 
 
+def _key_path(loc: Sequence[int | str]) -> str:
+    shown = ""
+    for part in loc:
+        shown += f"[{part}]" if isinstance(part, int) else f".{part}" if shown else str(part)
+    return shown or "(top level)"
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _inner_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model a field holds, and whether it holds a mapping of them."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    if get_origin(annotation) is dict:
+        value = get_args(annotation)[1]
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return value, True
+    return None, False
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The settings model found at a key path, if the path leads to one."""
+    model: type[BaseModel] | None = Settings
+    name_next = False
+    for part in loc:
+        if name_next:
+            name_next = False
+            continue
+        fields = {f.alias or n: f for n, f in model.model_fields.items()} if model else {}
+        found = fields.get(str(part))
+        if found is None:
+            return None
+        model, name_next = _inner_model(found.annotation)
+    return None if name_next else model
+
+
+_KINDS: dict[type, str] = {
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+    dict: "a mapping",
+    type(None): "nothing (an empty value)",
+}
+
+
+def _kind(value: Any) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _expected_mapping(loc: Sequence[int | str], value: Any) -> str:
+    model = _model_at(loc)
+    if model is None:
+        return f"expected a mapping of job names to their settings, got {_kind(value)}"
+    fields = model.model_fields
+    first = [n for n, f in fields.items() if f.is_required()]
+    first += [n for n, f in fields.items() if not f.is_required() and not f.alias]
+    return f"expected a mapping of settings ({', '.join(first[:2])}, ...), got {_kind(value)}"
+
+
+def _problem(err: Any) -> str:
+    loc, kind, value = err["loc"], err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        return "unknown key" + (did_you_mean(str(loc[-1]), _keys_of(parent)) if parent else "")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return _expected_mapping(loc, value)
+    if kind == "list_type":
+        return f"expected a list, got {_kind(value)}"
+    if kind == "missing":
+        example = " (e.g. allowed_methods: [run])" if loc[-1] == "allowed_methods" else ""
+        return f"required key missing{example}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    shown = repr(value)
+    if isinstance(value, str | int | float | bool) and len(shown) <= 40 and shown not in msg:
+        msg += f" (got {shown})"
+    return msg
+
+
 def _describe(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{source}: {key}: {msg}")
-    return "\n".join(lines)
+    """The first problem in one line; how many more there are."""
+    # An unknown key first: a misspelt key is also reported as a missing one.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    line = f"{source}: {_key_path(first['loc'])}: {_problem(first)}"
+    if len(errors) > 1:
+        line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return line
 
 
 def load_config(
@@ -252,9 +383,16 @@ def load_config(
     overrides: dict[str, Any] | None = None,
     *,
     use_env: bool = True,
+    required: bool = True,
 ) -> Config:
-    """Read the config; ``overrides`` map dotted keys ("logs.dir") to flag values."""
+    """Read the config; ``overrides`` map dotted keys ("logs.dir") to flag values.
+
+    With no file named and none found, ConfigError unless ``required`` is
+    false (or ``use_env`` is: built-in defaults, for tests).
+    """
     found = find_config_path(path) if use_env or path else None
+    if found is None and use_env and required:
+        raise ConfigError(no_config_message(Path.cwd()))
     data = _read_yaml(found) if found else {}
     if use_env:
         for var, keys in _ENV.items():

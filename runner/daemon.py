@@ -35,7 +35,7 @@ import signal
 import time
 from typing import Any
 
-from jobspool import access, logs
+from jobspool import access, checks, logs
 from jobspool.config import Config
 from jobspool.configwatch import ConfigWatch
 from jobspool.mailbox import Mailbox
@@ -74,6 +74,7 @@ class Runner:
         console: bool = False,
         launcher: MakeLauncher | None = None,
     ) -> None:
+        checks.require_valid_allow_list(config)  # refuses before touching the spool
         self.config = config
         self.burst = burst
         self.watch = watch
