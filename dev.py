@@ -69,10 +69,14 @@ def compile_sources() -> None:
     and each runner, fork server and CLI then starts ~0.1 s sooner. A source
     edited later just makes its cache stale, and Python compiles it as before.
     """
-    dirs = [d for d in ("runner", "jobs", "dashboard", "bench") if (ROOT / d).is_dir()]
+    dirs = [d for d in ("jobs", "bench") if (ROOT / d).is_dir()]
+    # The engine is imported from the install's tree of links (build/...),
+    # whose __pycache__ is not the sources' own: compile it where it is
+    # imported from, or every process compiles the engine at start.
+    installed = [str(p) for p in (ROOT / "build").glob("__editable__.*/jobspool")]
     # Best effort and silent: a job module that does not compile is reported
     # where it matters, by the attempt that imports it.
-    subprocess.call([str(PY), "-m", "compileall", "-qq", *dirs], cwd=ROOT)
+    subprocess.call([str(PY), "-m", "compileall", "-qq", *dirs, *installed], cwd=ROOT)
 
 
 def init_dev_spool(rest: list[str]) -> int:

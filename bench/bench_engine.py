@@ -122,8 +122,12 @@ def write_bytecode_caches() -> None:
     """As dev.py does: with PYTHONDONTWRITEBYTECODE set and no caches, every
     runner and fork server would compile the engine at start, and the
     compiler's leftovers would make each fork of the fork server dearer."""
-    for folder in ("runner", "bench"):
-        compileall.compile_dir(ROOT / folder, quiet=2)
+    import jobspool
+
+    # Where the engine is imported from (a development install links it
+    # from build/, whose caches are not the sources' own).
+    compileall.compile_dir(os.path.dirname(jobspool.__file__), quiet=2)
+    compileall.compile_dir(ROOT / "bench", quiet=2)
 
 
 def main() -> None:
