@@ -6,8 +6,9 @@
     python3 dev.py lint      ruff and mypy
     python3 dev.py bench     the benchmarks in bench/
 
-The first call creates .venv/ and installs the project with its dev extras;
-later calls reinstall only when pyproject.toml changed. The tests need
+The first call creates .venv/ and installs the project: `up` only what
+running needs, the other commands the dev extras too (tests, linters);
+later calls reinstall only when pyproject.toml or the list of modules changed. The tests need
 Chromium, bindfs and FUSE: on Debian/Ubuntu as root they are installed with
 apt-get.
 """
@@ -32,6 +33,15 @@ def _run(cmd: list[str], **kw: object) -> None:
     subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
 
 
+def _run_quietly(cmd: list[str]) -> None:
+    """Run a packaging step; show its output only if it fails (setuptools and
+    pip print pages of notices that say nothing to someone starting the demo)."""
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout.decode(errors="replace"))
+        sys.exit(f"dev.py: {' '.join(cmd[2:5])} failed (exit {done.returncode})")
+
+
 # "strict" links the sources into a tree under build/ laid out as installed
 # (runner/ as jobspool/, dashboard/ as jobspool/dashboard/) and puts that tree
 # on sys.path with a plain .pth line. The default mode installs an import hook
@@ -39,8 +49,11 @@ def _run(cmd: list[str], **kw: object) -> None:
 # in each process, the fork server included, and a bigger fork server makes
 # every attempt slower. Edits show at once; a new module needs a reinstall,
 # which the stamp below triggers (it covers the list of source files).
-INSTALL = ["install", "-q", "-e", f"{ROOT}[dev]", "--config-settings", "editable_mode=strict"]
+INSTALL = ["install", "-q", "--config-settings", "editable_mode=strict", "-e"]
 PACKAGES = ("runner", "dashboard")
+# Running needs only the project's dependencies; the tests, lint and
+# benchmarks need the dev extra too (pytest, mypy, ruff, playwright, juicefs).
+RUN, DEV = "run", "dev"
 
 
 def _sources() -> bytes:
@@ -48,18 +61,26 @@ def _sources() -> bytes:
     return "\n".join(n for n in names if "__pycache__" not in n).encode()
 
 
-def ensure_env() -> None:
+def ensure_env(need: str) -> None:
+    """Install what ``need`` (RUN or DEV) asks for, unless it is there already:
+    a DEV install serves RUN too."""
     spec = (ROOT / "pyproject.toml").read_bytes() + " ".join(INSTALL).encode() + _sources()
     digest = hashlib.sha256(spec).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == digest and PY.exists():
+    have = STAMP.read_text().split() if STAMP.exists() and PY.exists() else []
+    if have and have[0] == digest and (need in have[1:] or DEV in have[1:]):
         return
     if not PY.exists():
-        print("dev.py: creating .venv", file=sys.stderr)
-        _run([sys.executable, "-m", "venv", str(VENV)])
-    print("dev.py: installing jobspool and its dev tools into .venv", file=sys.stderr)
-    _run([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"])
-    _run([str(PY), "-m", "pip", *INSTALL])
-    STAMP.write_text(digest)
+        _run_quietly([sys.executable, "-m", "venv", str(VENV)])
+    what = "jobspool and its dev tools" if need == DEV else "jobspool"
+    print(
+        f"dev.py: installing {what} into .venv (once; again after pyproject.toml changes)",
+        file=sys.stderr,
+        flush=True,
+    )
+    _run_quietly([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    target = f"{ROOT}[dev]" if need == DEV else str(ROOT)
+    _run_quietly([str(PY), "-m", "pip", *INSTALL, target])
+    STAMP.write_text(f"{digest} {need}")
 
 
 def compile_sources() -> None:
@@ -131,7 +152,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
-    ensure_env()
+    ensure_env(RUN if command == "up" else DEV)
     compile_sources()
     if command == "up":
         os.chdir(ROOT)
