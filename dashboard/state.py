@@ -14,7 +14,6 @@ needs it, so what a request sees is exactly what is on disk.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
 import threading
@@ -60,33 +59,9 @@ def _signature(cfg: Config, job: str, method: str) -> str | None:
         sys.path.insert(0, base)  # job modules live beside the config, as for the CLI
     try:
         cls = binding.load_class(cfg.class_path(job))
-        return signature_text(binding.plan(cls, method).signature())
+        return binding.plan(cls, method).signature_text()
     except Exception:  # any import or signature problem: show no hint
         return None
-
-
-class _Annotation:
-    """Shows a string annotation as written, not quoted (``from __future__ import annotations``)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-def signature_text(sig: inspect.Signature) -> str:
-    params = [
-        p.replace(annotation=_Annotation(p.annotation)) if isinstance(p.annotation, str) else p
-        for p in sig.parameters.values()
-    ]
-    ret = sig.return_annotation
-    return str(
-        sig.replace(
-            parameters=params,
-            return_annotation=_Annotation(ret) if isinstance(ret, str) else ret,
-        )
-    )
 
 
 def describe_jobs(cfg: Config) -> list[JobInfo]:

@@ -290,6 +290,14 @@ class Plan:
             sig = sig.replace(parameters=list(sig.parameters.values())[1:])
         return sig
 
+    def signature_text(self) -> str:
+        """The signature as written, string annotations unquoted (postponed
+        annotations), for people: ``(path: str, rows: int = 100)``."""
+        sig = self.signature()
+        params = [p.replace(annotation=_unquoted(p.annotation)) for p in sig.parameters.values()]
+        shown = sig.replace(parameters=params, return_annotation=_unquoted(sig.return_annotation))
+        return str(shown)
+
     def _refuse(self, exc: TypeError) -> InvalidParams:
         try:
             shown = str(self.signature())
@@ -319,6 +327,20 @@ class Plan:
 
 
 _PLANS: dict[tuple[type, str], Plan] = {}
+
+
+class _Shown:
+    """An annotation kept as text (postponed), shown without quotes."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _unquoted(annotation: object) -> object:
+    return _Shown(annotation) if isinstance(annotation, str) else annotation
 
 
 def plan(cls: type, method: str) -> Plan:

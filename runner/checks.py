@@ -124,30 +124,13 @@ def _method_problem(cls: type, method: str, key: str) -> str | None:
     return None
 
 
-class _Shown:
-    """An annotation kept as text (postponed), shown without quotes."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-def _unquoted(annotation: object) -> object:
-    return _Shown(annotation) if isinstance(annotation, str) else annotation
-
-
 def _signature(cls: type, method: str) -> str:
     from jobspool.binding import plan
 
     try:
-        sig = plan(cls, method).signature()
+        return plan(cls, method).signature_text()
     except (TypeError, ValueError):
         return "(...)"
-    params = [p.replace(annotation=_unquoted(p.annotation)) for p in sig.parameters.values()]
-    shown = sig.replace(parameters=params, return_annotation=_unquoted(sig.return_annotation))
-    return str(shown)
 
 
 def _check_job(name: str, entry: dict[str, Any], report: Report) -> None:

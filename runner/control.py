@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from jobspool import codec, logs
 from jobspool.errors import InvalidJobFile, JobspoolError
 from jobspool.fsops import NotRegularFile
-from jobspool.model import is_valid_id, utcnow
+from jobspool.model import aware_time, is_valid_id, utcnow
 from jobspool.names import JSON, RUN_SEP
 from jobspool.spool import Spool
 
@@ -135,17 +135,10 @@ def _optional_text(value: object, what: str) -> str | None:
 
 
 def _time(value: object, what: str) -> datetime:
-    text = _text(value, what, MAX_TIME_TEXT)
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise MalformedRequest(f"{what} is not an ISO time") from None
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise MalformedRequest(f"{what} has no time zone")
-    try:
-        return when.astimezone(UTC)
-    except OverflowError:
-        raise MalformedRequest(f"{what} is outside the calendar") from None
+        return aware_time(_text(value, what, MAX_TIME_TEXT))
+    except ValueError as exc:
+        raise MalformedRequest(f"{what} {exc}") from None
 
 
 def decode(data: bytes, kind: str, job_id: str) -> Request:

@@ -31,13 +31,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jobspool import codec
 from jobspool.errors import InvalidJobFile, JobspoolError
 from jobspool.fsops import NotRegularFile
-from jobspool.model import is_valid_id
+from jobspool.model import aware_time, is_valid_id
 
 if TYPE_CHECKING:
     from jobspool.spool import Spool
@@ -196,17 +196,10 @@ def _text(value: object, what: str, limit: int) -> str:
 
 
 def _time(value: object, what: str) -> datetime:
-    text = _text(value, what, MAX_TIME_TEXT)
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise MalformedHeartbeat(f"{what} is not an ISO time") from None
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise MalformedHeartbeat(f"{what} has no time zone")
-    try:
-        return when.astimezone(UTC)
-    except OverflowError:
-        raise MalformedHeartbeat(f"{what} is outside the calendar") from None
+        return aware_time(_text(value, what, MAX_TIME_TEXT))
+    except ValueError as exc:
+        raise MalformedHeartbeat(f"{what} {exc}") from None
 
 
 def _job(value: object, n: int) -> BeatJob:

@@ -50,6 +50,24 @@ def _as_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
+def aware_time(text: str) -> datetime:
+    """An ISO time that names its zone, in UTC; ValueError saying what is wrong.
+
+    For what runners read from each other (heartbeats, control requests):
+    unlike a hand-written job file, a time there without a zone is refused,
+    never guessed."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("is not an ISO time") from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError("has no time zone")
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the calendar") from None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
