@@ -229,11 +229,14 @@ def _jsonable(value: Any) -> tuple[Any, str | None]:
         ], f"result of type {type(value).__name__} is not JSON; stored as repr"
 
 
-def execute(req: RunRequest) -> dict[str, Any]:
-    """Run the job; return the report (never raises for job errors)."""
+def execute(req: RunRequest, raised: list[BaseException] | None = None) -> dict[str, Any]:
+    """Run the job; return the report (never raises for job errors).
+
+    With ``raised``, what the job raised is also put there (eager mode gives
+    it back to its caller)."""
     previous = context.current_job()
     try:
-        report = _execute(req)
+        report = _execute(req, raised)
         if context.progress_written():
             report["progress"] = True
         return report
@@ -241,7 +244,7 @@ def execute(req: RunRequest) -> dict[str, Any]:
         context.set_current(previous)  # eager mode runs in the caller's process
 
 
-def _execute(req: RunRequest) -> dict[str, Any]:
+def _execute(req: RunRequest, raised: list[BaseException] | None) -> dict[str, Any]:
     if req.base_dir not in sys.path:
         sys.path.insert(0, req.base_dir)
     context.set_current(
@@ -260,17 +263,26 @@ def _execute(req: RunRequest) -> dict[str, Any]:
         args, kwargs = binding.bind(cls, req.method, req.params)
         method = getattr(cls(), req.method)
     except JobRejected as exc:
+        _keep(raised, exc)
         return {"outcome": outcomes.REJECTED, "error": _error(exc) | {"traceback": None}}
     except Exception as exc:  # the job's module failed to import or construct
+        _keep(raised, exc)
         return _failed(exc, req.limits)
     try:
         value = method(*args, **kwargs)
     except Retry as exc:
+        _keep(raised, exc)
         return {"outcome": outcomes.RETRY, "delay": exc.delay, "error": _error(exc)}
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are job failures too
+        _keep(raised, exc)
         return _failed(exc, req.limits)
     result, warning = _jsonable(value)
     return {"outcome": outcomes.SUCCEEDED, "result": result, "warning": warning}
+
+
+def _keep(raised: list[BaseException] | None, exc: BaseException) -> None:
+    if raised is not None:
+        raised.append(exc)
 
 
 _CREATE_REPORT = (

@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from jobspool import binding, child, codec, context, logs, outcomes
+from jobspool import binding, child, codec, logs
 from jobspool.config import Config, load_config
 from jobspool.errors import InvalidParams, JobNotFound, JobspoolError, NotAllowed
 from jobspool.messages import ChildReport, decode_report
@@ -230,44 +229,11 @@ def _run_eager(cfg: Config, record: Job, *, raise_errors: bool = False) -> str:
         base_dir=str(cfg.base_dir),
     )
     raised: list[BaseException] = []
-    run = _keeping(raised) if raise_errors else child.execute
-    report = decode_report(run(req))
+    report = decode_report(child.execute(req, raised if raise_errors else None))
     _EAGER[job_id] = _eager_view(record, job_id, started, report)
     if raised:
         raise raised[0]
     return job_id
-
-
-def _keeping(raised: list[BaseException]) -> Callable[[child.RunRequest], dict[str, Any]]:
-    """Run the job here as child.execute does, putting what it raised in ``raised``
-    (child.execute turns it into a report and lets it go)."""
-
-    def run(req: child.RunRequest) -> dict[str, Any]:
-        previous = context.current_job()
-        context.set_current(
-            context.JobContext(
-                id=req.job_id,
-                job=req.job,
-                method=req.method,
-                attempt=req.attempt,
-                max_attempts=req.max_attempts,
-                spool=None,
-                log_dir=None,
-            )
-        )
-        try:
-            cls = binding.load_class(req.class_path)
-            args, kwargs = binding.bind(cls, req.method, req.params)
-            value = getattr(cls(), req.method)(*args, **kwargs)
-        except BaseException as exc:  # the caller asked for it back, whatever it is
-            raised.append(exc)
-            return child._failed(exc, None)
-        finally:
-            context.set_current(previous)
-        result, warning = child._jsonable(value)
-        return {"outcome": outcomes.SUCCEEDED, "result": result, "warning": warning}
-
-    return run
 
 
 def _eager_view(record: Job, job_id: str, started: datetime, report: ChildReport) -> JobView:
