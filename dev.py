@@ -63,14 +63,25 @@ def _sources() -> bytes:
 
 def ensure_env(need: str) -> None:
     """Install what ``need`` (RUN or DEV) asks for, unless it is there already:
-    a DEV install serves RUN too."""
+    a DEV install serves RUN too. Concurrent calls (two test runs in one
+    clone) take turns: two pip installs into one venv would break it."""
+    VENV.mkdir(exist_ok=True)
+    with open(VENV.parent / ".venv.lock", "a") as lock:
+        if os.name != "nt":
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        _ensure_env(need)
+
+
+def _ensure_env(need: str) -> None:
     spec = (ROOT / "pyproject.toml").read_bytes() + " ".join(INSTALL).encode() + _sources()
     digest = hashlib.sha256(spec).hexdigest()
     have = STAMP.read_text().split() if STAMP.exists() and PY.exists() else []
     if have and have[0] == digest and (need in have[1:] or DEV in have[1:]):
         return
     if not PY.exists():
-        _run_quietly([sys.executable, "-m", "venv", str(VENV)])
+        _run_quietly([sys.executable, "-m", "venv", "--clear", str(VENV)])
     what = "jobspool and its dev tools" if need == DEV else "jobspool"
     print(
         f"dev.py: installing {what} into .venv (once; again after pyproject.toml changes)",
