@@ -171,6 +171,15 @@ class Job(_Strict):
         times = [t for t in (self.not_before, self.next_attempt_at) if t is not None]
         return max(times) if times else None
 
+    def waiting_until(self, now: datetime) -> datetime | None:
+        """When a pending job becomes due, if that is still ahead of now.
+
+        Such a job is "scheduled" (delayed by its producer, or waiting for
+        its next attempt) rather than ready: readers show it apart, and it
+        does not count as queued work that is late."""
+        due = self.due_at()
+        return due if due is not None and due > now else None
+
     def sort_key(self) -> tuple[int, datetime, str]:
         created = self.created_at or datetime.min.replace(tzinfo=UTC)
         return (-self.priority, created, self.id or "")
