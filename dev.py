@@ -133,7 +133,12 @@ def init_dev_spool(rest: list[str]) -> int:
 # Chromium, the multi-host tests mount the spool twice with bindfs and with
 # JuiceFS (its client comes with the dev extra; FUSE's mount helper is
 # fusermount3, or the older fusermount that bindfs may bring along).
-SYSTEM_TOOLS = {"chromium": "chromium", "bindfs": "bindfs", "fusermount3|fusermount": "fuse3"}
+SYSTEM_TOOLS = {
+    "chromium": "chromium",
+    "bindfs": "bindfs",
+    "fusermount3|fusermount": "fuse3",
+    "systemd-analyze": "systemd",  # checks the units `jobspool init --systemd` writes
+}
 
 
 def _have(tool: str) -> bool:

@@ -153,7 +153,7 @@ def _producer(spool: Spool, path: Path) -> list[Finding]:
     if mode & stat.S_IWOTH:
         text = (
             f"any user can write {where} (mode {mode:04o}), so anyone may submit jobs: "
-            "`jobspool init --group NAME` limits that to a group"
+            "`jobspool init --spool SPOOL --group NAME` limits that to a group"
         )
         return [Finding(WARN, path, text)]
     if mode & stat.S_IWGRP and not mode & stat.S_ISGID:

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from jobspool import (
-    access,
     actions,
     heartbeats,
-    initspool,
+    init_cli,
     progress,
     sidefiles,
     steering,
@@ -314,27 +313,6 @@ def _target_config(args: argparse.Namespace) -> Config:
     return load_config(args.config, {"spool": spool}, required=False)
 
 
-def cmd_init(args: argparse.Namespace) -> int:
-    cfg = _target_config(args)
-    done = initspool.init_spool(
-        cfg.spool_dir, log_dir=cfg.log_dir, group=args.group, durable=cfg.settings.durable
-    )
-    state = "initialised" if done.created else "already initialised; layout checked"
-    print(f"spool {done.root}: {state} (format {done.marker.format})")
-    if done.group:
-        print(
-            f"modes: tmp/ and pending/ 2770 for group {done.group} (producers write there); "
-            "everything else 0750 (the runner's user only)"
-        )
-        if access.running_as_root():
-            print(
-                f"jobspool: warning: root owns {done.root} now; give it to the user the runner "
-                f"will run as (never root): chown -R USER {done.root}",
-                file=sys.stderr,
-            )
-    return 0
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     """Import every allowed class, look up its methods, print their signatures."""
     from jobspool import checks
@@ -484,16 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("job_id", help="the job's id")
     rt.set_defaults(func=cmd_retry)
 
-    ini = sub.add_parser(
-        "init",
-        help="make a directory a spool: layout, modes, marker",
-        description="Make SPOOL (default: the config's spool) a spool; safe to run again.",
-    )
-    _add_spool_target(ini)
-    ini.add_argument(
-        "--group", help="the producers' group: tmp/ and pending/ 2770, everything else 0750"
-    )
-    ini.set_defaults(func=cmd_init)
+    init_cli.register(sub)
 
     doc = sub.add_parser(
         "doctor",

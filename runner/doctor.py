@@ -116,7 +116,9 @@ def _layout(spool: Spool) -> list[Check]:
         elif not path.exists():
             bad.append(
                 Check(
-                    WARN, "layout", f"{where} is missing: `jobspool init {spool.root}` creates it"
+                    WARN,
+                    "layout",
+                    f"{where} is missing: `jobspool init --spool {spool.root}` creates it",
                 )
             )
     return bad or [Check(OK, "layout", f"all {len(paths)} directories present, none a link")]

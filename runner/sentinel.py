@@ -57,7 +57,7 @@ def marker_path(root: Path) -> Path:
 
 def _no_marker(root: Path) -> NotASpool:
     return NotASpool(
-        f"{root} is not a jobspool spool (no marker): run `jobspool init {root}`, "
+        f"{root} is not a jobspool spool (no marker): run `jobspool init --spool {root}`, "
         "or check that the filesystem is mounted"
     )
 
@@ -85,7 +85,7 @@ def check(root: Path, ops: FileOps | None = None) -> Marker:
 def _invalid(path: Path, reason: str) -> NotASpool:
     return NotASpool(
         f"{path} is not a valid spool marker ({reason}): move it aside and run "
-        f"`jobspool init {path.parent}`"
+        f"`jobspool init --spool {path.parent}`"
     )
 
 

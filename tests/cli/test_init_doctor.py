@@ -30,7 +30,7 @@ from tests.support.hosts import bind_mount
 from tests.support.juicefs import two_hosts
 from tests.support.spoolkit import assert_one_line_error, config, log_text
 
-NO_MARKER = "is not a jobspool spool (no marker): run `jobspool init "
+NO_MARKER = "is not a jobspool spool (no marker): run `jobspool init --spool "
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)/")
 CHECKS = (
     "marker",
@@ -75,7 +75,7 @@ def _refused_no_marker(out: subprocess.CompletedProcess[str], prog: str, where: 
 
 
 def test_init_makes_a_spool_once_and_is_repeatable(env: SpoolEnv) -> None:
-    out = env.cli("init", "fresh")
+    out = env.cli("init", "--spool", "fresh")
     assert out.returncode == 0, out.stderr
     root = env.root / "fresh"
     assert out.stdout == f"spool {root}: initialised (format 1)\n"
@@ -97,7 +97,7 @@ def test_init_makes_a_spool_once_and_is_repeatable(env: SpoolEnv) -> None:
 
 def test_init_with_a_group_gives_producers_tmp_and_pending_only(env: SpoolEnv) -> None:
     group = grp.getgrgid(os.getgid())
-    out = env.cli("init", "shared", "--group", group.gr_name)
+    out = env.cli("init", "--spool", "shared", "--group", group.gr_name)
     assert out.returncode == 0, out.stderr
     assert f"2770 for group {group.gr_name}" in out.stdout
     root = env.root / "shared"
@@ -116,7 +116,7 @@ def test_init_with_a_group_gives_producers_tmp_and_pending_only(env: SpoolEnv) -
 
 
 def test_init_refuses_an_unknown_group_and_creates_nothing(env: SpoolEnv) -> None:
-    out = env.cli("init", "nowhere", "--group", "no-such-group-js")
+    out = env.cli("init", "--spool", "nowhere", "--group", "no-such-group-js")
     assert_one_line_error(out, "jobspool", "there is no group named 'no-such-group-js'")
     assert not (env.root / "nowhere").exists()
 
@@ -124,7 +124,7 @@ def test_init_refuses_an_unknown_group_and_creates_nothing(env: SpoolEnv) -> Non
 def test_init_refuses_a_newer_format_and_keeps_its_marker(env: SpoolEnv) -> None:
     marker = env.spool / MARKER
     marker.write_text('{"format": 2}\n')
-    out = env.cli("init", str(env.spool))
+    out = env.cli("init", "--spool", str(env.spool))
     assert_one_line_error(out, "jobspool", "has spool format 2; this jobspool knows format 1")
     assert marker.read_text() == '{"format": 2}\n'
 
@@ -332,7 +332,7 @@ def test_doctor_passes_on_each_host_of_a_juicefs_volume(env: SpoolEnv, tmp_path:
     """A real distributed filesystem: every protocol check holds on both
     mounts, and the watch check says to rely on the rescan."""
     with two_hosts(tmp_path / "juicefs") as hosts:
-        assert env.cli("init", str(hosts.observer)).returncode == 0
+        assert env.cli("init", "--spool", str(hosts.observer)).returncode == 0
         for mount in (hosts.a, hosts.b):
             out = env.cli("doctor", str(mount), "--config", str(env.config))
             assert out.returncode == 0, out.stdout + out.stderr
