@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,14 @@ from jobspool import (
     sidefiles,
     steering,
     submit,
+    timetext,
 )
 from jobspool.config import Config, load_config
 from jobspool.errors import JobspoolError
 from jobspool.heartbeats import Heartbeat
-from jobspool.model import JobView
+from jobspool.model import JobView, utcnow
 from jobspool.names import default_actor
-from jobspool.spool import Spool, age_seconds
+from jobspool.spool import Spool
 from jobspool.states import Status
 
 EXIT_USAGE = 2
@@ -203,22 +205,34 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(view: JobView) -> str:
+def _shown_status(view: JobView, now: datetime) -> str:
+    """pending, or what a pending job that is not yet due waits for."""
     rec = view.record
+    if view.status != Status.PENDING or rec.waiting_until(now) is None:
+        return view.status
+    retry_at = rec.next_attempt_at
+    return "retrying" if retry_at is not None and retry_at > now else steering.SCHEDULED
+
+
+def _summary(view: JobView, now: datetime) -> str:
+    rec = view.record
+    due = rec.waiting_until(now) if view.status == Status.PENDING else None
+    when = f"  due {timetext.local_and_relative(due, now)}" if due else ""
     err = f"  {clip(f'{rec.error.type}: {rec.error.message}', LIST_TEXT)}" if rec.error else ""
     return (
-        f"{view.id:<36} {view.status:<10} {rec.job}.{rec.method:<16} "
-        f"attempts={rec.attempts_used}{err}"
+        f"{view.id:<36} {_shown_status(view, now):<10} {rec.job}.{rec.method:<16} "
+        f"attempts={rec.attempts_used}{when}{err}"
     )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    views = steering.jobs_in(_open(args), steering.parse_status(args.status), args.limit)
+    now = utcnow()
+    views = steering.jobs_in(_open(args), steering.parse_status(args.status), args.limit, now)
     if args.json:
         print(json.dumps([v.to_public() for v in views], indent=2))
     else:
         for view in views:
-            print(_summary(view))
+            print(_summary(view, now))
     return 0
 
 
@@ -246,8 +260,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     rec = view.record
     print(f"id:        {view.id}\nstatus:    {view.status}\njob:       {rec.job}.{rec.method}")
     print(f"params:    {json.dumps(rec.params)}\npriority:  {rec.priority}")
-    print(f"created:   {rec.created_at}  ({age_seconds(rec.created_at) or 0:.0f}s ago)")
-    for label, value in _record_fields(view):
+    now = utcnow()
+    if rec.created_at:
+        print(f"created:   {timetext.local_and_relative(rec.created_at, now)}")
+    if view.status == Status.PENDING and (due := rec.waiting_until(now)):
+        print(f"due:       {timetext.local_and_relative(due, now)}  ({_shown_status(view, now)})")
+    for label, value in _record_fields(view, now):
         print(f"{label + ':':<10} {value}")
     for a in rec.attempts:
         err = f" {a.error.type}: {a.error.message}" if a.error else ""
@@ -262,13 +280,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_fields(view: JobView) -> list[tuple[str, str]]:
+def _record_fields(view: JobView, now: datetime) -> list[tuple[str, str]]:
     """What else the record holds, as `show` prints it: only what is set."""
     rec = view.record
+    times = {"not_before": rec.not_before, "next_attempt_at": rec.next_attempt_at}
     fields: list[tuple[str, object]] = [
         ("submitted_by", rec.submitted_by),
-        ("not_before", rec.not_before),
-        ("next_attempt_at", rec.next_attempt_at),
+        *((k, timetext.local_and_relative(t, now) if t else None) for k, t in times.items()),
         ("max_attempts", rec.max_attempts),
         ("timeout_seconds", rec.timeout_seconds),
         ("original_name", rec.original_name),
@@ -425,7 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
         "newest first. Long error messages are cut.",
     )
     _add_location(ls)
-    ls.add_argument("--status", choices=[s.value for s in Status], help="only jobs in this status")
+    ls.add_argument(
+        "--status",
+        choices=[*(s.value for s in Status), steering.SCHEDULED],
+        help="only jobs in this status; scheduled: pending jobs not yet due (delayed or "
+        "waiting to retry), soonest first",
+    )
     ls.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50)")
     ls.add_argument("--json", action="store_true", help="print full records as a JSON list")
     ls.set_defaults(func=cmd_list)

@@ -10,10 +10,13 @@ loser gets :class:`jobspool.errors.Conflict`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from jobspool import actions
 from jobspool.config import Config
 from jobspool.errors import InvalidParams
-from jobspool.model import JobView
+from jobspool.model import JobView, utcnow
 from jobspool.names import default_actor
 from jobspool.spool import Spool
 from jobspool.states import Status
@@ -55,24 +58,44 @@ def retry_job(
     return actions.retry(_spool(config, spool), job_id, by=by or default_actor(), via=via)
 
 
-def parse_status(status: str | Status | None) -> list[Status]:
+# Not a directory: the pending jobs that are not yet due (delayed by their
+# producer, or waiting for their next attempt), listed by when they are due.
+SCHEDULED = "scheduled"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a listing covers: whole statuses, or the scheduled part of pending."""
+
+    statuses: tuple[Status, ...]
+    scheduled_only: bool = False
+
+
+def parse_status(status: str | Status | None) -> Selection:
     """The statuses a listing covers: the one asked for, or all of them."""
     if status is None:
-        return list(Status)
+        return Selection(tuple(Status))
+    if status == SCHEDULED:
+        return Selection((Status.PENDING,), scheduled_only=True)
     try:
-        return [Status(status)]
+        return Selection((Status(status),))
     except ValueError:
-        known = ", ".join(s.value for s in Status)
+        known = ", ".join([*(s.value for s in Status), SCHEDULED])
         raise InvalidParams(f"unknown status {status!r}; one of: {known}") from None
 
 
-def jobs_in(spool: Spool, statuses: list[Status], limit: int) -> list[JobView]:
+def jobs_in(
+    spool: Spool, selection: Selection, limit: int, now: datetime | None = None
+) -> list[JobView]:
     """At most limit jobs, status by status: pending as a runner takes them,
-    the others newest first (what ``jobspool list`` shows)."""
+    the others newest first (what ``jobspool list`` shows); scheduled jobs
+    soonest due first."""
     if limit < 0:
         raise InvalidParams("limit must be zero or more")
+    if selection.scheduled_only:
+        return scheduled(spool, now or utcnow())[:limit]
     views: list[JobView] = []
-    for status in statuses:
+    for status in selection.statuses:
         if len(views) >= limit:
             break
         if status is Status.PENDING:
@@ -80,6 +103,17 @@ def jobs_in(spool: Spool, statuses: list[Status], limit: int) -> list[JobView]:
         else:
             views += spool.list_jobs(status, limit=limit)
     return views[:limit]
+
+
+def scheduled(spool: Spool, now: datetime) -> list[JobView]:
+    """Pending jobs not yet due, soonest first."""
+    waiting: list[tuple[datetime, JobView]] = []
+    for view in spool.pending_in_order():
+        due = view.record.waiting_until(now)
+        if due is not None:
+            waiting.append((due, view))
+    waiting.sort(key=lambda pair: pair[0])
+    return [view for _, view in waiting]
 
 
 def list_jobs(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+from jobspool.steering import list_jobs
 from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
 from tests.support.spoolkit import assert_one_line_error, config, drop_aged, stop_clean
@@ -137,3 +139,29 @@ def test_submit_command_is_runjob(env: SpoolEnv) -> None:
     rec = env.record("pending", out.stdout.strip())
     assert (rec["params"], rec["priority"]) == (["x", "y"], 2)
     assert rec["history"][0]["via"] == "cli"
+
+
+def test_list_and_show_tell_waiting_jobs_from_ready_ones(env: SpoolEnv) -> None:
+    """A job waiting for its retry and a delayed one are not "pending": list
+    and show say what they wait for and when (local time and "in ...")."""
+    cfg = config(env)
+    retrying = run_background_job("Flaky", "ask_retry", [str(env.root / "calls"), 3600], config=cfg)
+    delayed = run_background_job("Typed", "add", [1, 2], delay=600, config=cfg)
+    assert env.burst().returncode == 0  # one attempt, which asks to retry in an hour
+    ready = run_background_job("Typed", "add", [3, 4], config=cfg)
+
+    lines = {ln.split()[0]: ln for ln in env.cli("list", check=True).stdout.splitlines()}
+    assert lines[ready].split()[1] == "pending" and " due " not in lines[ready]
+    assert lines[retrying].split()[1] == "retrying"
+    assert re.search(r" due \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ \(in 1 h\)", lines[retrying])
+    assert lines[delayed].split()[1] == "scheduled"
+    assert "(in 10 min)" in lines[delayed]
+
+    only = env.cli("list", "--status", "scheduled", check=True).stdout.splitlines()
+    assert [ln.split()[0] for ln in only] == [delayed, retrying]  # soonest due first
+    assert [v.id for v in list_jobs(status="scheduled", config=cfg)] == [delayed, retrying]
+
+    shown = env.cli("show", retrying, check=True).stdout
+    assert re.search(r"^due:\s+.* \(in 1 h\)  \(retrying\)$", shown, re.M), shown
+    assert re.search(r"^next_attempt_at: .* \(in 1 h\)$", shown, re.M), shown
+    assert "due:" not in env.cli("show", ready, check=True).stdout

@@ -22,6 +22,7 @@ from jobspool import (
     list_jobs,
     retry_job,
     run_background_job,
+    timetext,
 )
 from jobspool.cli import build_parser
 from jobspool.context import set_current
@@ -240,14 +241,18 @@ def test_show_prints_what_the_record_holds(env: SpoolEnv, tmp_path: Path) -> Non
     shown = _show(env, later)
     rec = env.record("pending", later)
     assert shown["submitted_by"] == "alice@build"
-    assert shown["not_before"] == str(get_job(later, config=cfg).record.not_before)
+    not_before = get_job(later, config=cfg).record.not_before
+    assert not_before is not None
+    assert shown["not_before"] == f"{timetext.local(not_before)} (in 10 min)"
     assert rec["not_before"] is not None
     assert shown["max_attempts"] == "1"
     assert shown["timeout_seconds"] == "5.0"
     assert "next_attempt_at" not in shown
 
     retrying = _show(env, flaky)
-    assert retrying["next_attempt_at"] == str(get_job(flaky, config=cfg).record.next_attempt_at)
+    retry_at = get_job(flaky, config=cfg).record.next_attempt_at
+    assert retry_at is not None
+    assert retrying["next_attempt_at"] == f"{timetext.local(retry_at)} (in 10 min)"
     assert retrying["error"] == "RuntimeError: planned failure 1 of 5"
     assert "not_before" not in retrying
 
