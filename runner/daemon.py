@@ -87,7 +87,11 @@ class Runner:
             log_dir=config.log_dir,
         )
         self.events = Mailbox()
-        self.config_watch = ConfigWatch(config, overrides or {})
+        # A reload is held to the start's standard: its classes and methods
+        # must exist (checked off the loop, on the watch's own thread).
+        self.config_watch = ConfigWatch(
+            config, overrides or {}, verify=checks.require_valid_allow_list
+        )
         self.intake = Intake(self.spool)
         self.dispatch = Dispatch(self.spool, config, launcher)
         self.liveness = LivenessStage(self.spool, config)
@@ -149,6 +153,7 @@ class Runner:
         self.finishing.close()
         self.dispatch.close()
         self.events.close()
+        self.config_watch.close()
         self.liveness.release()
         logs.event("runner_stopped", runner=self.runner_id)
 

@@ -168,6 +168,32 @@ def test_a_reload_that_breaks_keeps_the_old_config_and_logs_one_line(
     stop_clean(runner)
 
 
+def test_a_reload_naming_a_missing_method_is_refused_until_it_is_fixed(
+    env: SpoolEnv, tmp_path: Path
+) -> None:
+    """A reload is held to the start's standard: the classes and methods it
+    allows must exist. The old allow-list runs on meanwhile."""
+    _with_jobs(env, Mailer={"class": "mailjobs.SendEmail", "allowed_methods": ["send"]})
+    runner = env.start_runner()
+    wait_until(lambda: "runner_started" in log_text(env), 15, "the runner to start")
+    _with_jobs(env, Mailer={"class": "mailjobs.SendEmail", "allowed_methods": ["send", "sned"]})
+    wait_until(
+        lambda: "config_refused" in log_text(env, "background_jobs_errors.log"),
+        20,
+        "the reload naming a missing method to be refused",
+    )
+    refused = log_text(env, "background_jobs_errors.log")
+    assert "allowed_jobs.Mailer.allowed_methods[1]: SendEmail has no method 'sned'" in refused
+    marker = tmp_path / "marker"
+    env.drop("ok.json", job_doc("Marker", "touch", [str(marker)]))
+    assert env.wait_status("ok", "completed")["result"] == "ran"  # the old config runs it
+    assert "config_reloaded" not in log_text(env)
+
+    _with_jobs(env, Mailer={"class": "mailjobs.SendEmail", "allowed_methods": ["send", "ping"]})
+    wait_until(lambda: "config_reloaded" in log_text(env), 20, "the fixed config to be adopted")
+    stop_clean(runner)
+
+
 # ---------------------------------------------------------------- config errors in one line
 
 
