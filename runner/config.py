@@ -36,6 +36,7 @@ from pydantic import (
 
 from jobspool.errors import ConfigError, NotAllowed
 from jobspool.model import NAME_PATTERN
+from jobspool.recurring import ScheduleSpec, check_name
 
 CONFIG_NAME = "allowed_jobs.yaml"
 _DOTTED = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -130,6 +131,7 @@ class Settings(_Strict):
     logs: LogSettings = Field(default_factory=LogSettings)
     limits: Limits = Field(default_factory=Limits)
     allowed_jobs: dict[str, JobSpec] = Field(default_factory=dict)
+    schedules: dict[str, ScheduleSpec] = Field(default_factory=dict)  # jobspool.recurring
 
     @field_validator("allowed_jobs")
     @classmethod
@@ -138,6 +140,33 @@ class Settings(_Strict):
             if not NAME_PATTERN.fullmatch(name) or name.startswith("__"):
                 raise ValueError(f"{name!r} is not a valid job name (letters, digits, _)")
         return jobs
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedule_names(cls, schedules: dict[str, ScheduleSpec]) -> dict[str, ScheduleSpec]:
+        for name in schedules:
+            check_name(name)
+        return schedules
+
+
+def _schedule_problem(settings: Settings) -> str | None:
+    """A schedule that names a job or method the allow-list does not allow:
+    its key path, the problem and the fix."""
+    jobs = settings.allowed_jobs
+    for name, entry in settings.schedules.items():
+        spec = jobs.get(entry.job)
+        if spec is None:
+            hint = did_you_mean(entry.job, list(jobs)) or "; add it to allowed_jobs or fix the name"
+            return f"schedules.{name}.job: {entry.job!r} is not in the allow-list{hint}"
+        if entry.method not in spec.allowed_methods:
+            allowed = ", ".join(spec.allowed_methods)
+            fix = f"; add it to allowed_jobs.{entry.job}.allowed_methods"
+            hint = did_you_mean(entry.method, spec.allowed_methods) or fix
+            return (
+                f"schedules.{name}.method: {entry.method!r} is not allowed for {entry.job} "
+                f"(allowed: {allowed}){hint}"
+            )
+    return None
 
 
 @dataclass(frozen=True)
@@ -406,4 +435,7 @@ def load_config(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+    problem = _schedule_problem(settings)
+    if problem is not None:
+        raise ConfigError(f"{source}: {problem}")
     return Config(settings=settings, path=found)

@@ -58,6 +58,7 @@ from jobspool.stages.finishing import Finishing
 from jobspool.stages.intake import Intake
 from jobspool.stages.liveness import LivenessStage
 from jobspool.stages.maintenance import Maintenance
+from jobspool.stages.scheduling import Scheduling
 
 # Attempts that never report after the grace period are given up this much later.
 STOP_ABANDON_SECONDS = 30.0
@@ -97,6 +98,7 @@ class Runner:
         self.liveness = LivenessStage(self.spool, config)
         self.finishing = Finishing(self.spool, config, self.liveness.host)
         self.maintenance = Maintenance(self.spool, config)
+        self.scheduling = Scheduling(self.spool, config, self.liveness.host)
         self.stopping = False
         self.stop_deadline = 0.0
         self.next_rescan = 0.0
@@ -193,6 +195,7 @@ class Runner:
             self._finish(self.liveness.recover_dead(now))
         if now >= self.maintenance.next_run:
             self.maintenance.run(now)
+        self.scheduling.run(now, wall, self.runner_id)
         self.dispatch.enforce_timeouts(now)
         for record in self.finishing.retry_unfinished(now):
             self._schedule_retry(record)
@@ -253,6 +256,7 @@ class Runner:
         self.dispatch.config = config
         self.finishing.config = config
         self.maintenance.config = config
+        self.scheduling.configure(config, time.time())
         self.liveness.configure(config)
 
     def _claim(self, now: float, wall: float) -> None:
@@ -302,6 +306,7 @@ class Runner:
         times += self.dispatch.deadlines()
         times += self.finishing.wake_times()
         times += self.intake.wake_times(now, wall)
+        times.append(now + self.scheduling.wake_in(now, wall))
         if self.dispatch.free_slots() > 0 and self.intake.has_ready(wall):
             times.append(now)
         return max(0.0, min(times) - now)
