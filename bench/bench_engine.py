@@ -5,7 +5,7 @@
 Each figure uses a fresh temporary spool with the default durability
 (fsync of every file and directory). Prints one line per figure; the drain
 is the median of --repeat drains, with their range. Nothing is deleted
-while it runs (see README: ext4 without a journal after mass deletions).
+while it runs (see docs/PERFORMANCE.md: ext4 without a journal after mass deletions).
 """
 
 from __future__ import annotations
