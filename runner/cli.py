@@ -20,6 +20,7 @@ from jobspool import (
     heartbeats,
     init_cli,
     progress,
+    purge_cli,
     sidefiles,
     steering,
     submit,
@@ -502,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location(chk)
     chk.set_defaults(func=cmd_check)
 
+    purge_cli.register(sub)
     _add_plugin_commands(sub)  # jobspool dashboard, jobspool up
     return p
 

@@ -28,6 +28,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -37,6 +38,8 @@ from pydantic import (
 from jobspool.errors import ConfigError, NotAllowed
 from jobspool.model import NAME_PATTERN
 from jobspool.recurring import ScheduleSpec, check_name
+from jobspool.retention import parse_age
+from jobspool.states import Status
 
 CONFIG_NAME = "allowed_jobs.yaml"
 _DOTTED = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -113,6 +116,26 @@ class LogSettings(_Strict):
     job_log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
 
 
+class RetentionSettings(_Strict):
+    """How long finished jobs are kept (``jobspool.retention``): an age such
+    as 7d, 12h, 30m, or keep; with archive_dir, records and logs are moved
+    there instead of deleted."""
+
+    completed: Annotated[float | None, BeforeValidator(parse_age)] = 7 * 86400.0
+    failed: Annotated[float | None, BeforeValidator(parse_age)] = 30 * 86400.0
+    cancelled: Annotated[float | None, BeforeValidator(parse_age)] = 7 * 86400.0
+    archive_dir: str | None = None
+    check_seconds: float = Field(default=60.0, gt=0, le=86400)
+    batch: int = Field(default=100, ge=1, le=10000)
+
+    def policy(self) -> dict[Status, float | None]:
+        return {
+            Status.COMPLETED: self.completed,
+            Status.FAILED: self.failed,
+            Status.CANCELLED: self.cancelled,
+        }
+
+
 class Settings(_Strict):
     spool: str = "spool"
     workers: int = Field(default=4, ge=1, le=256)
@@ -130,6 +153,7 @@ class Settings(_Strict):
     eager: bool = False
     logs: LogSettings = Field(default_factory=LogSettings)
     limits: Limits = Field(default_factory=Limits)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     allowed_jobs: dict[str, JobSpec] = Field(default_factory=dict)
     schedules: dict[str, ScheduleSpec] = Field(default_factory=dict)  # jobspool.recurring
 
@@ -186,6 +210,11 @@ class Config:
     @property
     def spool_dir(self) -> Path:
         return (self.base_dir / self.settings.spool).resolve()
+
+    @property
+    def archive_dir(self) -> Path | None:
+        d = self.settings.retention.archive_dir
+        return (self.base_dir / d).resolve() if d else None
 
     @property
     def log_dir(self) -> Path:

@@ -17,7 +17,7 @@ Per step:
    dispatch, finished publications back to finishing;
 3. heartbeat; periodic rescan of pending/ (the correctness path, invariant
    8) with the config reload; cancel requests; recovery of dead runners
-   (invariant 6); maintenance;
+   (invariant 6); maintenance; one bounded batch of retention;
 4. kill attempts past their timeout, retry finishes that hit I/O errors;
 5. claim the best due jobs while slots are free, then record the attempts
    that freed them (their records wait for the refill: the next attempts
@@ -58,6 +58,7 @@ from jobspool.stages.finishing import Finishing
 from jobspool.stages.intake import Intake
 from jobspool.stages.liveness import LivenessStage
 from jobspool.stages.maintenance import Maintenance
+from jobspool.stages.retention import RetentionStage
 from jobspool.stages.scheduling import Scheduling
 
 # Attempts that never report after the grace period are given up this much later.
@@ -99,6 +100,7 @@ class Runner:
         self.finishing = Finishing(self.spool, config, self.liveness.host)
         self.maintenance = Maintenance(self.spool, config)
         self.scheduling = Scheduling(self.spool, config, self.liveness.host)
+        self.retention = RetentionStage(self.spool, config)
         self.stopping = False
         self.stop_deadline = 0.0
         self.next_rescan = 0.0
@@ -152,6 +154,7 @@ class Runner:
         access.warn_at_start(self.spool)
 
     def close(self) -> None:
+        self.retention.close(self.runner_id)
         self.finishing.close()
         self.dispatch.close()
         self.events.close()
@@ -196,6 +199,8 @@ class Runner:
         if now >= self.maintenance.next_run:
             self.maintenance.run(now)
         self.scheduling.run(now, wall, self.runner_id)
+        if now >= self.retention.next_run and not self.stopping:
+            self.retention.run(now, wall, self.runner_id)
         self.dispatch.enforce_timeouts(now)
         for record in self.finishing.retry_unfinished(now):
             self._schedule_retry(record)
@@ -257,6 +262,7 @@ class Runner:
         self.finishing.config = config
         self.maintenance.config = config
         self.scheduling.configure(config, time.time())
+        self.retention.config = config
         self.liveness.configure(config)
 
     def _claim(self, now: float, wall: float) -> None:
@@ -299,10 +305,11 @@ class Runner:
 
     def _idle(self, wall: float) -> bool:
         busy = self.dispatch.active or self.finishing.busy() or self.intake.waiting_on_claims()
+        busy = busy or self.retention.active  # a pass begun is finished before a burst exits
         return not busy and not self.intake.has_ready(wall)
 
     def _next_wake(self, now: float, wall: float) -> float:
-        times = [self.next_rescan, *self.liveness.wake_times()]
+        times = [self.next_rescan, self.retention.next_run, *self.liveness.wake_times()]
         times += self.dispatch.deadlines()
         times += self.finishing.wake_times()
         times += self.intake.wake_times(now, wall)

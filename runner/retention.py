@@ -1,0 +1,109 @@
+"""Retention: which finished jobs are due for removal (pure, no I/O).
+
+Owns the meaning of a retention setting (an age such as ``7d``, or ``keep``)
+and the one rule that says whether a finished job is due: its age, counted
+from when it finished, is at least its status's retention. ``now`` is always
+passed in, so the rule is tested with an injected clock.
+
+When a job finished (:func:`finished_at`): the latest ``finished_at`` of its
+attempts, or, for a job that never ran (cancelled while pending, refused at
+claim), its latest history entry; when the record holds neither, the
+modification time of its file. A finished record is written once, after the
+job finished, so the file's modification time is never earlier than the
+time its record states: :func:`may_be_due` uses it to skip young files
+without reading them.
+
+Invariants: a status whose retention is ``keep`` (None) is never due; only
+completed, failed and cancelled jobs are ever due; an age that cannot be
+read is refused with one line naming what is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from jobspool.model import Job
+from jobspool.states import TERMINAL, Status
+
+KEEP = "keep"
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+# Ten years: far beyond any useful retention, and far below a float's range.
+MAX_AGE_SECONDS = 10 * 365 * 86400.0
+
+# Retention per terminal status in seconds; None keeps that status forever.
+Policy = dict[Status, float | None]
+
+
+def parse_age(value: object) -> float | None:
+    """Seconds for "30d", "12h", "90m", "45s", "2w" or a bare number of
+    seconds; None for "keep". ValueError (one line) for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an age; use e.g. 7d, 12h, 30m, 45s or keep")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip().lower() == KEEP:
+        return None
+    elif isinstance(value, str) and (m := _AGE.match(value.lower())):
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    else:
+        raise ValueError(f"{value!r} is not an age; use e.g. 7d, 12h, 30m, 45s or keep")
+    if not 0 <= seconds <= MAX_AGE_SECONDS:
+        raise ValueError(f"{value!r} is out of range (0 to 10 years, or keep)")
+    return seconds
+
+
+def show_age(seconds: float | None) -> str:
+    """The shortest exact spelling of an age ("7d", "90m"), or "keep"."""
+    if seconds is None:
+        return KEEP
+    for unit in ("w", "d", "h", "m"):
+        size = _UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def finished_at(job: Job, mtime: float) -> float:
+    """When the job finished, as a POSIX time (see the module's docstring)."""
+    times = [a.finished_at for a in job.attempts if a.finished_at is not None]
+    if times:
+        return max(times).timestamp()
+    if job.history:
+        return max(h.at for h in job.history).timestamp()
+    return mtime
+
+
+def may_be_due(status: Status, mtime: float, policy: Policy, now: float) -> bool:
+    """Could a file of this status and modification time be due? False means
+    surely not, without reading it (its record cannot say it finished later)."""
+    keep = policy.get(status) if status in TERMINAL else None
+    return keep is not None and now - mtime >= keep
+
+
+def is_due(status: Status, finished: float, policy: Policy, now: float) -> bool:
+    """The rule: a finished job is due once its age reaches its status's retention."""
+    keep = policy.get(status) if status in TERMINAL else None
+    return keep is not None and now - finished >= keep
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One finished job file as a purge sees it."""
+
+    status: Status
+    name: str  # the file name in its status directory
+    job: str  # the allow-list name it ran as
+    finished: float
+
+
+def select(
+    candidates: list[Candidate], policy: Policy, now: float, *, job: str | None = None
+) -> list[Candidate]:
+    """The candidates due under policy at now (only those of ``job``, when given)."""
+    return [
+        c
+        for c in candidates
+        if (job is None or c.job == job) and is_due(c.status, c.finished, policy, now)
+    ]
