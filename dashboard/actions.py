@@ -1,11 +1,12 @@
-"""What a person can do from the dashboard: retry, cancel, bulk retry, submit.
+"""What a person can do from the dashboard: retry, cancel, bulk retry, submit, resubmit.
 
 Owns turning a request into calls on the engine, and nothing else: every
-change goes through ``jobspool.actions.retry``, ``jobspool.actions.cancel``
-and ``Spool.submit`` with ``via="dashboard"``, so the job's history records
-who did what, and the engine's rename protocol decides races. When a person races a runner or
-another person, exactly one wins; the loser gets :class:`jobspool.errors.Conflict`
-(HTTP 409), and nothing is half done.
+change goes through ``jobspool.actions.retry``, ``jobspool.actions.cancel``,
+``jobspool.actions.resubmit`` and ``Spool.submit`` with ``via="dashboard"``,
+so the job's history records who did what, and the engine's rename protocol
+decides races. When a person races a runner or another person, exactly one
+wins; the loser gets :class:`jobspool.errors.Conflict` (HTTP 409), and
+nothing is half done.
 
 Submissions are validated as the command line validates them
 (``jobspool.submit.validate``: allow-list, method, params bound to the
@@ -43,7 +44,7 @@ class IndexNotReadyError(JobspoolError):
 @dataclass(frozen=True)
 class Outcome:
     id: str
-    outcome: str  # "retried", "cancelled" or "cancel-requested"
+    outcome: str  # "retried", "cancelled", "cancel-requested" or "resubmitted"
     status: str  # the job's status right after the action
 
 
@@ -240,3 +241,28 @@ def submit(cfg: Config, spool: Spool, sub: Submission, by: str) -> str:
         raise SubmitError({"params": str(exc)}) from None
     except JobspoolError as exc:
         raise SubmitError({"": str(exc)}) from None
+
+
+# ------------------------------------------------------------------ resubmit
+
+
+def resubmit(cfg: Config, spool: Spool, job_id: str, raw_params: object, by: str) -> str:
+    """Queue a new job like a failed or cancelled one, with edited params
+    (JSON text from the form, or a decoded value from the API); returns the
+    new job's id. Params are checked as a submission's are, and a bad value
+    is a SubmitError on "params"; Conflict and JobNotFound pass through."""
+    try:
+        params = parse_params(raw_params)
+    except ValueError as exc:
+        raise SubmitError({"params": str(exc)}) from None
+    try:
+        view = job_actions.resubmit(spool, job_id, params, config=cfg, by=by, via=VIA)
+    except (InvalidParams, ValidationError) as exc:
+        raise SubmitError({"params": str(exc)}) from None
+    except NotAllowed as exc:
+        raise SubmitError({"": str(exc)}) from None
+    except (Conflict, JobNotFound):
+        raise
+    except JobspoolError as exc:
+        raise SubmitError({"": str(exc)}) from None
+    return view.id

@@ -24,12 +24,14 @@ from urllib.parse import urlencode
 
 import bottle
 
+from jobspool.actions import resubmitted_from
 from jobspool.dashboard import actions, metrics, present
 from jobspool.dashboard.charts import bar_chart
 from jobspool.dashboard.logtail import TAIL_BYTES, log_size, open_log, read_log
 from jobspool.dashboard.overview import CorruptCounter, gather
 from jobspool.dashboard.queries import PER_PAGE, SORTS, BadQueryError, JobPage, JobQuery
 from jobspool.dashboard.render import Views, load_static
+from jobspool.dashboard.runners import RunningJob
 from jobspool.dashboard.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -42,7 +44,7 @@ from jobspool.dashboard.security import (
 )
 from jobspool.dashboard.state import Dashboard
 from jobspool.errors import Conflict, JobNotFound
-from jobspool.model import JobView, Progress, is_valid_id
+from jobspool.model import JobView, Progress, is_valid_id, utcnow
 from jobspool.progress import read_progress
 from jobspool.states import Status
 
@@ -53,6 +55,19 @@ FLASH = {
     "cancelled": "Cancelled.",
     "cancel-requested": "Cancel requested: its runner stops the attempt within a moment.",
     "submitted": "Submitted.",
+    "resubmitted": "Resubmitted as this new job.",
+}
+# The state a new job's flash was made for, implied: a job is submitted at
+# revision 1, in pending/.
+FLASH_NEW = frozenset({"submitted", "resubmitted"})
+# A job page's flash shows only while the job is still in the state the
+# action left it in (see _still), so "Sent back to pending" goes once the
+# attempt it asked for has ended. A claim is not "moved on": the text then
+# says that a runner has the job.
+FLASH_MOVED = {
+    ("retried", "running"): "Sent back to pending, and a runner has picked it up.",
+    ("submitted", "running"): "Submitted, and a runner has picked it up.",
+    ("resubmitted", "running"): "Resubmitted as this new job, and a runner has picked it up.",
 }
 ENV_CSRF = "jobspool.csrf"
 ENV_VIA = "jobspool.auth"
@@ -145,6 +160,48 @@ def _flash(params: Mapping[str, str]) -> str:
     return FLASH.get(done, "")
 
 
+def _still(done: str, view: JobView) -> bool:
+    """Whether the job is still in the state the action ``done`` left it in.
+
+    Read from the record alone (the action's own history entry, the
+    attempts since, the revision: every move but a claim raises it), so the
+    URL stays a plain ``?done=...``."""
+    rec = view.record
+    status = view.status
+    last = rec.history[-1].action if rec.history else ""
+    if done == "retried":
+        unrun = len(rec.attempts) == rec.attempt_base
+        return (
+            status in (Status.PENDING.value, Status.RUNNING.value) and last == "retried" and unrun
+        )
+    if done in ("submitted", "resubmitted"):
+        return rec.revision <= 1 and status in (Status.PENDING.value, Status.RUNNING.value)
+    if done == "cancelled":
+        return status == Status.CANCELLED.value and last == "cancelled"
+    if done == "cancel-requested":
+        return status == Status.RUNNING.value
+    return True
+
+
+def _job_flash(view: JobView, params: Mapping[str, str], *, live: bool) -> tuple[str, str]:
+    """A job page's flash, and the ``done`` that keeps it on the live refreshes.
+
+    The live part shows it only while the job is still in the state the
+    action left it in. The page the action redirects to shows it in any
+    case (a quick job may have finished before the browser got there),
+    saying that the job has moved on since; its first live refresh then
+    drops it."""
+    text = _flash(params)
+    done = params.get("done", "")
+    if not text or done not in FLASH:
+        return "", ""
+    if _still(done, view):
+        return FLASH_MOVED.get((done, view.status), text), done
+    if live:
+        return "", done
+    return f"{text} The job has moved on since: it is {view.status} now.", done
+
+
 class DashboardApp:
     """Route handlers for one dashboard; :meth:`routes` is the whole URL map."""
 
@@ -180,6 +237,9 @@ class DashboardApp:
             ("POST", "/jobs/<job_id>/cancel", self.cancel_form),
             ("POST", "/api/jobs/<job_id>/retry", self.retry_api),
             ("POST", "/api/jobs/<job_id>/cancel", self.cancel_api),
+            ("GET", "/jobs/<job_id>/resubmit", self.resubmit_page),
+            ("POST", "/jobs/<job_id>/resubmit", self.resubmit_form),
+            ("POST", "/api/jobs/<job_id>/resubmit", self.resubmit_api),
             ("POST", "/actions/retry-failed", self.bulk_form),
             ("POST", "/api/actions/retry-failed", self.bulk_api),
             ("GET", "/submit", self.submit_page),
@@ -354,6 +414,7 @@ class DashboardApp:
         def link(**changes: Any) -> str:
             return _link("/jobs", query.params(**changes))
 
+        now = utcnow()
         return {
             "result": result,
             "query": query,
@@ -364,7 +425,7 @@ class DashboardApp:
             "per_pages": PER_PAGE,
             "link": link,
             "fragment_url": _link("/partials/jobs", query.params()),
-            "rows": [present.list_row(v) for v in result.views],
+            "rows": [present.list_row(v, now) for v in result.views],
         }
 
     def jobs_page(self) -> str:
@@ -377,6 +438,7 @@ class DashboardApp:
     def jobs_api(self) -> str:
         result = self._find(_query())
         query = result.query
+        now = utcnow()
         return _json(
             {
                 "total": result.total,
@@ -384,7 +446,7 @@ class DashboardApp:
                 "per_page": query.per_page,
                 "pages": result.pages,
                 "partial": result.partial,
-                "jobs": [present.summary(v) for v in result.views],
+                "jobs": [present.summary(v, now) for v in result.views],
             }
         )
 
@@ -402,13 +464,42 @@ class DashboardApp:
             return None
         return read_progress(self.dash.spool, view.id)
 
-    def _job_values(self, view: JobView) -> dict[str, Any]:
+    def _running_job(self, view: JobView) -> tuple[str | None, RunningJob | None]:
+        """The claiming runner's host, and what its heartbeat says of a running
+        job's attempt (pid, start), if it says anything."""
+        claim = present.running_claim(view)
+        if claim is None:
+            return None, None
+        for info in self.dash.runners.snapshot():
+            if info.runner == claim.runner:
+                return info.host, next((j for j in info.jobs if j.id == view.id), None)
+        return None, None
+
+    def _resubmissions(self, view: JobView) -> list[str]:
+        if not present.can_resubmit(view):
+            return []
+        return self.dash.fresh().resubmissions(view.id)
+
+    def _job_values(self, view: JobView, *, live: bool = True) -> dict[str, Any]:
+        flash, done = _job_flash(view, _query(), live=live)
+        host, running = self._running_job(view)
         return {
             "view": view,
             "rec": view.record,
             "progress": present.progress_of(view, self._live_progress(view)),
             "active": present.is_active(view.status),
-            "actions": present.actions_for(view.status),
+            "actions": present.job_actions(view),
+            "can_resubmit": present.can_resubmit(view),
+            "rejected_for_params": present.rejected_for_params(view.record),
+            "waiting": present.waiting_of(view),
+            "counts": present.attempt_counts(view),
+            "claim": present.running_claim(view),
+            "running": running,
+            "running_host": host,
+            "source": resubmitted_from(view.record),
+            "resubmissions": self._resubmissions(view),
+            "job_flash": flash,
+            "fragment_url": _link(f"/partials/job/{view.id}", {"done": done} if done else {}),
         }
 
     def job_page(self, job_id: str) -> str:
@@ -420,7 +511,10 @@ class DashboardApp:
             nav="jobs",
             chunk=chunk,
             tail_bytes=TAIL_BYTES,
-            **self._job_values(view),
+            # The job's own flash is in its live part, which drops it once
+            # the job has moved on.
+            flash="",
+            **self._job_values(view, live=False),
         )
 
     def job_fragment(self, job_id: str) -> str:
@@ -429,7 +523,8 @@ class DashboardApp:
     def job_api(self, job_id: str) -> str:
         view = self._load(job_id)
         size = log_size(self.dash.spool.job_log_path(view.id))
-        return _json(present.detail(view, self._live_progress(view), size))
+        detail = present.detail(view, self._live_progress(view), size, self._resubmissions(view))
+        return _json(detail)
 
     def job_log_api(self, job_id: str) -> str:
         _valid_id(job_id)
@@ -557,6 +652,80 @@ class DashboardApp:
             return _json({"error": str(exc), "fields": exc.errors, "status": 400}, 400)
         response.set_header("Location", f"/api/jobs/{job_id}")
         return _json({"id": job_id, "status": Status.PENDING.value}, 201)
+
+    # ------------------------------------------------------------- resubmit
+
+    def _resubmit_page(
+        self, view: JobView, text: str, errors: Mapping[str, str], status: int
+    ) -> str:
+        return self.page(
+            "resubmit.tpl",
+            status=status,
+            title=f"Edit and resubmit {view.id}",
+            nav="jobs",
+            view=view,
+            rec=view.record,
+            params_text=text,
+            errors=errors,
+            signature=self._signature(view.record.job, view.record.method),
+        )
+
+    def _signature(self, job: str, method: str) -> str | None:
+        for info in self.dash.configs.jobs():
+            if info.name == job:
+                return next((m.signature for m in info.methods if m.name == method), None)
+        return None
+
+    def _resubmittable(self, job_id: str) -> JobView:
+        view = self._load(job_id)
+        if not present.can_resubmit(view):
+            bottle.abort(
+                409,
+                f"job {view.id} is {view.status}; only failed or cancelled jobs can be resubmitted",
+            )
+        return view
+
+    def resubmit_page(self, job_id: str) -> str:
+        view = self._resubmittable(job_id)
+        return self._resubmit_page(view, present.params_text(view.record.params), {}, 200)
+
+    def _resubmit(self, job_id: str, raw: object) -> str:
+        found: list[str] = []
+
+        def do() -> actions.Outcome:
+            new_id = actions.resubmit(
+                self.dash.config, self.dash.spool, _valid_id(job_id), raw, _actor()
+            )
+            found.append(new_id)
+            return actions.Outcome(new_id, "resubmitted", Status.PENDING.value)
+
+        self._act(do)
+        return found[0]
+
+    def resubmit_form(self, job_id: str) -> str:
+        form = _form()
+        text = form.get("params", "")
+        try:
+            new_id = self._resubmit(job_id, text)
+        except actions.SubmitError as exc:
+            return self._resubmit_page(self._load(job_id), text, exc.errors, 400)
+        bottle.redirect(_link(f"/jobs/{new_id}", {"done": "resubmitted"}), 303)
+        return ""
+
+    def resubmit_api(self, job_id: str) -> str:
+        data = _payload()
+        if "params" not in data:
+            return _json(
+                {"error": "params: required", "fields": {"params": "required"}, "status": 400}, 400
+            )
+        try:
+            new_id = self._resubmit(job_id, data["params"])
+        except actions.SubmitError as exc:
+            return _json({"error": str(exc), "fields": exc.errors, "status": 400}, 400)
+        response.set_header("Location", f"/api/jobs/{new_id}")
+        return _json(
+            {"id": new_id, "status": Status.PENDING.value, "resubmitted_from": job_id}, 201
+        )
 
     def allowed_api(self) -> str:
         return _json({"jobs": [j.to_json() for j in self.dash.configs.jobs()]})

@@ -1,7 +1,10 @@
 """Geometry of the completed/failed bar charts, drawn as SVG by the templates (no I/O).
 
-Owns scaling only: buckets in, rectangles and tick labels out, in a fixed
-coordinate space that the SVG ``viewBox`` stretches to the page width. The
+Owns scaling only: buckets in, rectangles and tick labels out. The bars are
+drawn in a fixed coordinate space that the SVG ``viewBox`` stretches to the
+page width; text is not: the tick labels are placed in percent of the width
+in an SVG without a viewBox, so they keep their CSS size in pixels (a label
+inside the stretched viewBox shrank to about 7 px on a narrow screen). The
 chart needs no JavaScript and no inline style (the CSP forbids both), and
 every bar has a ``<title>`` so hovering shows its exact numbers.
 """
@@ -14,9 +17,9 @@ from jobspool.dashboard.present import fmt_clock
 from jobspool.dashboard.stats import Bucket
 
 WIDTH = 720
-HEIGHT = 170
-TOP = 16  # room for the peak label
-BOTTOM = 18  # room for the time ticks
+HEIGHT = 150
+TOP = 4
+BOTTOM = 1
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,10 @@ class Bar:
 
 @dataclass(frozen=True)
 class Tick:
-    x: float
+    x: float  # in the bars' coordinates
     label: str
+    pct: float  # where the label goes, in percent of the chart's width
+    anchor: str  # SVG text-anchor: "start", "middle" or "end" (no label past an edge)
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,9 @@ def bar_chart(buckets: list[Bucket], *, hourly: bool) -> Chart:
             )
         )
         if int(b.start // (3600 if hourly else 60)) % every == 0:
-            ticks.append(Tick(x=round(x + 1, 2), label=when))
+            middle = (x + slot / 2) / WIDTH * 100
+            anchor = "start" if middle < 6 else "end" if middle > 94 else "middle"
+            ticks.append(Tick(x=round(x + 1, 2), label=when, pct=round(middle, 3), anchor=anchor))
     return Chart(
         width=WIDTH,
         height=HEIGHT,

@@ -43,7 +43,9 @@ import threading
 import time
 from bisect import insort
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from jobspool.actions import resubmitted_from
 from jobspool.dashboard.listing import DirWatch, Entries
 from jobspool.dashboard.stats import OUTCOME_CODES, Aggregates, Row
 from jobspool.model import Job, JobView
@@ -83,8 +85,12 @@ def search_text(job: Job) -> str:
     return _intern("\n".join(parts).lower())
 
 
-def row_of(view: JobView, ident: int) -> Row:
+def row_of(view: JobView, ident: int, now: float | None = None) -> Row:
+    """The row of one read file; ``now`` (epoch, default the clock) is when
+    it is judged whether the job is still waiting (Job.waiting_until)."""
     rec = view.record
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    waiting = rec.waiting_until(moment)
     last = rec.attempts[-1] if rec.attempts else None
     codes = "".join(OUTCOME_CODES.get(a.outcome.value, "f") for a in rec.attempts)
     duration = -1.0
@@ -100,6 +106,8 @@ def row_of(view: JobView, ident: int) -> Row:
         priority=rec.priority,
         outcomes=sys.intern(codes),
         text=search_text(rec),
+        waiting=waiting.timestamp() if waiting is not None else 0.0,
+        source=resubmitted_from(rec) or "",
     )
 
 
@@ -136,6 +144,15 @@ class _StatusState:
     todo: list[str] = field(default_factory=list)  # names to read, ascending
     listed: bool = False
     version: int = 0  # raised whenever names or rows of this status change
+
+
+@dataclass(frozen=True)
+class PendingState:
+    """Pending jobs split by whether they are due (see ``Row.waiting``)."""
+
+    ready: int
+    scheduled: int  # not due yet: delayed (not_before) or waiting for a retry
+    oldest_ready: tuple[str, float] | None  # (job id, created epoch) of the oldest due job
 
 
 @dataclass(frozen=True)
@@ -178,6 +195,9 @@ class JobIndex:
             )
             for status in Status
         }
+        # Resubmission links, old id -> {new id: rows that name it}; written by
+        # the one writer under ``lock`` as rows come and go.
+        self._links: dict[str, dict[str, int]] = {}
         self._refreshing = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
@@ -217,17 +237,51 @@ class JobIndex:
             labels = list(self.aggregates.names)
         return sorted({label.split(".", 1)[0] for label in labels})
 
-    def oldest_pending(self) -> tuple[str, float] | None:
-        """(job id, created epoch) of the pending job waiting longest."""
+    def oldest_pending(self, now: float | None = None) -> tuple[str, float] | None:
+        """(job id, created epoch) of the due pending job waiting longest:
+        jobs not due yet (scheduled, or waiting for a retry) do not count."""
+        return self.pending(now).oldest_ready
+
+    def pending(self, now: float | None = None) -> PendingState:
+        """Pending jobs due at ``now`` (default: the clock) and those still waiting.
+
+        A pending file not read yet counts as ready (it cannot be told apart)."""
+        moment = time.time() if now is None else now
         st = self._states[Status.PENDING]
+        rows = st.rows
         best: tuple[str, float] | None = None
-        for name in st.ordered:
-            row = st.rows.get(name)
-            if row is None or row.created <= 0:
+        scheduled = 0
+        names = st.ordered
+        for name in names:
+            row = rows.get(name)
+            if row is None:
+                continue
+            if row.waits(moment):
+                scheduled += 1
+                continue
+            if row.created <= 0:
                 continue
             if best is None or row.created < best[1]:
                 best = (job_id_of(Status.PENDING, name), row.created)
-        return best
+        return PendingState(len(names) - scheduled, scheduled, best)
+
+    def resubmissions(self, job_id: str) -> list[str]:
+        """Ids of the jobs resubmitted from ``job_id`` (among the rows read), oldest first."""
+        with self.lock:
+            found = self._links.get(job_id)
+            return sorted(found) if found else []
+
+    def _account(self, status: Status, name: str, row: Row, sign: int, now: float) -> None:
+        """A row enters (+1) or leaves (-1) the index: statistics and links. Under ``lock``."""
+        self.aggregates.add(status, row, sign, now)
+        if row.source:
+            new_id = job_id_of(status, name)
+            links = self._links.setdefault(row.source, {})
+            links[new_id] = links.get(new_id, 0) + sign
+            if links[new_id] <= 0:
+                del links[new_id]
+                if not links:
+                    del self._links[row.source]
 
     def version(self, status: Status) -> int:
         return self._states[status].version
@@ -284,7 +338,7 @@ class JobIndex:
             for name in (*gone, *replaced):
                 row = st.rows.pop(name, None)
                 if row is not None:
-                    self.aggregates.add(status, row, -1, now)
+                    self._account(status, name, row, -1, now)
         st.ordered = _reordered(st.ordered, gone, added)
         todo = [n for n in st.todo if n in old and n not in st.rows]
         todo.extend(added)
@@ -307,7 +361,7 @@ class JobIndex:
                 for name in old:
                     row = st.rows.pop(name, None)
                     if row is not None:
-                        self.aggregates.add(status, row, -1, now)
+                        self._account(status, name, row, -1, now)
         return [n for n in todo if n >= cutoff]
 
     def _read(self, deadline: float | None, now: float) -> bool:
@@ -325,12 +379,12 @@ class JobIndex:
                         continue
                     view = self.spool.view(status, name)
                     fresh.append(
-                        (name, placeholder(ident) if view is None else row_of(view, ident))
+                        (name, placeholder(ident) if view is None else row_of(view, ident, now))
                     )
                 with self.lock:
                     for name, row in fresh:
                         st.rows[name] = row
-                        self.aggregates.add(status, row, +1, now)
+                        self._account(status, name, row, +1, now)
                 if fresh:
                     st.version += 1
                     self.generation += 1

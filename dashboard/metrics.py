@@ -52,12 +52,18 @@ def render(ov: Overview, dash: Dashboard) -> str:
     w.family("jobspool_jobs", "gauge", "Job files on disk per status.")
     for status, n in ov.counts.items():
         w.sample("jobspool_jobs", n, [("status", status)])
+    w.family(
+        "jobspool_scheduled_jobs",
+        "gauge",
+        "Pending jobs not due yet (delayed, or waiting for their next attempt).",
+    )
+    w.sample("jobspool_scheduled_jobs", ov.scheduled)
     w.family("jobspool_corrupt_files", "gauge", "Files quarantined in corrupt/.")
     w.sample("jobspool_corrupt_files", ov.corrupt)
     w.family(
         "jobspool_oldest_pending_age_seconds",
         "gauge",
-        "Age of the oldest pending job (0 when none is pending).",
+        "Age of the oldest pending job that is due (0 when none is).",
     )
     w.sample("jobspool_oldest_pending_age_seconds", round(ov.oldest_pending_age or 0.0, 3))
     w.family("jobspool_runners", "gauge", "Runners with a heartbeat file, by liveness.")

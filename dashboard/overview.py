@@ -3,7 +3,10 @@
 Owns what "the state of the queue" means: counts per status (directory
 listings), completed/failed per minute over the last hour and per hour over
 the last day, success rates, duration percentiles per job name (from the
-index's incremental statistics), the oldest pending job, live runners and
+index's incremental statistics), pending jobs split into ready (due now)
+and scheduled (not due yet: delayed, or waiting for a retry; see
+``Job.waiting_until``), the oldest ready pending job (a scheduled one is not
+late work, so a healthy queue with retries waiting does not look stuck), live runners and
 the number of quarantined files. Gathering opens no job file.
 """
 
@@ -51,6 +54,8 @@ class CorruptCounter:
 @dataclass(frozen=True)
 class Overview:
     counts: dict[str, int]
+    ready: int  # pending jobs due now
+    scheduled: int  # pending jobs not due yet
     corrupt: int
     minutes: list[Bucket]
     hours: list[Bucket]
@@ -77,6 +82,9 @@ class Overview:
 
         return {
             "counts": self.counts,
+            # counts["pending"] is every pending file; these two split it.
+            "ready": self.ready,
+            "scheduled": self.scheduled,
             "corrupt": self.corrupt,
             "per_minute": buckets(self.minutes),
             "per_hour": buckets(self.hours),
@@ -113,10 +121,13 @@ def gather(dash: Dashboard, corrupt: CorruptCounter) -> Overview:
         hours = agg.series(3600, 24, now)
         per_name = agg.per_name()
         attempts = dict(agg.attempts)
-    oldest = index.oldest_pending()
+    pending = index.pending(now)
+    oldest = pending.oldest_ready
     finished = counts["completed"] + counts["failed"]
     return Overview(
         counts=counts,
+        ready=max(0, counts["pending"] - pending.scheduled),
+        scheduled=pending.scheduled,
         corrupt=corrupt.count(),
         minutes=minutes,
         hours=hours,

@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jobspool.model import Job, JobView, Progress
+from jobspool.actions import RESUBMITTABLE, resubmitted_from
+from jobspool.model import Job, JobView, Outcome, Progress, utcnow
 from jobspool.names import RunningName
 from jobspool.states import Status
 
@@ -36,6 +37,16 @@ def fmt_time(value: datetime | float | None, *, zone: bool = True) -> str:
         return "-"
     when = datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else value
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S" + (" UTC" if zone else ""))
+
+
+def fmt_iso(text: str | None) -> str:
+    """An ISO time string (as heartbeats carry) shown like fmt_time."""
+    if not text:
+        return "-"
+    try:
+        return fmt_time(datetime.fromisoformat(text))
+    except ValueError:
+        return "-"
 
 
 def fmt_clock(epoch: float, *, hours_only: bool = False) -> str:
@@ -68,6 +79,18 @@ def fmt_age(seconds: float | None) -> str:
 def fmt_ago(seconds: float | None) -> str:
     text = fmt_age(seconds)
     return text if text in ("-", "just now") else f"{text} ago"
+
+
+def fmt_in(seconds: float) -> str:
+    """How long until a time ahead: "in 40 s", "in 5 min", "in 2 h 5 min"."""
+    if seconds < 1:
+        return "any moment"
+    if seconds < 60:
+        return f"in {int(seconds)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"in {minutes} min"
+    return f"in {fmt_duration(minutes * 60)}"
 
 
 def fmt_rate(rate: float | None) -> str:
@@ -169,6 +192,11 @@ def render_json(
     return RenderedJson("".join(out.pieces), out.full, nodes)
 
 
+def params_text(params: Any) -> str:
+    """Params as the resubmit form's editable JSON (the whole value, indented)."""
+    return json.dumps(params, indent=2, ensure_ascii=False)
+
+
 def pretty_json(value: Any) -> str:
     rendered = render_json(value)
     return rendered.text + CUT_NOTE if rendered.cut else rendered.text
@@ -191,6 +219,49 @@ def duration_of(job: Job) -> float | None:
     return last.duration_seconds if last else None
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A pending job that is not due yet (``Job.waiting_until``), as shown.
+
+    ``kind`` is "retrying" when it waits for its next attempt
+    (``next_attempt_at``), else "scheduled" (its producer delayed it with
+    ``not_before``)."""
+
+    kind: str
+    until: datetime
+    seconds: float  # from now until then
+
+    @property
+    def text(self) -> str:
+        """The job page's form: "retrying at 12:05:00 UTC (in 5 min)"."""
+        when = fmt_time(self.until)
+        prefix = "retrying at" if self.kind == "retrying" else "scheduled for"
+        return f"{prefix} {when} ({fmt_in(self.seconds)})"
+
+    @property
+    def short(self) -> str:
+        """The list's form: "retrying in 5 min", "scheduled in 2 h 0 min"."""
+        return f"{self.kind} {fmt_in(self.seconds)}"
+
+
+def waiting_of(view: JobView, now: datetime | None = None) -> Waiting | None:
+    """Whether a pending job waits (scheduled or retrying), and until when."""
+    if view.status != Status.PENDING.value:
+        return None
+    moment = now or utcnow()
+    rec = view.record
+    until = rec.waiting_until(moment)
+    if until is None:
+        return None
+    kind = "retrying" if rec.next_attempt_at is not None else "scheduled"
+    return Waiting(kind, until, (until - moment).total_seconds())
+
+
+def shown_status(view: JobView, waiting: Waiting | None) -> str:
+    """The status as a badge shows it: "scheduled" and "retrying" apart from pending."""
+    return waiting.kind if waiting is not None else view.status
+
+
 def error_line(job: Job, limit: int = 160) -> str:
     if job.error is not None:
         return f"{job.error.type}: {job.error.message}"[:limit]
@@ -199,21 +270,70 @@ def error_line(job: Job, limit: int = 160) -> str:
 
 def running_attempt(view: JobView) -> int | None:
     """The attempt number a running job's claim carries in its file name."""
+    claim = running_claim(view)
+    return claim.attempt if claim else None
+
+
+def running_claim(view: JobView) -> RunningName | None:
+    """A running job's claim (runner and attempt), from its file name."""
     if view.status != Status.RUNNING.value:
         return None
-    claim = RunningName.parse(Path(view.path).name)
-    return claim.attempt if claim else None
+    return RunningName.parse(Path(view.path).name)
+
+
+@dataclass(frozen=True)
+class AttemptCounts:
+    """How many attempts a job has used, as its page says it.
+
+    Attempts are counted at claim, so a running job's current attempt counts
+    as used (and in progress) before its record lists it."""
+
+    used: int
+    recorded: int
+    in_progress: int | None  # the running attempt's number
+
+    def text(self, job: Job) -> str:
+        limit = f" of {job.max_attempts}" if job.max_attempts else ""
+        if job.attempt_base:
+            line = f"{self.recorded} recorded; {self.used}{limit} counted since the last retry"
+        else:
+            line = f"{self.used}{limit} used"
+        if self.in_progress is not None:
+            line += f" (attempt {self.in_progress} in progress)"
+        return line
+
+
+def attempt_counts(view: JobView) -> AttemptCounts:
+    rec = view.record
+    current = running_attempt(view)
+    extra = 1 if current is not None else 0
+    return AttemptCounts(rec.attempts_used + extra, len(rec.attempts) + extra, current)
 
 
 def is_active(status: str) -> bool:
     return status in (Status.PENDING.value, Status.RUNNING.value)
 
 
-def summary(view: JobView) -> dict[str, Any]:
+def rejected_for_params(job: Job) -> bool:
+    """The job was rejected because its params do not fit the method: a plain
+    retry is rejected again; only resubmitting with other params can help."""
+    last = job.attempts[-1] if job.attempts else None
+    rejected = (last is not None and last.outcome is Outcome.REJECTED) or (
+        job.reason or ""
+    ).startswith("rejected")
+    return rejected and job.error is not None and job.error.type == "InvalidParams"
+
+
+def can_resubmit(view: JobView) -> bool:
+    return view.status in {s.value for s in RESUBMITTABLE}
+
+
+def summary(view: JobView, now: datetime | None = None) -> dict[str, Any]:
     """A job as one list row: the API shape of GET /api/jobs items."""
     rec = view.record
     done = finished_at(rec)
     err = rec.error.model_dump(mode="json", exclude={"traceback"}) if rec.error else None
+    waiting = waiting_of(view, now)
     return {
         "id": view.id,
         "status": view.status,
@@ -229,21 +349,37 @@ def summary(view: JobView) -> dict[str, Any]:
         "next_attempt_at": iso(rec.next_attempt_at),
         "error": err,
         "reason": rec.reason,
+        # Pending jobs not due yet: "scheduled" or "retrying"; else the status.
+        "state": shown_status(view, waiting),
+        "due_at": iso(rec.due_at()) if view.status == Status.PENDING.value else None,
+        "waiting_until": iso(waiting.until) if waiting else None,
+        "resubmitted_from": resubmitted_from(rec),
     }
 
 
-def list_row(view: JobView) -> dict[str, str]:
-    """A job as one row of the HTML list, every value already formatted."""
+def list_row(view: JobView, now: datetime | None = None) -> dict[str, str]:
+    """A job as one row of the HTML list, every value already formatted.
+
+    Only a finished job shows when it finished and its error as such; a
+    pending job waiting for its next attempt says so, and shows the last
+    attempt's error as what happened before, not as its outcome."""
     rec = view.record
+    waiting = waiting_of(view, now)
+    finished = Status(view.status).terminal
+    error = error_line(rec, 120)
     return {
         "id": view.id,
         "status": view.status,
+        "shown": shown_status(view, waiting),
+        "due": waiting.short if waiting else "",
+        "due_title": waiting.text if waiting else "",
         "name": f"{rec.job}.{rec.method}",
         "attempts": str(len(rec.attempts)),
         "created": fmt_time(rec.created_at, zone=False),
-        "finished": fmt_time(finished_at(rec), zone=False),
+        "finished": fmt_time(finished_at(rec), zone=False) if finished else "-",
         "duration": fmt_duration(duration_of(rec)),
-        "error": error_line(rec, 120),
+        "error": error if finished or not error else f"last attempt: {error}",
+        "error_class": "err" if finished else "err earlier",
     }
 
 
@@ -254,14 +390,28 @@ def progress_of(view: JobView, live: Progress | None) -> Progress | None:
     return view.record.progress
 
 
-def detail(view: JobView, live: Progress | None, log_size: int | None) -> dict[str, Any]:
+def detail(
+    view: JobView,
+    live: Progress | None,
+    log_size: int | None,
+    resubmissions: list[str] | None = None,
+) -> dict[str, Any]:
     """A job with everything: the API shape of GET /api/jobs/<id>."""
     data = view.to_public()
     progress = progress_of(view, live)
     data["progress"] = progress.model_dump(mode="json") if progress else None
     data["live_progress"] = live.model_dump(mode="json") if live else None
     data["log"] = {"size": log_size, "url": f"/api/jobs/{view.id}/log"}
-    data["actions"] = actions_for(view.status)
+    data["actions"] = job_actions(view)
+    waiting = waiting_of(view)
+    data["state"] = shown_status(view, waiting)
+    data["due_at"] = iso(view.record.due_at()) if view.status == Status.PENDING.value else None
+    data["waiting_until"] = iso(waiting.until) if waiting else None
+    counts = attempt_counts(view)
+    data["current_attempt"] = counts.in_progress
+    data["resubmitted_from"] = resubmitted_from(view.record)
+    data["resubmissions"] = list(resubmissions or [])
+    data["resubmit"] = f"/api/jobs/{view.id}/resubmit" if can_resubmit(view) else None
     return data
 
 
@@ -271,3 +421,12 @@ def actions_for(status: str) -> list[str]:
     if status in (Status.PENDING.value, Status.RUNNING.value):
         return ["cancel"]
     return []
+
+
+def job_actions(view: JobView) -> list[str]:
+    """What the job's page offers besides resubmitting: no retry for a job
+    rejected for its params (it would be rejected again)."""
+    found = actions_for(view.status)
+    if "retry" in found and rejected_for_params(view.record):
+        found.remove("retry")
+    return found

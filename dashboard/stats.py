@@ -59,10 +59,20 @@ class Row(NamedTuple):
     priority: int
     outcomes: str  # one code per attempt, interned
     text: str  # lower-case search text: params and error, capped
+    # Job.waiting_until(now) as it was when the file was read, epoch seconds;
+    # 0.0 when the job was due then. A time stays right until it passes (the
+    # record is not changed without a new file), so the job is "scheduled"
+    # while it lies ahead and ready after.
+    waiting: float = 0.0
+    source: str = ""  # the id this job was resubmitted from; "" for most jobs
 
     @property
     def readable(self) -> bool:
         return bool(self.job)
+
+    def waits(self, now: float) -> bool:
+        """Still waiting at now (not due yet): see ``waiting``."""
+        return self.waiting > now
 
     @property
     def when(self) -> float:

@@ -4,7 +4,7 @@ Public API::
 
     from jobspool import run_background_job, get_job, wait_for_job
     from jobspool import current_job, report_progress, Retry
-    from jobspool import cancel_job, retry_job, list_jobs
+    from jobspool import cancel_job, retry_job, resubmit_job, list_jobs
 
 Names are imported on first use (PEP 562), so a job process that only needs
 ``current_job`` does not load the submit machinery: the fork server stays
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         Retry,
         SpoolFull,
     )
-    from jobspool.steering import cancel_job, list_jobs, retry_job
+    from jobspool.steering import cancel_job, list_jobs, resubmit_job, retry_job
     from jobspool.submit import WaitTimeout, get_job, run_background_job, wait_for_job
 
 _WHERE = {
@@ -54,6 +54,7 @@ _WHERE = {
     "cancel_job": "jobspool.steering",
     "list_jobs": "jobspool.steering",
     "retry_job": "jobspool.steering",
+    "resubmit_job": "jobspool.steering",
     "get_job": "jobspool.submit",
     "run_background_job": "jobspool.submit",
     "wait_for_job": "jobspool.submit",
@@ -76,6 +77,7 @@ __all__ = [
     "get_job",
     "list_jobs",
     "report_progress",
+    "resubmit_job",
     "retry_job",
     "run_background_job",
     "wait_for_job",

@@ -1,6 +1,6 @@
-"""What a person can do to a job: cancel it or retry it.
+"""What a person can do to a job: cancel it, retry it, or resubmit it edited.
 
-Owns the two human actions, shared by the command line, the dashboard and
+Owns the human actions, shared by the command line, the dashboard and
 the runner (which carries out a cancel request for a job it handed back).
 Both are ordinary moves of the protocol in :mod:`jobspool.spool`, so a
 person racing a runner or another person gets exactly one outcome: the
@@ -13,13 +13,22 @@ claim (invariant 3), so cancelling it leaves a request in control/ (see
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from jobspool import control
+from jobspool.config import Config
 from jobspool.errors import Conflict
-from jobspool.model import HistoryEntry, JobView, utcnow
+from jobspool.model import SUBMITTED, HistoryEntry, Job, JobView, is_valid_id, utcnow
 from jobspool.spool import Spool
 from jobspool.states import Status
+
+# The note on a resubmitted job's "submitted" history entry: the whole link
+# between the two jobs (see resubmit).
+RESUBMITTED_FROM = "resubmitted from "
+_FROM = re.compile(re.escape(RESUBMITTED_FROM) + r"(\S+)")
+RESUBMITTABLE = (Status.FAILED, Status.CANCELLED)
 
 
 def cancel(spool: Spool, job_id: str, *, by: str | None = None, via: str | None = None) -> str:
@@ -74,4 +83,80 @@ def retry(spool: Spool, job_id: str, *, by: str | None = None, via: str | None =
     )
     path = spool.move(Path(view.path), status, Status.PENDING, job)
     control.clear_request(spool, "cancel", job_id)
-    return JobView(status=Status.PENDING.value, record=job, path=str(path))
+    # As published: the move raised the revision (spool invariant 9).
+    written = job.model_copy(update={"revision": job.revision + 1})
+    return JobView(status=Status.PENDING.value, record=written, path=str(path))
+
+
+def resubmit(
+    spool: Spool,
+    job_id: str,
+    params: list[Any] | dict[str, Any],
+    *,
+    config: Config,
+    by: str | None = None,
+    via: str | None = None,
+) -> JobView:
+    """Queue a new job like a failed or cancelled one, with edited params.
+
+    The new job gets a new id and the old job's name, method, priority and
+    per-job limits (``max_attempts``, ``timeout_seconds``); ``params`` are
+    validated exactly as a submission's (:func:`jobspool.submit.validate`:
+    InvalidParams or NotAllowed, nothing written), and the job is published
+    by the path every submission takes (:func:`jobspool.submit.queue_job`,
+    i.e. ``Spool.submit``). Conflict if the old job is not failed or
+    cancelled; JobNotFound if there is none. Returns the new job's view.
+
+    Where the link between the two jobs is recorded, and why there only:
+    the old job's record is finished and is never rewritten. A completed
+    record has no move at all and a failed one may only go back to pending
+    (:data:`jobspool.states.TRANSITIONS`): every change to a record is a
+    move that publishes a new revision, so "add a line to a failed job"
+    would need a failed -> failed move the protocol does not have, and the
+    terminal directories belong to the runner's user, which a submitter
+    need not be. So the link is written on the new job alone, as the note
+    of its own "submitted" history entry ("resubmitted from <old id>"):
+    that entry is the one piece of history a producer's unsealed record
+    keeps when a runner reads it (:func:`jobspool.model.as_submitted`), so
+    it survives into every later revision. The old job's resubmissions are
+    found by a query over the new records (:func:`resubmitted_from`; the
+    dashboard's index keeps it per row).
+    """
+    from jobspool.submit import queue_job, validate
+
+    view = spool.get(job_id)
+    status = Status(view.status)
+    if status not in RESUBMITTABLE:
+        raise Conflict(
+            f"job {job_id} is {status}; only failed or cancelled jobs can be resubmitted"
+        )
+    old = view.record
+    validate(config, old.job, old.method, params)
+    record = Job(
+        job=old.job,
+        method=old.method,
+        params=params,
+        priority=old.priority,
+        max_attempts=old.max_attempts,
+        timeout_seconds=old.timeout_seconds,
+    )
+    note = f"{RESUBMITTED_FROM}{view.id}"
+    new_id = queue_job(config, spool, record, by=by, via=via or "python", note=note)
+    found = spool.find(new_id)
+    if found is not None:
+        return found
+    # Taken and moved on meanwhile, between two directories: what was published.
+    return JobView(
+        status=Status.PENDING.value, record=record.model_copy(update={"id": new_id}), path=""
+    )
+
+
+def resubmitted_from(job: Job) -> str | None:
+    """The id of the job this one was resubmitted from (see :func:`resubmit`), if any."""
+    for entry in job.history:
+        if entry.action == SUBMITTED:
+            found = _FROM.fullmatch(entry.note or "")
+            if found and is_valid_id(found.group(1)):
+                return found.group(1)
+            return None
+    return None

@@ -471,14 +471,20 @@ class Spool:
             )
         return data
 
-    def submit(self, job: Job, *, by: str | None = None, via: str | None = None) -> str:
+    def submit(
+        self, job: Job, *, by: str | None = None, via: str | None = None, note: str | None = None
+    ) -> str:
         """Publish a new job in pending/; returns its id once it is durable
-        (invariant 2)."""
+        (invariant 2). ``note`` goes on the job's "submitted" history entry
+        (the one entry a producer writes: :func:`jobspool.model.as_submitted`)."""
         self.check_free_space()
         job_id = job.id or new_id()
         if not is_valid_id(job_id):
             raise InvalidJobFile(f"{job_id!r} is not a valid job id")
-        if self.locate(job_id) is not None:
+        # A generated id is new by construction (time, pid and 32 random
+        # bits), and the link below never replaces: only an id the caller
+        # chose needs looking for among the finished jobs.
+        if job.id is not None and self.locate(job_id) is not None:
             raise Conflict(f"a job with id {job_id} already exists")
         now = utcnow()
         record = job.model_copy(
@@ -487,7 +493,10 @@ class Spool:
                 "created_at": job.created_at or now,
                 "submitted_by": job.submitted_by or by or default_actor(),
                 "revision": 1,
-                "history": [*job.history, HistoryEntry(at=now, action="submitted", by=by, via=via)],
+                "history": [
+                    *job.history,
+                    HistoryEntry(at=now, action="submitted", by=by, via=via, note=note),
+                ],
             }
         )
         tmp = self.write_tmp(self.encode(record), job_id)

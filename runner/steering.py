@@ -1,4 +1,4 @@
-"""Steering jobs from Python: cancel, retry and list.
+"""Steering jobs from Python: cancel, retry, resubmit and list.
 
 Owns the Python face of what ``jobspool cancel``, ``jobspool retry`` and
 ``jobspool list`` do. The config and the spool are found as
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from jobspool import actions
 from jobspool.config import Config
@@ -56,6 +57,28 @@ def retry_job(
     Returns its pending view; JobNotFound or Conflict as for cancel_job.
     """
     return actions.retry(_spool(config, spool), job_id, by=by or default_actor(), via=via)
+
+
+def resubmit_job(
+    job_id: str,
+    params: list[Any] | dict[str, Any],
+    *,
+    config: Config | str | None = None,
+    spool: str | None = None,
+    by: str | None = None,
+    via: str = "python",
+) -> JobView:
+    """Queue a new job like a failed or cancelled one, with edited params.
+
+    The params are validated as ``run_background_job`` validates them
+    (InvalidParams or NotAllowed, nothing written); the new job's history
+    says which job it was resubmitted from. Returns the new job's view;
+    JobNotFound or Conflict as for cancel_job.
+    """
+    cfg = resolve_config(config, spool)
+    return actions.resubmit(
+        open_spool(cfg), job_id, params, config=cfg, by=by or default_actor(), via=via
+    )
 
 
 # Not a directory: the pending jobs that are not yet due (delayed by their

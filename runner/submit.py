@@ -199,10 +199,13 @@ def run_background_job(
     return queue_job(cfg, open_spool(cfg), record, by=submitted_by, via=via)
 
 
-def queue_job(cfg: Config, spool: Spool, record: Job, *, by: str | None, via: str) -> str:
-    """Publish an already validated job for a runner (never eagerly) and log it."""
+def queue_job(
+    cfg: Config, spool: Spool, record: Job, *, by: str | None, via: str, note: str | None = None
+) -> str:
+    """Publish an already validated job for a runner (never eagerly) and log it;
+    ``note`` goes on its "submitted" history entry."""
     check_limits(cfg, record)
-    job_id = spool.submit(record, by=by, via=via)
+    job_id = spool.submit(record, by=by, via=via, note=note)
     logs.append(
         cfg.log_dir,
         "submitted",

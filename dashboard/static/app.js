@@ -108,6 +108,10 @@
           log.dataset.offset = String(offset);
           active = Boolean(data.active);
           log.dataset.follow = active ? "1" : "0";
+          const waiting = document.getElementById("log-empty");
+          if (waiting && !active && !log.textContent && waiting.dataset.done) {
+            waiting.textContent = waiting.dataset.done;
+          }
           // A cut read has more waiting: fetch it at once.
           return data.cut && data.text;
         })

@@ -1,5 +1,6 @@
 <figure class="chart">
-<svg viewBox="0 0 {{chart.width}} {{chart.height}}" role="img" aria-label="{{caption}}">
+<p class="peak">peak {{chart.peak}} per {{chart.unit}}</p>
+<svg class="bars" viewBox="0 0 {{chart.width}} {{chart.height}}" role="img" aria-label="{{caption}}">
   <line class="axis" x1="0" y1="{{chart.baseline}}" x2="{{chart.width}}" y2="{{chart.baseline}}"></line>
   % for bar in chart.bars:
   <g class="bar">
@@ -13,10 +14,11 @@
     % end
   </g>
   % end
+</svg>
+<svg class="ticks" width="100%" height="18" aria-hidden="true">
   % for tick in chart.ticks:
-  <text class="tick" x="{{tick.x}}" y="{{chart.height - 4}}">{{tick.label}}</text>
+  <text class="tick" x="{{tick.pct}}%" y="13" text-anchor="{{tick.anchor}}">{{tick.label}}</text>
   % end
-  <text class="peak" x="2" y="11">peak {{chart.peak}} per {{chart.unit}}</text>
 </svg>
 <figcaption>{{caption}}: <span class="ok-text">{{chart.completed}} completed</span>, <span class="bad-text">{{chart.failed}} failed</span></figcaption>
 </figure>

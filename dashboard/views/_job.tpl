@@ -1,9 +1,14 @@
+% if job_flash:
+<p class="flash" role="status" id="job-flash">{{job_flash}}</p>
+% end
+% shown = waiting.kind if waiting else view.status
 <div class="job-head">
-  <span class="badge big status-{{view.status}}" id="job-status">{{view.status}}</span>
+  <span class="badge big status-{{shown}}" id="job-status" title="{{view.status}}">{{shown}}</span>
   <span class="job-name">{{rec.job}}.{{rec.method}}</span>
-  % attempt = fmt.running_attempt(view)
-  % if attempt:
-  <span class="muted" id="running-attempt">attempt {{attempt}} running</span>
+  % if counts.in_progress is not None:
+  <span class="muted" id="running-attempt">attempt {{counts.in_progress}}{{(' of ' + str(rec.max_attempts)) if rec.max_attempts else ''}} in progress</span>
+  % elif waiting:
+  <span class="muted" id="waiting">{{waiting.text}}</span>
   % end
   <span class="job-actions">
   % if 'retry' in actions:
@@ -11,6 +16,9 @@
       <input type="hidden" name="csrf" value="{{csrf}}">
       <button type="submit" id="retry">Retry</button>
     </form>
+  % end
+  % if can_resubmit:
+    <a class="button{{'' if rejected_for_params or 'retry' not in actions else ' secondary'}}" id="resubmit" href="/jobs/{{view.id}}/resubmit">Edit and resubmit</a>
   % end
   % if 'cancel' in actions:
     <form method="post" action="/jobs/{{view.id}}/cancel" class="inline" data-confirm="Cancel this job?">
@@ -31,8 +39,29 @@
   % end
 </div>
 % end
+% if rejected_for_params and can_resubmit:
+<p class="notice" id="rejected-note">Rejected for its params: retrying it as it is would be rejected again. <a href="/jobs/{{view.id}}/resubmit">Edit the params and resubmit it</a> as a new job.</p>
+% end
+% if source or resubmissions:
+<div class="links" id="job-links">
+  % if source:
+  <p id="resubmitted-from">Resubmitted from <a href="/jobs/{{source}}"><code>{{source}}</code></a>, with edited params.</p>
+  % end
+  % if resubmissions:
+  <p id="resubmitted-as">Resubmitted as
+  % for i, new_id in enumerate(resubmissions):
+  {{', ' if i else ''}}<a href="/jobs/{{new_id}}"><code>{{new_id}}</code></a>
+  % end
+  </p>
+  % end
+</div>
+% end
 % if rec.error:
-<section class="error-box">
+% earlier = view.status in ('pending', 'running')
+<section class="error-box{{' earlier' if earlier else ''}}">
+  % if earlier:
+  <p class="muted">The last attempt failed:</p>
+  % end
   <p class="error"><strong>{{rec.error.type}}</strong>: {{rec.error.message}}</p>
   % if rec.error.traceback:
   <details id="tb-record"><summary>Traceback</summary><pre class="tb">{{rec.error.traceback}}</pre></details>
@@ -41,21 +70,22 @@
 % end
 <section class="record">
 <dl class="fields">
-  <dt>Status</dt><dd>{{view.status}}{{(' — ' + rec.reason) if rec.reason else ''}}</dd>
+  % if waiting:
+  <dt>Status</dt><dd id="status-line">pending, {{waiting.text}}</dd>
+  % elif view.status == 'pending':
+  <dt>Status</dt><dd id="status-line">pending, ready: a runner takes it as soon as one is free</dd>
+  % else:
+  <dt>Status</dt><dd id="status-line">{{view.status}}{{(' — ' + rec.reason) if rec.reason else ''}}</dd>
+  % end
   <dt>Job</dt><dd>{{rec.job}}.{{rec.method}}</dd>
   <dt>Priority</dt><dd>{{rec.priority}}</dd>
   <dt>Created</dt><dd>{{fmt.fmt_time(rec.created_at)}}</dd>
   <dt>Submitted by</dt><dd>{{rec.submitted_by or '-'}}</dd>
-  % limit = f" of {rec.max_attempts}" if rec.max_attempts else ""
-  % if rec.attempt_base:
-  <dt>Attempts</dt><dd>{{len(rec.attempts)}} recorded; {{rec.attempts_used}}{{limit}} counted since the last retry</dd>
-  % else:
-  <dt>Attempts</dt><dd>{{rec.attempts_used}}{{limit}} used</dd>
-  % end
+  <dt>Attempts</dt><dd id="attempts-used">{{counts.text(rec)}}</dd>
   % if rec.not_before:
   <dt>Not before</dt><dd>{{fmt.fmt_time(rec.not_before)}}</dd>
   % end
-  % if rec.next_attempt_at:
+  % if rec.next_attempt_at and view.status == 'pending':
   <dt>Next attempt</dt><dd>{{fmt.fmt_time(rec.next_attempt_at)}}</dd>
   % end
   % if rec.timeout_seconds:
@@ -77,9 +107,10 @@
 </section>
 <section>
 <h2>Attempts</h2>
-% if not rec.attempts:
+% if not rec.attempts and counts.in_progress is None:
 <p class="empty">No attempt yet.</p>
 % else:
+<div class="table-wrap">
 <table class="grid attempts">
 <thead><tr><th>#</th><th>Outcome</th><th>Runner</th><th>Host</th><th>PID</th><th>Started</th><th>Finished</th><th class="num">Duration</th><th class="num">Exit</th><th>Error</th></tr></thead>
 <tbody>
@@ -104,8 +135,23 @@
   </td>
 </tr>
 % end
+% if counts.in_progress is not None:
+<tr class="current" id="current-attempt">
+  <td>{{counts.in_progress}}</td>
+  <td><span class="badge status-running">running</span></td>
+  <td><code>{{claim.runner if claim else '-'}}</code></td>
+  <td>{{running_host or '-'}}</td>
+  <td>{{running.pid if running and running.pid is not None else '-'}}</td>
+  <td>{{fmt.fmt_iso(running.started_at) if running else '-'}}</td>
+  <td>-</td>
+  <td class="num">{{fmt.fmt_duration(running.running_seconds) if running else '-'}}</td>
+  <td class="num">-</td>
+  <td class="err">in progress</td>
+</tr>
+% end
 </tbody>
 </table>
+</div>
 % end
 </section>
 <section>
@@ -113,13 +159,15 @@
 % if not rec.history:
 <p class="empty">Nothing recorded.</p>
 % else:
+<div class="table-wrap">
 <table class="grid history">
 <thead><tr><th>When</th><th>Action</th><th>By</th><th>Via</th><th>Note</th></tr></thead>
 <tbody>
 % for h in rec.history:
-<tr><td>{{fmt.fmt_time(h.at)}}</td><td>{{h.action}}</td><td>{{h.by or '-'}}</td><td>{{h.via or '-'}}</td><td>{{h.note or ''}}</td></tr>
+<tr><td class="when">{{fmt.fmt_time(h.at)}}</td><td>{{h.action}}</td><td>{{h.by or '-'}}</td><td>{{h.via or '-'}}</td><td class="note">{{h.note or ''}}</td></tr>
 % end
 </tbody>
 </table>
+</div>
 % end
 </section>

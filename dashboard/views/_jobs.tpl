@@ -19,23 +19,29 @@
 % if not rows:
 <p class="empty">No jobs here.</p>
 % else:
+<div class="table-wrap">
 <table class="grid jobs">
 <thead><tr><th>Id</th><th>Status</th><th>Job</th><th class="num">Attempts</th><th>Created (UTC)</th><th>Finished (UTC)</th><th class="num">Duration</th><th>Error</th></tr></thead>
 <tbody>
 % for j in rows:
 <tr class="job-row" data-id="{{j['id']}}">
   <td class="id"><a href="/jobs/{{j['id']}}"><code>{{j['id']}}</code></a></td>
-  <td><span class="badge status-{{j['status']}}">{{j['status']}}</span></td>
+  <td class="state"><span class="badge status-{{j['shown']}}" title="{{j['due_title'] or j['status']}}">{{j['shown']}}</span>
+  % if j['due']:
+  <span class="due" title="{{j['due_title']}}">{{j['due']}}</span>
+  % end
+  </td>
   <td>{{j['name']}}</td>
   <td class="num">{{j['attempts']}}</td>
   <td class="when">{{j['created']}}</td>
   <td class="when">{{j['finished']}}</td>
   <td class="num">{{j['duration']}}</td>
-  <td class="err">{{j['error']}}</td>
+  <td class="{{j['error_class']}}">{{j['error']}}</td>
 </tr>
 % end
 </tbody>
 </table>
+</div>
 % end
 % if result.pages > 1:
 <nav class="pages" aria-label="pages">

@@ -3,10 +3,21 @@
 % end
 <section class="cards" aria-label="Jobs per status">
   % for status in statuses:
+  % if status == 'pending':
+  <a class="card status-pending" href="/jobs?status=pending" id="count-pending" title="pending jobs that are due: a runner takes them as soon as one is free">
+    <span class="n">{{ov.ready}}</span>
+    <span class="label">pending</span>
+  </a>
+  <a class="card status-scheduled" href="/jobs?status=pending" id="count-scheduled" title="pending jobs not due yet: delayed, or waiting for their next attempt">
+    <span class="n">{{ov.scheduled}}</span>
+    <span class="label">scheduled</span>
+  </a>
+  % else:
   <a class="card status-{{status}}" href="/jobs?status={{status}}" id="count-{{status}}">
     <span class="n">{{ov.counts[status]}}</span>
     <span class="label">{{status}}</span>
   </a>
+  % end
   % end
   % if ov.corrupt:
   <span class="card status-corrupt" title="files quarantined in corrupt/: not jobs at all">
@@ -19,7 +30,7 @@
   <div><span class="k">Success, last hour</span><span class="v">{{fmt.fmt_rate(ov.success_last_hour)}}</span></div>
   <div><span class="k">Success, last 24 h</span><span class="v">{{fmt.fmt_rate(ov.success_last_day)}}</span></div>
   <div><span class="k">Success, all on disk</span><span class="v">{{fmt.fmt_rate(ov.success_all)}}</span></div>
-  <div><span class="k">Oldest pending</span><span class="v">
+  <div title="the due pending job waiting longest (scheduled jobs and retries not due yet do not count)"><span class="k">Oldest pending (due)</span><span class="v" id="oldest-pending">
   % if ov.oldest_pending_id:
     <a href="/jobs/{{ov.oldest_pending_id}}">{{fmt.fmt_age(ov.oldest_pending_age)}}</a>
   % else:
@@ -43,6 +54,7 @@
 % if not ov.runners:
 <p class="empty">No runner is alive. Start one with <code>jobspool runner</code> (or <code>jobspool up</code>).</p>
 % else:
+<div class="table-wrap">
 <table class="grid runners">
 <thead><tr><th>Runner</th><th>Host</th><th>PID</th><th>Heartbeat</th><th>Running jobs</th></tr></thead>
 <tbody>
@@ -64,6 +76,7 @@
 % end
 </tbody>
 </table>
+</div>
 % end
 </section>
 <section>
@@ -71,6 +84,7 @@
 % if not ov.per_name:
 <p class="empty">No finished jobs yet.</p>
 % else:
+<div class="table-wrap">
 <table class="grid per-job">
 <thead><tr><th>Job</th><th class="num">Completed</th><th class="num">Failed</th><th class="num">Cancelled</th><th class="num">Success</th><th class="num">p50</th><th class="num">p95</th></tr></thead>
 <tbody>
@@ -87,5 +101,6 @@
 % end
 </tbody>
 </table>
+</div>
 % end
 </section>

@@ -76,6 +76,7 @@
 </form>
 <section>
 <h2>Allowed jobs</h2>
+<div class="table-wrap">
 <table class="grid allowed">
 <thead><tr><th>Job</th><th>Method</th><th>Signature</th><th>Description</th></tr></thead>
 <tbody>
@@ -86,5 +87,6 @@
 % end
 </tbody>
 </table>
+</div>
 </section>
 % end
