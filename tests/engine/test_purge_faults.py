@@ -22,7 +22,7 @@ from jobspool.errors import Conflict, JobNotFound
 from jobspool.fsops import FileOps
 from jobspool.initspool import init_spool
 from jobspool.purge import AREA, Purger, scan
-from jobspool.retention import Candidate, select
+from jobspool.retention import Candidate, Policy, select
 from jobspool.spool import Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv
@@ -30,7 +30,7 @@ from tests.support.faults import CallRecorder, FailNthCall, HookedOps
 from tests.support.finished import make_finished, side_files, where, whole_or_gone
 
 DAY = 86400.0
-POLICY = {Status.COMPLETED: DAY, Status.FAILED: DAY, Status.CANCELLED: DAY}
+POLICY: Policy = {Status.COMPLETED: DAY, Status.FAILED: DAY, Status.CANCELLED: DAY}
 STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 
