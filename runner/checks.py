@@ -150,8 +150,24 @@ def _check_job(name: str, entry: dict[str, Any], report: Report) -> None:
             job.methods[method] = _signature(cls, method)
 
 
+def _check_schedule(name: str, entry: dict[str, Any], report: Report) -> None:
+    """A schedule's params must bind to its method's signature."""
+    from jobspool.binding import bind, load_class
+    from jobspool.errors import InvalidParams
+
+    try:
+        cls = load_class(entry["class_path"])
+        bind(cls, entry["method"], entry["params"])
+    except InvalidParams as exc:
+        shown = f"{entry['job']}.{entry['method']}{_signature(cls, entry['method'])}"
+        report.errors.append(f"schedules.{name}.params: {exc}; give params that {shown} accepts")
+    except Exception:  # noqa: S110 - the allowed_jobs entry's own check says what is wrong
+        pass
+
+
 def inspect_allow_list(request: dict[str, Any]) -> Report:
-    """Import every allowed class and look up its methods (this process)."""
+    """Import every allowed class and look up its methods, and bind each
+    schedule's params (this process)."""
     base = request["base_dir"]
     if base not in sys.path:
         sys.path.insert(0, base)
@@ -159,6 +175,8 @@ def inspect_allow_list(request: dict[str, Any]) -> Report:
     with contextlib.redirect_stdout(sys.stderr):
         for name, entry in request["jobs"].items():
             _check_job(name, entry, report)
+        for name, entry in request.get("schedules", {}).items():
+            _check_schedule(name, entry, report)
     return report
 
 
@@ -182,7 +200,16 @@ def _request(cfg: Config) -> dict[str, Any]:
         }
         for name, spec in cfg.settings.allowed_jobs.items()
     }
-    return {"base_dir": str(cfg.base_dir), "jobs": jobs}
+    schedules = {
+        name: {
+            "job": entry.job,
+            "method": entry.method,
+            "params": entry.params,
+            "class_path": cfg.class_path(entry.job),
+        }
+        for name, entry in cfg.settings.schedules.items()
+    }
+    return {"base_dir": str(cfg.base_dir), "jobs": jobs, "schedules": schedules}
 
 
 def _source(cfg: Config) -> str:
@@ -192,7 +219,7 @@ def _source(cfg: Config) -> str:
 def check_allow_list(cfg: Config) -> Report:
     """The report of a fresh ``python -P`` process; ConfigError if it could not tell."""
     if not cfg.settings.allowed_jobs:
-        return Report()
+        return Report()  # and so no schedule: each names an allowed job
     cmd = [sys.executable, "-P", "-m", "jobspool.checks"]
     try:
         done = subprocess.run(

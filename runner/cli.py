@@ -504,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=cmd_check)
 
     purge_cli.register(sub)
+    from jobspool import schedules_cli  # its own module: schedules and schedules run
+
+    schedules_cli.register(sub)
     _add_plugin_commands(sub)  # jobspool dashboard, jobspool up
     return p
 

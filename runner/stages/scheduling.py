@@ -125,6 +125,11 @@ class Scheduling:
             return
         known.next_due = spec.rule().next_after(at)
 
+    def settle(self, name: str, tick: datetime, runner: str) -> None:
+        """Settle one tick of a configured schedule now (as a due tick is)."""
+        self.runner = runner
+        self._settle(name, self.known[name].spec, tick)
+
     def _settle(self, name: str, spec: ScheduleSpec, tick: datetime) -> None:
         reason = self._overlap(name, spec, tick)
         record = tick_record(

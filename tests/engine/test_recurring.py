@@ -24,8 +24,10 @@ from jobspool.recurring import (
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def spec(**fields: object) -> ScheduleSpec:
@@ -106,7 +108,7 @@ def test_missed_skip_queues_only_a_tick_on_time() -> None:
 
 
 def _cronsim_ticks(expr: str, start: datetime, end: datetime) -> list[datetime]:
-    out = []
+    out: list[datetime] = []
     for local in CronSim(expr, start.astimezone(BERLIN)):
         tick = local.astimezone(UTC)
         if tick > end:
