@@ -5,7 +5,9 @@ file lock is trusted (a spool may be shared by hosts over a network
 filesystem): the lease is taken by linking a complete new file to that name,
 which fails when the name exists, and it stays valid for as long as its
 holder's heartbeat is live, as :class:`jobspool.leases.Liveness` judges on
-the observer's own monotonic clock. Only a holder judged dead is replaced:
+the observer's own monotonic clock (a holder whose heartbeat file is gone
+altogether has stopped or was recovered as dead). Only a holder judged dead
+is replaced:
 its file is renamed aside (one rename wins), checked to be the very file
 that named the dead runner, and only then is a new one linked in. A file
 that is not a readable lease is judged like a holder with no heartbeat: it
@@ -24,7 +26,7 @@ import json
 import os
 import secrets
 
-from jobspool import purge
+from jobspool import heartbeats, purge
 from jobspool.errors import InvalidJobFile
 from jobspool.fsops import NotRegularFile
 from jobspool.leases import Liveness
@@ -85,11 +87,21 @@ class PurgeLease:
             return self._create(me)
         if holder is None:
             return self._odd_lapsed(now) and self._take_over(me, None)
+        if self._unregistered(holder):
+            return self._take_over(me, holder)
         judge = self._judges.setdefault(me, Liveness(self.spool, me, self.lease_seconds))
         judge.lease = self.lease_seconds
         if holder in judge.dead(now, {holder}):
             return self._take_over(me, holder)
         return False
+
+    def _unregistered(self, runner: str) -> bool:
+        """No heartbeat file at all: the holder stopped, or another runner
+        judged it dead and recovered it (a live runner's heartbeat is
+        replaced by rename, so its name is never missing; a runner writes
+        its first one before it can take this lease)."""
+        found = heartbeats.scan(self.spool)
+        return runner not in found.beats and runner not in found.malformed
 
     def release(self, me: str) -> None:
         """Give the lease up if it names me; never raises."""
