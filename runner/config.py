@@ -202,6 +202,9 @@ class Config:
     # Derived once per job name; a reloaded file makes a new Config.
     _policies: dict[str, RetryPolicy] = field(default_factory=dict, compare=False, repr=False)
     _limits: dict[str, dict[str, float]] = field(default_factory=dict, compare=False, repr=False)
+    # Resolved once: a producer asks for them at every submit. Only for a
+    # config read from a file: without one they follow the working directory.
+    _dirs: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def base_dir(self) -> Path:
@@ -209,7 +212,12 @@ class Config:
 
     @property
     def spool_dir(self) -> Path:
-        return (self.base_dir / self.settings.spool).resolve()
+        found = self._dirs.get("spool")
+        if found is None:
+            found = (self.base_dir / self.settings.spool).resolve()
+            if self.path is not None:
+                self._dirs["spool"] = found
+        return found
 
     @property
     def archive_dir(self) -> Path | None:
@@ -218,8 +226,13 @@ class Config:
 
     @property
     def log_dir(self) -> Path:
-        d = self.settings.logs.dir
-        return (self.base_dir / d).resolve() if d else self.spool_dir / "logs"
+        found = self._dirs.get("logs")
+        if found is None:
+            d = self.settings.logs.dir
+            found = (self.base_dir / d).resolve() if d else self.spool_dir / "logs"
+            if self.path is not None:
+                self._dirs["logs"] = found
+        return found
 
     def spec(self, job: str, method: str) -> JobSpec:
         """The allow-list entry for job.method, or NotAllowed with the reason."""
@@ -276,6 +289,8 @@ _ENV: dict[str, tuple[str, ...]] = {
     "JOBSPOOL_START_METHOD": ("start_method",),
     "JOBSPOOL_LOG_DIR": ("logs", "dir"),
 }
+# Every variable that changes what load_config returns.
+ENVIRONMENT = ("JOBSPOOL_CONFIG", *_ENV)
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:

@@ -200,9 +200,14 @@ def event(action: str, level: int = INFO, exc_text: str | None = None, **fields:
 def append(log_dir: Path, action: str, level: int = INFO, **fields: Any) -> None:
     """One line from a process that keeps no log open (a submitting CLI or app)."""
     line = format_line(action, level, None, fields).encode("utf-8", "replace")
+    path = os.path.join(log_dir, MAIN_LOG)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log_dir / MAIN_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:  # a first line: make the directory (not on every line)
+            log_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o644)
         try:
             os.write(fd, line)
         finally:

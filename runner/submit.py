@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobspool import binding, child, codec, logs
-from jobspool.config import Config, load_config
+from jobspool import binding, child, codec, logs, producer
+from jobspool.config import Config
 from jobspool.errors import InvalidParams, JobNotFound, JobspoolError, NotAllowed
 from jobspool.messages import ChildReport, decode_report
 from jobspool.model import Attempt, HistoryEntry, Job, JobView, Outcome, utcnow
@@ -40,23 +40,19 @@ class WaitTimeout(JobspoolError, TimeoutError):
 
 
 def resolve_config(config: Config | str | None = None, spool: str | None = None) -> Config:
+    """The config a call names, or finds; loaded once per process while its
+    file and environment stay the same (``jobspool.producer``)."""
     if isinstance(config, Config):
         if spool is None:
             return config
-        return load_config(config.path, {"spool": spool})
-    return load_config(config, {"spool": spool})
+        return producer.config(config.path, spool)
+    return producer.config(config, spool)
 
 
 def open_spool(cfg: Config) -> Spool:
-    s = cfg.settings
-    return Spool.open(
-        cfg.spool_dir,
-        durable=s.durable,
-        max_job_bytes=s.max_job_bytes,
-        min_free_bytes=s.min_free_bytes,
-        min_free_inodes=s.min_free_inodes,
-        log_dir=cfg.log_dir,
-    )
+    """The config's spool, refused without its marker (``Spool.open``); opened
+    once per process while the marker stays the same (``jobspool.producer``)."""
+    return producer.spool(cfg)
 
 
 def _importable(cfg: Config) -> None:
@@ -205,7 +201,18 @@ def queue_job(
     """Publish an already validated job for a runner (never eagerly) and log it;
     ``note`` goes on its "submitted" history entry."""
     check_limits(cfg, record)
-    job_id = spool.submit(record, by=by, via=via, note=note)
+    try:
+        job_id = spool.submit(record, by=by, via=via, note=note)
+    except FileNotFoundError:
+        # A directory of the spool went away since it was opened (nothing
+        # was published: the link into pending/ is what failed, or came
+        # before): open it afresh, which checks the marker and makes the
+        # layout whole again, and try once more.
+        producer.forget(cfg)
+        job_id = open_spool(cfg).submit(record, by=by, via=via, note=note)
+    except Exception:
+        producer.forget(cfg)  # the next submit opens the spool afresh
+        raise
     logs.append(
         cfg.log_dir,
         "submitted",
