@@ -26,6 +26,7 @@ import bottle
 
 from jobspool.actions import resubmitted_from
 from jobspool.dashboard import actions, metrics, present
+from jobspool.dashboard import schedules as schedule_page
 from jobspool.dashboard.charts import bar_chart
 from jobspool.dashboard.logtail import TAIL_BYTES, log_size, open_log, read_log
 from jobspool.dashboard.overview import CorruptCounter, gather
@@ -224,6 +225,10 @@ class DashboardApp:
             ("GET", "/api/overview", self.overview_api),
             ("GET", "/metrics", self.metrics_text),
             ("GET", "/api/runners", self.runners_api),
+            ("GET", "/schedules", self.schedules_page),
+            ("GET", "/api/schedules", self.schedules_api),
+            ("POST", "/schedules/<name>/run", self.schedule_run_form),
+            ("POST", "/api/schedules/<name>/run", self.schedule_run_api),
             ("GET", "/jobs", self.jobs_page),
             ("GET", "/partials/jobs", self.jobs_fragment),
             ("GET", "/api/jobs", self.jobs_api),
@@ -395,6 +400,37 @@ class DashboardApp:
 
     def runners_api(self) -> str:
         return _json({"runners": [r.to_json() for r in self.dash.runners.snapshot()]})
+
+    # ------------------------------------------------------------- schedules
+
+    def schedules_page(self) -> str:
+        found = schedule_page.rows(self.dash)
+        return self.page(
+            "schedules.tpl",
+            title="Schedules",
+            nav="schedules",
+            schedules=found,
+            when=schedule_page.when_text,
+        )
+
+    def schedules_api(self) -> str:
+        return _json(schedule_page.to_json(schedule_page.rows(self.dash)))
+
+    def _run_schedule(self, name: str) -> str:
+        spec = schedule_page.spec_of(self.dash, name)
+        if spec is None:
+            bottle.abort(404, "no such schedule")
+        assert spec is not None
+        return schedule_page.run_now(self.dash, name, spec, _actor())
+
+    def schedule_run_form(self, name: str) -> None:
+        job_id = self._run_schedule(name)
+        bottle.redirect(_link(f"/jobs/{job_id}", {"done": "submitted"}), 303)
+
+    def schedule_run_api(self, name: str) -> str:
+        job_id = self._run_schedule(name)
+        response.set_header("Location", f"/api/jobs/{job_id}")
+        return _json({"id": job_id, "status": Status.PENDING.value}, 201)
 
     # ------------------------------------------------------------- lists
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from jobspool import ticks
 from jobspool.dashboard.overview import Overview
 from jobspool.dashboard.state import Dashboard
+from jobspool.model import utcnow
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -130,4 +132,31 @@ def render(ov: Overview, dash: Dashboard) -> str:
     w.sample("jobspool_dashboard_index_ready", 1 if ov.index.ready else 0)
     w.family("jobspool_dashboard_index_rows", "gauge", "Job files the dashboard keeps as rows.")
     w.sample("jobspool_dashboard_index_rows", ov.index.rows)
+    _schedules(w, dash)
     return w.text()
+
+
+def _schedules(w: _Writer, dash: Dashboard) -> None:
+    found = ticks.views(dash.spool, dash.config.settings.schedules, utcnow())
+    w.family(
+        "jobspool_schedule_last_run_timestamp",
+        "gauge",
+        "Unix time of each schedule's newest tick claimed (absent before its first).",
+    )
+    for v in found:
+        if v.last_tick is not None:
+            w.sample(
+                "jobspool_schedule_last_run_timestamp",
+                v.last_tick.timestamp(),
+                [("schedule", v.name)],
+            )
+    w.family(
+        "jobspool_schedule_next_run_timestamp", "gauge", "Unix time of each schedule's next tick."
+    )
+    for v in found:
+        if v.next_tick is not None:
+            w.sample(
+                "jobspool_schedule_next_run_timestamp",
+                v.next_tick.timestamp(),
+                [("schedule", v.name)],
+            )

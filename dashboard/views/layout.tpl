@@ -15,6 +15,7 @@
   <nav>
     <a href="/" class="{{'on' if nav == 'overview' else ''}}">Overview</a>
     <a href="/jobs" class="{{'on' if nav == 'jobs' else ''}}">Jobs</a>
+    <a href="/schedules" class="{{'on' if nav == 'schedules' else ''}}">Schedules</a>
     <a href="/submit" class="{{'on' if nav == 'submit' else ''}}">Submit</a>
   </nav>
   <span class="spool" title="spool directory">{{spool}}</span>
