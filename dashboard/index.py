@@ -21,6 +21,8 @@ Behaviour (documented for users in README.md):
   and listed, but not charted or searched. A row costs about half a kilobyte.
 * A file that cannot be read as a job keeps a placeholder row, so it is not
   read again and again; it is re-read if it is replaced.
+* A file that vanishes between the listing and the read (a purge removed
+  it, or a move took it on) gets no row; the next listing forgets its name.
 * In the background mode, after every 20,000 new rows the index moves what
   exists to the garbage collector's permanent generation (``gc.freeze``):
   rows are plain tuples without cycles, and a full collection walking 100,000
@@ -38,6 +40,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -378,6 +381,8 @@ class JobIndex:
                     if ident is None or name in st.rows:
                         continue
                     view = self.spool.view(status, name)
+                    if view is None and not os.path.lexists(self.spool.path_in(status, name)):
+                        continue  # purged or moved since the listing: the next one forgets it
                     fresh.append(
                         (name, placeholder(ident) if view is None else row_of(view, ident, now))
                     )

@@ -132,6 +132,7 @@ def render(ov: Overview, dash: Dashboard) -> str:
     w.sample("jobspool_dashboard_index_ready", 1 if ov.index.ready else 0)
     w.family("jobspool_dashboard_index_rows", "gauge", "Job files the dashboard keeps as rows.")
     w.sample("jobspool_dashboard_index_rows", ov.index.rows)
+    _retention(w, ov)
     _schedules(w, dash)
     return w.text()
 
@@ -160,3 +161,28 @@ def _schedules(w: _Writer, dash: Dashboard) -> None:
                 v.next_tick.timestamp(),
                 [("schedule", v.name)],
             )
+
+
+def _retention(w: _Writer, ov: Overview) -> None:
+    """What purges removed (from the spool's purge summary) and the retention in force."""
+    info = ov.retention
+    if info is None:
+        return
+    w.family(
+        "jobspool_purged_total",
+        "counter",
+        "Finished jobs removed (or archived) by retention and jobspool purge, per status.",
+    )
+    for status in sorted(info.policy):
+        w.sample("jobspool_purged_total", info.total(status), [("status", status)])
+    w.family(
+        "jobspool_retention_seconds",
+        "gauge",
+        "How long finished jobs are kept, per status (absent: kept forever).",
+    )
+    for status, seconds in sorted(info.seconds.items()):
+        if seconds is not None:
+            w.sample("jobspool_retention_seconds", seconds, [("status", status)])
+    if info.last_at is not None:
+        w.family("jobspool_last_purge_timestamp_seconds", "gauge", "Unix time of the last purge.")
+        w.sample("jobspool_last_purge_timestamp_seconds", round(info.last_at.timestamp(), 3))

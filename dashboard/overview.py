@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from jobspool.dashboard import retention
 from jobspool.dashboard.index import IndexState
+from jobspool.dashboard.retention import RetentionInfo
 from jobspool.dashboard.runners import RunnerInfo
 from jobspool.dashboard.state import Dashboard
 from jobspool.dashboard.stats import Bucket, NameSummary, success_rate
@@ -69,6 +71,7 @@ class Overview:
     attempts: dict[str, int]
     index: IndexState
     now: float
+    retention: RetentionInfo | None = None
 
     @property
     def running_attempts(self) -> int:
@@ -108,6 +111,7 @@ class Overview:
                 "limit": self.index.limit,
             },
             "generated_at": self.now,
+            "retention": self.retention.to_json() if self.retention is not None else None,
         }
 
 
@@ -141,4 +145,5 @@ def gather(dash: Dashboard, corrupt: CorruptCounter) -> Overview:
         attempts=attempts,
         index=index.state(),
         now=now,
+        retention=retention.gather(dash.config, dash.spool),
     )

@@ -104,3 +104,31 @@
 </div>
 % end
 </section>
+% if ov.retention is not None:
+<section id="retention" aria-label="Retention">
+<h2>Retention</h2>
+<p class="muted">Finished jobs are removed with their logs once older than this{{' (moved to the archive)' if ov.retention.archived else ''}}.</p>
+<div class="table-wrap">
+<table class="grid retention">
+<thead><tr><th>Status</th><th>Kept for</th><th class="num">Last purge removed</th><th class="num">Removed in all</th></tr></thead>
+<tbody>
+% for status, kept in ov.retention.policy.items():
+<tr id="retention-{{status}}">
+  <td>{{status}}</td>
+  <td>{{'forever' if kept == 'keep' else kept}}</td>
+  <td class="num">{{ov.retention.removed(status)}}</td>
+  <td class="num">{{ov.retention.total(status)}}</td>
+</tr>
+% end
+</tbody>
+</table>
+</div>
+<p id="last-purge">
+% if ov.retention.last is not None:
+Last purge: {{fmt.fmt_time(ov.retention.last.at)}} by <code>{{ov.retention.last.by}}</code>.
+% else:
+No purge has removed anything yet.
+% end
+</p>
+</section>
+% end
