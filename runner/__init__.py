@@ -5,6 +5,7 @@ Public API::
     from jobspool import run_background_job, get_job, wait_for_job
     from jobspool import current_job, report_progress, Retry
     from jobspool import cancel_job, retry_job, resubmit_job, list_jobs
+    from jobspool import pause_jobs, resume_jobs, paused
 
 Names are imported on first use (PEP 562), so a job process that only needs
 ``current_job`` does not load the submit machinery: the fork server stays
@@ -34,7 +35,15 @@ if TYPE_CHECKING:
         Retry,
         SpoolFull,
     )
-    from jobspool.steering import cancel_job, list_jobs, resubmit_job, retry_job
+    from jobspool.steering import (
+        cancel_job,
+        list_jobs,
+        pause_jobs,
+        paused,
+        resubmit_job,
+        resume_jobs,
+        retry_job,
+    )
     from jobspool.submit import WaitTimeout, get_job, run_background_job, wait_for_job
 
 _WHERE = {
@@ -55,6 +64,9 @@ _WHERE = {
     "list_jobs": "jobspool.steering",
     "retry_job": "jobspool.steering",
     "resubmit_job": "jobspool.steering",
+    "pause_jobs": "jobspool.steering",
+    "resume_jobs": "jobspool.steering",
+    "paused": "jobspool.steering",
     "get_job": "jobspool.submit",
     "run_background_job": "jobspool.submit",
     "wait_for_job": "jobspool.submit",
@@ -76,8 +88,11 @@ __all__ = [
     "current_job",
     "get_job",
     "list_jobs",
+    "pause_jobs",
+    "paused",
     "report_progress",
     "resubmit_job",
+    "resume_jobs",
     "retry_job",
     "run_background_job",
     "wait_for_job",

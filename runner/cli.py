@@ -18,7 +18,9 @@ from typing import Any
 from jobspool import (
     actions,
     heartbeats,
+    holds,
     init_cli,
+    pause_cli,
     progress,
     purge_cli,
     sidefiles,
@@ -190,10 +192,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         where = spool.dir("runners") / f"{runner}{heartbeats.SUFFIX}"
         print(f"jobspool: warning: {where}: {bad.reason}", file=sys.stderr)
     runners = _live_runners(found.beats)
+    held = holds.gather(spool, cfg)
     if args.json:
-        print(
-            json.dumps({"spool": str(spool.root), "counts": counts, "runners": runners}, indent=2)
-        )
+        body = {"spool": str(spool.root), "counts": counts, "runners": runners}
+        print(json.dumps(body | held.to_json(), indent=2))
         return 0
     print(f"config: {cfg.path}\nspool: {spool.root}")
     for status, n in counts.items():
@@ -203,6 +205,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(
             f"  {r['runner']}  pid {r['pid']}  running {r['running']}  heartbeat {r['heartbeat']}"
         )
+    print("\n".join(holds.text_lines(held)))
     return 0
 
 
@@ -504,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=cmd_check)
 
     purge_cli.register(sub)
+    pause_cli.register(sub)
     from jobspool import schedules_cli  # its own module: schedules and schedules run
 
     schedules_cli.register(sub)

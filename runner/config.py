@@ -35,6 +35,7 @@ from pydantic import (
     field_validator,
 )
 
+from jobspool.claimgate import Rate, parse_rate
 from jobspool.errors import ConfigError, NotAllowed
 from jobspool.model import NAME_PATTERN
 from jobspool.recurring import ScheduleSpec, check_name
@@ -88,6 +89,23 @@ class Limits(_Strict):
         return base.model_copy(update=self.model_dump(exclude_none=True))
 
 
+class Concurrency(_Strict):
+    """``concurrency: {per_runner: 2, global: 5}``: attempts at once per runner
+    and across every runner of the spool (``jobspool.slots``); unset: no cap."""
+
+    per_runner: int | None = Field(default=None, ge=1)
+    global_: int | None = Field(default=None, alias="global", ge=1, le=10_000)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _concurrency(value: object) -> object:
+    """A plain number is the per-runner form."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"per_runner": value}
+    return value
+
+
 def _public_method_name(name: str) -> str:
     if not NAME_PATTERN.fullmatch(name) or name.startswith("_"):
         raise ValueError(
@@ -102,11 +120,22 @@ class JobSpec(_Strict):
     allowed_methods: list[Annotated[str, AfterValidator(_public_method_name)]] = Field(min_length=1)
     timeout_seconds: float | None = Field(default=None, gt=0)
     retry: RetryOverride = Field(default_factory=RetryOverride)
-    concurrency: int | None = Field(default=None, ge=1)
+    # A plain number is the per-runner cap; a mapping may add a global one.
+    concurrency: Annotated[Concurrency | None, BeforeValidator(_concurrency)] = None
+    # At most N claims per second, minute or hour across runners (jobspool.rates).
+    rate: Annotated[Rate | None, BeforeValidator(parse_rate)] = None
     limits: Limits = Field(default_factory=Limits)
     description: str | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @property
+    def per_runner_cap(self) -> int | None:
+        return self.concurrency.per_runner if self.concurrency else None
+
+    @property
+    def global_cap(self) -> int | None:
+        return self.concurrency.global_ if self.concurrency else None
 
 
 class LogSettings(_Strict):

@@ -1,8 +1,9 @@
 """Requests to runners: the files in control/.
 
-Owns the one kind of message a person leaves for the runners, a request
-about a job (today: ``cancel`` a running job), stored as
-``control/<kind>~<id>.json``: its schema (:class:`Request`), its encoder
+Owns the messages a person leaves for the runners: a request about a job
+(``cancel`` a running job) or about a job name (``pause`` it; the name
+``__all__`` pauses the whole spool, see :mod:`jobspool.pauses`), stored as
+``control/<kind>~<id or name>.json``: its schema (:class:`Request`), its encoder
 and its strict decoder, making, reading and clearing requests, and the
 quarantine of what is found there but is not a request.
 
@@ -42,14 +43,16 @@ from datetime import datetime
 from pathlib import Path
 
 from jobspool import codec, logs
+from jobspool.claimgate import ALL
 from jobspool.errors import InvalidJobFile, JobspoolError
 from jobspool.fsops import NotRegularFile
-from jobspool.model import aware_time, is_valid_id, utcnow
+from jobspool.model import NAME_PATTERN, aware_time, is_valid_id, utcnow
 from jobspool.names import JSON, RUN_SEP
 from jobspool.spool import Spool
 
 CANCEL = "cancel"
-KINDS = frozenset({CANCEL})
+PAUSE = "pause"  # about a job name (or claimgate.ALL), not a job id
+KINDS = frozenset({CANCEL, PAUSE})
 MAX_BYTES = 4096
 MAX_TEXT = 255
 MAX_TIME_TEXT = 64
@@ -115,9 +118,18 @@ def parse_name(name: str) -> tuple[str, str] | None:
     if not name.endswith(JSON) or name.startswith("."):
         return None
     kind, sep, job_id = name[: -len(JSON)].partition(RUN_SEP)
-    if not sep or kind not in KINDS or not is_valid_id(job_id):
+    if not sep or kind not in KINDS or not _valid_subject(kind, job_id):
         return None
     return kind, job_id
+
+
+def _valid_subject(kind: str, subject: str) -> bool:
+    """A cancel names a job id; a pause a job name (allow-list pattern) or ALL."""
+    if kind == PAUSE:
+        return subject == ALL or (
+            NAME_PATTERN.fullmatch(subject) is not None and not subject.startswith("__")
+        )
+    return is_valid_id(subject)
 
 
 def _text(value: object, what: str, limit: int) -> str:

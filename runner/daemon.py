@@ -306,7 +306,7 @@ class Runner:
     def _idle(self, wall: float) -> bool:
         busy = self.dispatch.active or self.finishing.busy() or self.intake.waiting_on_claims()
         busy = busy or self.retention.active  # a pass begun is finished before a burst exits
-        return not busy and not self.intake.has_ready(wall)
+        return not busy and not self._claimable(wall)
 
     def _next_wake(self, now: float, wall: float) -> float:
         times = [self.next_rescan, self.retention.next_run, *self.liveness.wake_times()]
@@ -314,6 +314,11 @@ class Runner:
         times += self.finishing.wake_times()
         times += self.intake.wake_times(now, wall)
         times.append(now + self.scheduling.wake_in(now, wall))
-        if self.dispatch.free_slots() > 0 and self.intake.has_ready(wall):
+        if self.dispatch.free_slots() > 0 and self._claimable(wall):
             times.append(now)
         return max(0.0, min(times) - now)
+
+    def _claimable(self, wall: float) -> bool:
+        """Ready jobs that a claim pass did not leave behind for a rule
+        (a pause, a cap): those wait for a change, not a busy loop."""
+        return self.intake.has_ready(wall) and not self.dispatch.held_back

@@ -1,4 +1,4 @@
-"""Steering jobs from Python: cancel, retry, resubmit and list.
+"""Steering jobs from Python: cancel, retry, resubmit, list, pause and resume.
 
 Owns the Python face of what ``jobspool cancel``, ``jobspool retry`` and
 ``jobspool list`` do. The config and the spool are found as
@@ -10,11 +10,12 @@ loser gets :class:`jobspool.errors.Conflict`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobspool import actions
+from jobspool import actions, pauses
 from jobspool.config import Config
 from jobspool.errors import InvalidParams
 from jobspool.model import JobView, utcnow
@@ -148,3 +149,36 @@ def list_jobs(
 ) -> list[JobView]:
     """Jobs in the spool, as ``jobspool list [--status S] [--limit N]`` shows them."""
     return jobs_in(_spool(config, spool), parse_status(status), limit)
+
+
+def pause_jobs(
+    names: Sequence[str] = (),
+    *,
+    config: Config | str | None = None,
+    spool: str | None = None,
+    by: str | None = None,
+    via: str = "python",
+) -> None:
+    """Pause these job names (allow-list keys), or the whole spool with none.
+
+    Paused jobs stay pending (new ones still queue); running attempts
+    finish. NotAllowed, naming the closest allowed name, for an unknown one."""
+    cfg = resolve_config(config, spool)
+    checked = pauses.check_names(cfg, names)
+    pauses.pause(open_spool(cfg), checked, by=by or default_actor(), via=via)
+
+
+def resume_jobs(
+    names: Sequence[str] = (),
+    *,
+    config: Config | str | None = None,
+    spool: str | None = None,
+) -> None:
+    """Lift the pauses of these job names, or the whole spool's with none."""
+    cfg = resolve_config(config, spool)
+    pauses.resume(open_spool(cfg), pauses.check_names(cfg, names))
+
+
+def paused(*, config: Config | str | None = None, spool: str | None = None) -> pauses.Pauses:
+    """What is paused: ``.spool_paused``, ``.names``, who and when in ``.by_name``."""
+    return pauses.current(_spool(config, spool))

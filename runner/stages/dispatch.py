@@ -2,7 +2,8 @@
 
 Owns the attempts this runner has in flight (:class:`~jobspool.attempts.Active`,
 by token), the launcher that starts them (the fork server, or a spawner),
-the per-job concurrency counts, timeouts and cancel requests. It claims by
+the per-job concurrency counts, timeouts, cancel requests and the pauses
+it obeys (read from control/ with the cancel requests). It claims by
 rename (invariant 3) under a name that carries this runner's id and the
 attempt number (invariant 4), makes a batch of claims durable with one sync,
 validates each claimed record against the allow-list before anything is
@@ -13,7 +14,10 @@ Invariants: an attempt's slot is freed as soon as its report or exit is
 known, before its record is written; every kill this stage orders names its
 reason first (``Active.stop``), so the finish records why; it never
 publishes a job itself: everything that ends leaves as a :class:`Finish` or
-:class:`Rejection` value for the loop to route.
+:class:`Rejection` value for the loop to route. A paused name is never
+claimed (``claimgate``); when the last claim pass left ready jobs behind
+that nothing but such a rule holds, :attr:`held_back` says so, and the loop
+waits for a change rather than trying again at once.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from jobspool import actions, control, logs, provenance
+from jobspool import actions, claimgate, control, logs, provenance, unique
 from jobspool.attempts import Active, Report, from_child, read_report
 from jobspool.child import EXIT_FAILED, EXIT_OK, RunRequest
 from jobspool.config import Config
@@ -67,6 +71,8 @@ class Dispatch:
         self.cancel_requests: dict[str, dict[str, Any]] = {}
         self.control = control.Reader(spool)
         self.control_dirty = True
+        self.paused: frozenset[str] = frozenset()  # job names, claimgate.ALL for the spool
+        self.held_back = False  # ready jobs were left unclaimed by a rule
 
     # ------------------------------------------------------------ launcher
 
@@ -116,17 +122,27 @@ class Dispatch:
         failed on I/O (still in pending/, to be tried again a little later).
         """
         batch: Counter[str] = Counter()
+        refused = False
 
         def fits(entry: Entry) -> bool:
+            nonlocal refused
+            if claimgate.is_paused(entry.job, self.paused):
+                refused = True
+                return False
             spec = self.config.settings.allowed_jobs.get(entry.job)
-            cap = spec.concurrency if spec else None
-            return cap is None or self._per_job[entry.job] + batch[entry.job] < cap
+            cap = spec.per_runner_cap if spec else None
+            if claimgate.fits_here(self._per_job[entry.job] + batch[entry.job], cap):
+                return True
+            refused = True
+            return False
 
         claimed: list[tuple[Entry, str]] = []
         failed: list[Entry] = []
+        self.held_back = False
         while len(claimed) < self.free_slots():
             entry = take(wall, fits)
             if entry is None:
+                self.held_back = refused
                 break
             claim = RunningName(entry.job_id, runner_id, entry.attempt)
             try:
@@ -159,6 +175,7 @@ class Dispatch:
                 self.spool.ops.rename(path, self.spool.path_in(Status.PENDING, entry.name))
             return None
         job = _complete_record(job, entry, path)
+        unique.release(self.spool, job, Status.RUNNING)  # the end of until=queued
         try:
             self.config.spec(job.job, job.method)
         except NotAllowed as exc:
@@ -296,6 +313,7 @@ class Dispatch:
         (``control.Reader`` quarantines the rest); who asked and from where
         come from those alone."""
         self.control_dirty = False
+        self._read_pauses()
         requests = self.control.requests(control.CANCEL)
         self.cancel_requests = {job_id: req.info() for job_id, req in requests.items()}
         by_id = {a.job.id: a for a in self.active.values()}
@@ -310,6 +328,21 @@ class Dispatch:
                 self._clear_request(job_id)
             elif where[0] is Status.PENDING:
                 self._cancel_pending(req)
+
+    def _read_pauses(self) -> None:
+        """The pauses in force now; each change is logged once, when first seen."""
+        found = self.control.requests(control.PAUSE)
+        now_paused = frozenset(found)
+        paused, resumed = claimgate.changes(self.paused, now_paused)
+        for name in paused:
+            req = found[name]
+            shown = "(spool)" if name == claimgate.ALL else name
+            logs.event("paused", job_name=shown, by=req.by, via=req.via)
+        for name in resumed:
+            logs.event("resumed", job_name="(spool)" if name == claimgate.ALL else name)
+        if resumed:
+            self.held_back = False  # what waited may be claimable now
+        self.paused = now_paused
 
     def _cancel_pending(self, req: control.Request) -> None:
         try:
