@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from jobspool import control
+from jobspool import control, unique
 from jobspool.config import Config
 from jobspool.errors import Conflict
 from jobspool.model import SUBMITTED, HistoryEntry, Job, JobView, is_valid_id, utcnow
@@ -49,6 +49,7 @@ def cancel(spool: Spool, job_id: str, *, by: str | None = None, via: str | None 
             )
             try:
                 spool.move(Path(view.path), status, Status.CANCELLED, job)
+                unique.release(spool, job, Status.CANCELLED)
                 return "cancelled"
             except Conflict:
                 continue  # a runner claimed it meanwhile: look again

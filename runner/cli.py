@@ -27,6 +27,7 @@ from jobspool import (
     steering,
     submit,
     timetext,
+    unique_cli,
 )
 from jobspool.config import Config, load_config
 from jobspool.errors import JobspoolError
@@ -117,6 +118,7 @@ def _runjob_parser(prog: str = "runjob") -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds before the attempt is killed")
     p.add_argument("--id", dest="job_id", help="use this job id (must be unique)")
     p.add_argument("--check", action="store_true", help="validate only; write nothing")
+    unique_cli.add_submit_options(p)
     _add_location(p)
     return p
 
@@ -141,7 +143,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         job_id=args.job_id,
         config=cfg,
         via="cli",
+        unique=unique_cli.asked(args),
     )
+    unique_cli.say_existing(job_id)
     print(job_id)
     return 0
 
@@ -259,11 +263,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         data["live_progress"] = (
             p.model_dump(mode="json") if (p := progress.read_progress(spool, view.id)) else None
         )
+        data["unique_lock_held"] = unique_cli.holds_lock(spool, view)
         print(json.dumps(data, indent=2))
         return 0
     rec = view.record
     print(f"id:        {view.id}\nstatus:    {view.status}\njob:       {rec.job}.{rec.method}")
     print(f"params:    {json.dumps(rec.params)}\npriority:  {rec.priority}")
+    if (line := unique_cli.show_line(spool, view)) is not None:
+        print(line)
     now = utcnow()
     if rec.created_at:
         print(f"created:   {timetext.local_and_relative(rec.created_at, now)}")
@@ -507,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=cmd_check)
 
     purge_cli.register(sub)
+    unique_cli.register(sub)
     pause_cli.register(sub)
     from jobspool import schedules_cli  # its own module: schedules and schedules run
 

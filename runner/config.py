@@ -41,6 +41,7 @@ from jobspool.model import NAME_PATTERN
 from jobspool.recurring import ScheduleSpec, check_name
 from jobspool.retention import parse_age
 from jobspool.states import Status
+from jobspool.uniquekey import UniqueSpec
 
 CONFIG_NAME = "allowed_jobs.yaml"
 _DOTTED = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -126,6 +127,7 @@ class JobSpec(_Strict):
     rate: Annotated[Rate | None, BeforeValidator(parse_rate)] = None
     limits: Limits = Field(default_factory=Limits)
     description: str | None = None
+    unique: UniqueSpec | None = None  # jobspool.uniquekey
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -180,6 +182,9 @@ class Settings(_Strict):
     min_free_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     min_free_inodes: int = Field(default=256, ge=0)
     eager: bool = False
+    # How long a unique lock whose job is in no status may be on its way
+    # to publication before it is taken over (jobspool.unique).
+    unique_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
     logs: LogSettings = Field(default_factory=LogSettings)
     limits: Limits = Field(default_factory=Limits)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

@@ -128,6 +128,15 @@ class HistoryEntry(_Strict):
     note: str | None = None
 
 
+class Unique(_Strict):
+    """A job's unique key as submitted: the filled key, its window and bound
+    (the rules: :mod:`jobspool.uniquekey`; the lock: :mod:`jobspool.unique`)."""
+
+    key: str = Field(min_length=1, max_length=200)
+    until: Literal["queued", "started", "finished"] = "finished"
+    for_seconds: int = Field(default=3600, ge=1, le=30 * 86400)
+
+
 class Job(_Strict):
     """One job file. Three fields are required; the runner fills the rest."""
 
@@ -142,6 +151,7 @@ class Job(_Strict):
     timeout_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     created_at: UtcDatetime | None = None
     submitted_by: str | None = None
+    unique: Unique | None = None
     original_name: str | None = None
     revision: int = 0
     attempts: list[Attempt] = Field(default_factory=list)

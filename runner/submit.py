@@ -21,14 +21,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobspool import binding, child, codec, logs, producer
+from jobspool import binding, child, codec, logs, producer, uniquekey
+from jobspool import unique as uniquelocks
 from jobspool.config import Config
 from jobspool.errors import InvalidParams, JobNotFound, JobspoolError, NotAllowed
 from jobspool.messages import ChildReport, decode_report
-from jobspool.model import Attempt, HistoryEntry, Job, JobView, Outcome, utcnow
+from jobspool.model import Attempt, HistoryEntry, Job, JobView, Outcome, Unique, utcnow
 from jobspool.names import hostname, new_id
 from jobspool.spool import Spool
 from jobspool.states import TERMINAL, Status
+from jobspool.unique import Submitted
+from jobspool.uniquekey import UniqueSpec
 
 Params = list[Any] | dict[str, Any]
 
@@ -167,8 +170,15 @@ def run_background_job(
     submitted_by: str | None = None,
     via: str = "python",
     raise_errors: bool = False,
+    unique: UniqueSpec | dict[str, Any] | None = None,
 ) -> str:
     """Validate and queue ``job.method(*params)``; returns the job id.
+
+    ``unique`` (``{"key": "customer-{customer}", "until": "finished", "for":
+    "10m"}``, or the allow-list entry's when not given; see
+    ``jobspool.uniquekey``): while another job holds the filled key, nothing
+    is written and that job's id is returned, with ``existing`` set on it
+    (the id is a :class:`jobspool.unique.Submitted`, a str).
 
     Raises NotAllowed or InvalidParams (both JobspoolError) and writes
     nothing when the job may not run as given. In eager mode with
@@ -189,18 +199,83 @@ def run_background_job(
         timeout=timeout,
         job_id=job_id,
     )
+    if unique is not None:
+        record = record.model_copy(update={"unique": fill_unique(cfg, record, unique)})
     check_limits(cfg, record)
     if cfg.settings.eager:
         return _run_eager(cfg, record, raise_errors=raise_errors)
     return queue_job(cfg, open_spool(cfg), record, by=submitted_by, via=via)
 
 
+def fill_unique(cfg: Config, record: Job, asked: UniqueSpec | dict[str, Any]) -> Unique:
+    """A unique spec filled from a validated record's params; InvalidParams
+    naming the key path when the spec or its template does not fit."""
+    try:
+        spec = asked if isinstance(asked, UniqueSpec) else UniqueSpec.model_validate(asked)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in ("unique", *err["loc"]))
+        raise InvalidParams(f"{where}: {str(err['msg']).removeprefix('Value error, ')}") from None
+    params = record.params
+    positional = params if isinstance(params, list) else []
+    try:
+        named = _by_name(cfg, record) if uniquekey.fields_of(spec.key) else {}
+        key = uniquekey.render(spec.key, positional, named)
+    except ValueError as exc:
+        raise InvalidParams(f"unique.key: {exc}") from None
+    return Unique(key=key, until=spec.until, for_seconds=spec.for_seconds)
+
+
+def _by_name(cfg: Config, record: Job) -> dict[str, Any]:
+    """The params by parameter name, positional ones bound to the signature."""
+    if isinstance(record.params, dict):
+        return dict(record.params)
+    _importable(cfg)
+    try:
+        plan = binding.plan(binding.load_class(cfg.class_path(record.job)), record.method)
+        return binding.bind_arguments(plan.params, record.params, {})
+    except (ImportError, TypeError, NotAllowed):
+        return {}
+
+
+def _queue_unique(
+    cfg: Config, spool: Spool, record: Job, *, by: str | None, via: str, note: str | None
+) -> Submitted:
+    """Take the key's lock, then publish (``jobspool.unique``); or the holder's id."""
+    record = record if record.id else record.model_copy(update={"id": new_id()})
+
+    def publish(held: Job) -> str:
+        return queue_job(cfg, spool, held, by=by, via=via, note=note, locked=True)
+
+    grace = cfg.settings.unique_grace_seconds
+    out = uniquelocks.submit(spool, record, publish, grace=grace)
+    if out.existing:
+        key = record.unique.key if record.unique else None
+        logs.append(cfg.log_dir, "unique_held", job=str(out), key=key, via=via)
+    return out
+
+
 def queue_job(
-    cfg: Config, spool: Spool, record: Job, *, by: str | None, via: str, note: str | None = None
+    cfg: Config,
+    spool: Spool,
+    record: Job,
+    *,
+    by: str | None,
+    via: str,
+    note: str | None = None,
+    locked: bool = False,
 ) -> str:
     """Publish an already validated job for a runner (never eagerly) and log it;
-    ``note`` goes on its "submitted" history entry."""
+    ``note`` goes on its "submitted" history entry. A job with a unique key
+    (its own, or its allow-list entry's) is published only once it holds
+    the key's lock (``locked``: it does); else the holder's id is returned."""
     check_limits(cfg, record)
+    entry = cfg.settings.allowed_jobs.get(record.job)
+    spec = entry.unique if entry is not None else None
+    if record.unique is None and spec is not None:
+        record = record.model_copy(update={"unique": fill_unique(cfg, record, spec)})
+    if record.unique is not None and not locked:
+        return _queue_unique(cfg, spool, record, by=by, via=via, note=note)
     try:
         job_id = spool.submit(record, by=by, via=via, note=note)
     except FileNotFoundError:

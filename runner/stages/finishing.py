@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobspool import control, logs, progress
+from jobspool import control, logs, progress, unique
 from jobspool.attempts import DESTINATION, Active, Report, log_finish, make_attempt, next_updates
 from jobspool.config import Config
 from jobspool.errors import Conflict
@@ -149,6 +149,7 @@ class Finishing:
             progress.clear_progress(self.spool, job_id)
         if dst is Status.CANCELLED:
             control.clear_request(self.spool, "cancel", job_id)
+        unique.release(self.spool, record, dst)
         return True
 
     def published(self, pub: Publication, outcome: bool | Exception) -> Job | None:

@@ -16,7 +16,7 @@ import contextlib
 import os
 import time
 
-from jobspool import leftovers, logs
+from jobspool import leftovers, logs, unique
 from jobspool.config import Config
 from jobspool.names import RunningName
 from jobspool.spool import Spool
@@ -40,6 +40,8 @@ class Maintenance:
         for name in leftovers.clean_tmp(self.spool, TMP_MAX_AGE):
             logs.event("tmp_removed", file=name)
         self._quarantine_strays(time.time() - lease)
+        for note in unique.sweep(self.spool, self.config.settings.unique_grace_seconds):
+            logs.event("unique_released", logs.WARNING, note=note)
 
     def _quarantine_strays(self, older_than: float) -> None:
         """Anything in running/ that is not a claim name was put there by hand."""

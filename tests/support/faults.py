@@ -183,6 +183,20 @@ def in_dir(path: str, folder: str) -> bool:
     return os.path.dirname(os.path.abspath(path)) == os.path.abspath(folder)
 
 
+class KillAt(HookedOps):
+    """A crash point: SIGKILLs its own process just before the first ``op``
+    whose last path lies in a folder named ``folder`` (e.g. the link into
+    pending/ that publishes a job), so nothing after that point runs."""
+
+    def __init__(self, op: str, folder: str) -> None:
+        super().__init__()
+        self.op, self.folder = op, folder
+
+    def before(self, op: str, *paths: str) -> None:
+        if op == self.op and paths and os.path.basename(os.path.dirname(paths[-1])) == self.folder:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 class RunnerThread:
     """Runs Runner.run() on a thread of this process; bounded join.
 
