@@ -22,6 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from jobspool.batch import run_background_jobs
     from jobspool.context import current_job, report_progress
     from jobspool.errors import (
         ConfigError,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         JobRejected,
         JobspoolError,
         NotAllowed,
+        NotPublished,
         Retry,
         SpoolFull,
     )
@@ -57,6 +59,7 @@ _WHERE = {
     "JobRejected": "jobspool.errors",
     "JobspoolError": "jobspool.errors",
     "NotAllowed": "jobspool.errors",
+    "NotPublished": "jobspool.errors",
     "Retry": "jobspool.errors",
     "SpoolFull": "jobspool.errors",
     "WaitTimeout": "jobspool.submit",
@@ -69,6 +72,7 @@ _WHERE = {
     "paused": "jobspool.steering",
     "get_job": "jobspool.submit",
     "run_background_job": "jobspool.submit",
+    "run_background_jobs": "jobspool.batch",
     "wait_for_job": "jobspool.submit",
 }
 
@@ -81,6 +85,7 @@ __all__ = [
     "JobRejected",
     "JobspoolError",
     "NotAllowed",
+    "NotPublished",
     "Retry",
     "SpoolFull",
     "WaitTimeout",
@@ -95,6 +100,7 @@ __all__ = [
     "resume_jobs",
     "retry_job",
     "run_background_job",
+    "run_background_jobs",
     "wait_for_job",
 ]
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from jobspool import (
     actions,
+    batch,
     heartbeats,
     holds,
     init_cli,
@@ -108,8 +109,8 @@ def _runjob_parser(prog: str = "runjob") -> argparse.ArgumentParser:
         ),
     )
     _add_version(p)
-    p.add_argument("job", help="job name from allowed_jobs.yaml")
-    p.add_argument("method", help="method to call")
+    p.add_argument("job", nargs="?", help="job name from allowed_jobs.yaml")
+    p.add_argument("method", nargs="?", help="method to call")
     p.add_argument("params", nargs="*", help='params; one argument "a,b,c" is split at commas')
     p.add_argument("--json", dest="json_params", help="params as JSON (list or object)")
     p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
@@ -118,12 +119,23 @@ def _runjob_parser(prog: str = "runjob") -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds before the attempt is killed")
     p.add_argument("--id", dest="job_id", help="use this job id (must be unique)")
     p.add_argument("--check", action="store_true", help="validate only; write nothing")
+    p.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="queue every job of FILE (- for stdin), one JSON object per line with the keys "
+        "job, method, params, priority, delay, max_attempts, timeout, job_id: all are "
+        "validated first and published with one flush; prints the ids in order",
+    )
     unique_cli.add_submit_options(p)
     _add_location(p)
     return p
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return _submit_batch(args)
+    if not (args.job and args.method):
+        raise UsageError(RUNJOB_NEEDS)
     cfg = _config(args)
     params = parse_params(args.params, args.json_params)
     if args.max_attempts is not None and args.max_attempts < 1:
@@ -147,6 +159,42 @@ def cmd_submit(args: argparse.Namespace) -> int:
     )
     unique_cli.say_existing(job_id)
     print(job_id)
+    return 0
+
+
+def _submit_batch(args: argparse.Namespace) -> int:
+    given = [
+        flag
+        for flag, value in (
+            ("JOB", args.job),
+            ("--json", args.json_params),
+            ("--id", args.job_id),
+            ("--delay", args.delay),
+            ("--timeout", args.timeout),
+            ("--max-attempts", args.max_attempts),
+        )
+        if value is not None
+    ]
+    if given:
+        raise UsageError(f"--batch takes each job's settings from its line, not {given[0]}")
+    cfg = _config(args)
+    source = "<stdin>" if args.batch == "-" else args.batch
+    try:
+        if args.batch == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            lines = Path(args.batch).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
+    items, labels = batch.read_lines(lines, source)
+    if args.check:
+        for item, label in zip(items, labels, strict=True):
+            batch.check_one(cfg, item, label)
+        print(f"ok: {len(items)} jobs")
+        return 0
+    ids = batch.submit_labelled(cfg, items, labels, via="cli")
+    for job_id in ids:
+        print(job_id)
     return 0
 
 

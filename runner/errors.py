@@ -43,6 +43,18 @@ class SpoolFull(JobspoolError):
     """Free space or inodes are under the configured minimum."""
 
 
+class NotPublished(JobspoolError):
+    """A batch stopped before all its jobs were published.
+
+    ``published`` names exactly the jobs that stayed queued: those a runner
+    had already taken when the others were withdrawn (often none).
+    """
+
+    def __init__(self, message: str, published: list[str]) -> None:
+        super().__init__(message)
+        self.published = published
+
+
 class SpoolError(JobspoolError):
     """The spool directory itself is unusable (missing, a symlink, not writable)."""
 

@@ -16,8 +16,9 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
@@ -178,9 +179,55 @@ class FileOps:
         finally:
             os.close(fd)
 
+    def sync_files(self, within: StrPath, paths: Sequence[StrPath]) -> None:
+        """Make the contents of paths, all files of within's filesystem, durable.
+
+        One syncfs(2) of that filesystem where the OS has it (Linux): one
+        flush, however many files, which is what makes a batch cheaper than
+        its files one by one; elsewhere, an fsync of each file.
+        """
+        if _syncfs(within):
+            return
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY | _O_BINARY)
+            try:
+                self.fsync(fd)
+            finally:
+                os.close(fd)
+
     def mkdir(self, path: StrPath) -> None:
         os.makedirs(path, exist_ok=True)
 
     def scandir_names(self, path: StrPath) -> list[str]:
         with os.scandir(path) as it:
             return [e.name for e in it]
+
+
+_SYNCFS: list[Callable[[int], int]] = []
+
+
+def _syncfs(within: StrPath) -> bool:
+    """syncfs(2) on within's filesystem; False where the OS has none.
+
+    Its errors are real: Linux reports a failed writeback to syncfs since
+    5.8, and a failed flush must fail the batch, never pass for durable.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    if not _SYNCFS:
+        import ctypes  # only a batch needs it: not in every producer's import time
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if not hasattr(libc, "syncfs"):
+            return False
+        _SYNCFS.append(libc.syncfs)
+    fd = os.open(within, os.O_RDONLY | _O_DIRECTORY)
+    try:
+        if _SYNCFS[0](fd) != 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(within))
+    finally:
+        os.close(fd)
+    return True

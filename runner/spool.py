@@ -86,14 +86,21 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from jobspool import codec, sealing, sentinel
-from jobspool.errors import Conflict, InvalidJobFile, JobNotFound, SpoolError, SpoolFull
+from jobspool.errors import (
+    Conflict,
+    InvalidJobFile,
+    JobNotFound,
+    NotPublished,
+    SpoolError,
+    SpoolFull,
+)
 from jobspool.fsops import FileOps, NotRegularFile, StrPath
 from jobspool.model import HistoryEntry, Job, JobView, as_submitted, is_valid_id, utcnow
 from jobspool.names import (
@@ -451,11 +458,12 @@ class Spool:
         if inodes < self.min_free_inodes:
             raise SpoolFull(f"spool {self.root} has {inodes} inodes free; submit needs more")
 
-    def write_tmp(self, data: bytes, label: str) -> str:
-        """Write data to a new file in tmp/ (fsynced when durable) and return
-        its path: the first step of every publication (invariant 2)."""
+    def write_tmp(self, data: bytes, label: str, *, durable: bool | None = None) -> str:
+        """Write data to a new file in tmp/ (fsynced when durable, unless the
+        caller flushes it itself) and return its path: the first step of
+        every publication (invariant 2)."""
         path = self.path_in("tmp", f"{label}.{secrets.token_hex(6)}.tmp")
-        self.ops.write_new(path, data, durable=self.durable)
+        self.ops.write_new(path, data, durable=self.durable if durable is None else durable)
         return path
 
     def sync_dir(self, path: StrPath) -> None:
@@ -471,27 +479,31 @@ class Spool:
             )
         return data
 
-    def submit(
-        self, job: Job, *, by: str | None = None, via: str | None = None, note: str | None = None
-    ) -> str:
-        """Publish a new job in pending/; returns its id once it is durable
-        (invariant 2). ``note`` goes on the job's "submitted" history entry
-        (the one entry a producer writes: :func:`jobspool.model.as_submitted`)."""
-        self.check_free_space()
+    def _as_new(
+        self,
+        job: Job,
+        *,
+        by: str | None,
+        via: str | None,
+        note: str | None = None,
+        actor: str | None = None,
+    ) -> Job:
+        """The record a new job is published as: its id, times and "submitted"
+        entry; ``actor`` is who submitted it when neither the job nor ``by`` says."""
         job_id = job.id or new_id()
         if not is_valid_id(job_id):
             raise InvalidJobFile(f"{job_id!r} is not a valid job id")
         # A generated id is new by construction (time, pid and 32 random
-        # bits), and the link below never replaces: only an id the caller
-        # chose needs looking for among the finished jobs.
+        # bits), and the link that publishes never replaces: only an id the
+        # caller chose needs looking for among the finished jobs.
         if job.id is not None and self.locate(job_id) is not None:
             raise Conflict(f"a job with id {job_id} already exists")
         now = utcnow()
-        record = job.model_copy(
+        return job.model_copy(
             update={
                 "id": job_id,
                 "created_at": job.created_at or now,
-                "submitted_by": job.submitted_by or by or default_actor(),
+                "submitted_by": job.submitted_by or by or actor or default_actor(),
                 "revision": 1,
                 "history": [
                     *job.history,
@@ -499,6 +511,74 @@ class Spool:
                 ],
             }
         )
+
+    def submit_many(
+        self, jobs: Sequence[Job], *, by: str | None = None, via: str | None = None
+    ) -> list[str]:
+        """Publish new jobs as one group commit; returns their ids in order,
+        once all are durable (invariant 2 for each).
+
+        The order is what makes one flush enough: every file is written
+        whole into tmp/, then one flush of the filesystem makes all their
+        contents durable (``FileOps.sync_files``) before any of them is
+        linked into pending/, and one fsync of pending/ makes the names
+        durable. A power loss anywhere leaves each job absent or whole,
+        never empty or cut (the power-loss enumeration checks it). On an
+        error nothing stays published but what a runner took meanwhile:
+        :class:`NotPublished` names those ids.
+        """
+        self.check_free_space()
+        actor = by or default_actor()  # once: it asks the OS and the environment
+        records = [self._as_new(job, by=by, via=via, actor=actor) for job in jobs]
+        ids = [r.id or "" for r in records]
+        if len(set(ids)) != len(ids):
+            raise Conflict("the batch names the same job id twice")
+        datas = [self.encode(r) for r in records]
+        tmps: list[str] = []
+        published: list[tuple[str, tuple[int, int], str]] = []
+        try:
+            for job_id, data in zip(ids, datas, strict=True):
+                tmps.append(self.write_tmp(data, job_id, durable=False))
+            if self.durable:
+                self.ops.sync_files(self.dir("tmp"), tmps)
+            for job_id, tmp in zip(ids, tmps, strict=True):
+                dst = self.path_in(Status.PENDING, f"{job_id}{JSON}")
+                published.append((job_id, self._link_out(tmp, dst), dst))
+            self.sync_dir(self._dir_strs[Status.PENDING])
+        except BaseException as exc:
+            for tmp in tmps[len(published) :]:
+                self._drop_tmp(tmp)
+            raise self._batch_failed(published, exc) from exc
+        return ids
+
+    def _batch_failed(
+        self, published: list[tuple[str, tuple[int, int], str]], exc: BaseException
+    ) -> NotPublished:
+        """Withdraw what the batch published; the error names what a runner kept."""
+        kept = []
+        for job_id, ours, dst in published:
+            with contextlib.suppress(OSError):
+                self._withdraw(ours, dst)
+            if os.path.lexists(dst) or self.locate(job_id) is not None:
+                kept.append(job_id)
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, FileExistsError):
+            what = "a job with one of its ids already exists"
+        return NotPublished(
+            f"the batch was not published ({what}); "
+            f"{len(kept)} of its jobs had been taken by a runner and stay queued",
+            kept,
+        )
+
+    def submit(
+        self, job: Job, *, by: str | None = None, via: str | None = None, note: str | None = None
+    ) -> str:
+        """Publish a new job in pending/; returns its id once it is durable
+        (invariant 2). ``note`` goes on the job's "submitted" history entry
+        (the one entry a producer writes: :func:`jobspool.model.as_submitted`)."""
+        self.check_free_space()
+        record = self._as_new(job, by=by, via=via, note=note)
+        job_id = record.id or ""
         tmp = self.write_tmp(self.encode(record), job_id)
         dst = self.path_in(Status.PENDING, f"{job_id}{JSON}")
         try:

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from jobspool.daemon import Runner
@@ -91,6 +91,10 @@ class HookedOps(FileOps):
     def unlink_quiet(self, path: StrPath) -> None:
         self.before("unlink_quiet", os.fspath(path))
         super().unlink_quiet(path)
+
+    def sync_files(self, within: StrPath, paths: Sequence[StrPath]) -> None:
+        self.before("sync_files", os.fspath(within))
+        super().sync_files(within, paths)
 
     def fsync_dir(self, path: StrPath) -> None:
         self.before("fsync_dir", os.fspath(path))
