@@ -58,7 +58,7 @@ from jobspool.stages.finishing import Finishing
 from jobspool.stages.intake import Intake
 from jobspool.stages.liveness import LivenessStage
 from jobspool.stages.maintenance import Maintenance
-from jobspool.stages.retention import RetentionStage
+from jobspool.stages.retention import PurgeBatch, RetentionStage
 from jobspool.stages.scheduling import Scheduling
 
 # Attempts that never report after the grace period are given up this much later.
@@ -149,6 +149,7 @@ class Runner:
         """Start the launcher and the publishers, and register our lease."""
         self.dispatch.open(self.events.put)
         self.finishing.open(self.events.put)
+        self.retention.open(self.events.put)
         self.liveness.register(now)
         logs.event("runner_started", runner=self.runner_id, spool=self.spool.root)
         access.warn_at_start(self.spool)
@@ -232,6 +233,8 @@ class Runner:
                 self.dispatch.reported(token, pid, report, self.runner_id)
             case AttemptExited(token, code):
                 self.dispatch.exited(token, code)
+            case Published(PurgeBatch() as batch, outcome):
+                self.retention.done(batch, outcome)
             case Published(pub, outcome):
                 self._schedule_retry(self.finishing.published(pub, outcome))
             case RescanNeeded():

@@ -56,7 +56,7 @@ from jobspool.errors import InvalidJobFile, SpoolError
 from jobspool.fsops import NotRegularFile
 from jobspool.model import is_valid_id
 from jobspool.names import JSON, RUN_SEP, is_job_name, job_id_of
-from jobspool.retention import Candidate, Policy, finished_at, may_be_due
+from jobspool.retention import Candidate, Policy, is_due
 from jobspool.spool import Spool
 from jobspool.states import TERMINAL, Status
 
@@ -120,13 +120,16 @@ def area(spool: Spool) -> str:
     return path
 
 
-def scan(spool: Spool, status: Status, policy: Policy, now: float) -> Iterator[Candidate]:
-    """Files of one terminal status that may be due, as candidates (lazily:
-    a caller may stop, and resume later, between any two).
+def scan(
+    spool: Spool, status: Status, policy: Policy, now: float, *, job: str | None = None
+) -> Iterator[Candidate]:
+    """Files of one terminal status that are due, as candidates (lazily: a
+    caller may stop, and resume later, between any two).
 
-    Young files are skipped by their modification time without being read
-    (:func:`jobspool.retention.may_be_due`); a file that is not a readable
-    job is skipped (it is not ours to judge here).
+    Due is judged on the file's modification time (:mod:`jobspool.retention`),
+    so no file is opened, except with ``job``: then a due file is read for
+    the name it ran as, and one that is not a readable job is skipped (it
+    is not ours to judge here).
     """
     folder = spool.dir(status)
     try:
@@ -141,13 +144,17 @@ def scan(spool: Spool, status: Status, policy: Policy, now: float) -> Iterator[C
                 mtime = entry.stat(follow_symlinks=False).st_mtime
             except OSError:
                 continue
-            if not may_be_due(status, mtime, policy, now):
+            if not is_due(status, mtime, policy, now):
                 continue
-            try:
-                job = spool.read_job(os.path.join(folder, entry.name))
-            except (OSError, InvalidJobFile, NotRegularFile):
-                continue
-            yield Candidate(status, entry.name, job.job, finished_at(job, mtime))
+            name: str | None = None
+            if job is not None:
+                try:
+                    name = spool.read_job(os.path.join(folder, entry.name)).job
+                except (OSError, InvalidJobFile, NotRegularFile):
+                    continue
+                if name != job:
+                    continue
+            yield Candidate(status, entry.name, name, mtime)
 
 
 class Purger:

@@ -80,7 +80,7 @@ def policy_of(args: argparse.Namespace, cfg: Config) -> Policy:
 def due(spool: Spool, policy: Policy, now: float, job: str | None) -> list[Candidate]:
     found: list[Candidate] = []
     for status in (Status(s) for s in STATUSES):
-        found += select(list(scan(spool, status, policy, now)), policy, now, job=job)
+        found += select(list(scan(spool, status, policy, now, job=job)), policy, now, job=job)
     return found
 
 

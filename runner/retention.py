@@ -5,13 +5,17 @@ and the one rule that says whether a finished job is due: its age, counted
 from when it finished, is at least its status's retention. ``now`` is always
 passed in, so the rule is tested with an injected clock.
 
-When a job finished (:func:`finished_at`): the latest ``finished_at`` of its
-attempts, or, for a job that never ran (cancelled while pending, refused at
-claim), its latest history entry; when the record holds neither, the
-modification time of its file. A finished record is written once, after the
-job finished, so the file's modification time is never earlier than the
-time its record states: :func:`may_be_due` uses it to skip young files
-without reading them.
+When a job finished is the modification time of its record's file. A
+finished record is written exactly once, by the link that publishes the
+job's final state (a person's retry, and the finish after it, write a new
+file), so that time is when the job finished, within the moment it took
+to publish. It is what a directory listing gives without opening a file:
+deciding over 100,000 jobs reads no record. The record's own times
+(``finished_at`` of its attempts, its history) are never earlier, so they
+could only make a job due sooner; a copy of a spool made without keeping
+modification times keeps its jobs longer, never shorter. Across hosts the
+time is the writer's (or the file server's) clock against the purger's:
+skew shifts removal by the skew, minutes against retentions of days.
 
 Invariants: a status whose retention is ``keep`` (None) is never due; only
 completed, failed and cancelled jobs are ever due; an age that cannot be
@@ -23,7 +27,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from jobspool.model import Job
 from jobspool.states import TERMINAL, Status
 
 KEEP = "keep"
@@ -65,23 +68,6 @@ def show_age(seconds: float | None) -> str:
     return f"{seconds:g}s"
 
 
-def finished_at(job: Job, mtime: float) -> float:
-    """When the job finished, as a POSIX time (see the module's docstring)."""
-    times = [a.finished_at for a in job.attempts if a.finished_at is not None]
-    if times:
-        return max(times).timestamp()
-    if job.history:
-        return max(h.at for h in job.history).timestamp()
-    return mtime
-
-
-def may_be_due(status: Status, mtime: float, policy: Policy, now: float) -> bool:
-    """Could a file of this status and modification time be due? False means
-    surely not, without reading it (its record cannot say it finished later)."""
-    keep = policy.get(status) if status in TERMINAL else None
-    return keep is not None and now - mtime >= keep
-
-
 def is_due(status: Status, finished: float, policy: Policy, now: float) -> bool:
     """The rule: a finished job is due once its age reaches its status's retention."""
     keep = policy.get(status) if status in TERMINAL else None
@@ -94,8 +80,8 @@ class Candidate:
 
     status: Status
     name: str  # the file name in its status directory
-    job: str  # the allow-list name it ran as
-    finished: float
+    job: str | None  # the allow-list name it ran as, when its record was read
+    finished: float  # the modification time of its record
 
 
 def select(

@@ -13,16 +13,7 @@ import pytest
 from jobspool import purgesummary
 from jobspool.config import load_config
 from jobspool.errors import ConfigError
-from jobspool.model import Attempt, HistoryEntry, Job, Outcome
-from jobspool.retention import (
-    Candidate,
-    finished_at,
-    is_due,
-    may_be_due,
-    parse_age,
-    select,
-    show_age,
-)
+from jobspool.retention import Candidate, Policy, is_due, parse_age, select, show_age
 from jobspool.spool import Spool
 from jobspool.states import Status
 from tests.conftest import SpoolEnv, wait_until
@@ -31,7 +22,7 @@ from tests.support.finished import summary as summary_of
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
-POLICY = {Status.COMPLETED: 7 * DAY, Status.FAILED: 30 * DAY, Status.CANCELLED: None}
+POLICY: Policy = {Status.COMPLETED: 7 * DAY, Status.FAILED: 30 * DAY, Status.CANCELLED: None}
 
 
 def at(ts: float) -> datetime:
@@ -72,33 +63,14 @@ def test_ages_are_shown_in_their_largest_exact_unit() -> None:
     assert [show_age(s) for s in (7 * DAY, 5400.0, 90.0, None)] == ["1w", "90m", "90s", "keep"]
 
 
-def test_a_job_finished_when_its_last_attempt_ended_else_its_last_action_else_its_file() -> None:
-    job = Job(job="A", method="m")
-    first = Attempt(
-        number=1, runner="r", host="h", finished_at=at(NOW - 50), outcome=Outcome.FAILED
-    )
-    last = Attempt(number=2, runner="r", host="h", finished_at=at(NOW - 10), outcome=Outcome.FAILED)
-    assert finished_at(job.model_copy(update={"attempts": [last, first]}), NOW) == NOW - 10
-    cancelled = job.model_copy(
-        update={
-            "history": [
-                HistoryEntry(at=at(NOW - 99), action="submitted"),
-                HistoryEntry(at=at(NOW - 20), action="cancelled"),
-            ]
-        }
-    )
-    assert finished_at(cancelled, NOW) == NOW - 20
-    assert finished_at(job, NOW - 5) == NOW - 5
-
-
 def test_due_once_the_age_reaches_the_status_retention_and_never_when_kept() -> None:
     assert is_due(Status.COMPLETED, NOW - 7 * DAY, POLICY, NOW)
     assert not is_due(Status.COMPLETED, NOW - 7 * DAY + 1, POLICY, NOW)
     assert not is_due(Status.CANCELLED, 0.0, POLICY, NOW)  # keep
     assert not is_due(Status.PENDING, 0.0, {Status.PENDING: 0.0}, NOW)  # never a live job
     assert not is_due(Status.RUNNING, 0.0, {Status.RUNNING: 0.0}, NOW)
-    assert may_be_due(Status.FAILED, NOW - 31 * DAY, POLICY, NOW)
-    assert not may_be_due(Status.FAILED, NOW - 29 * DAY, POLICY, NOW)
+    assert is_due(Status.FAILED, NOW - 31 * DAY, POLICY, NOW)
+    assert not is_due(Status.FAILED, NOW - 29 * DAY, POLICY, NOW)
 
 
 def test_select_keeps_only_due_jobs_of_the_job_asked_for() -> None:
