@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,115 @@ def browser_page(viewport: tuple[int, int] = (1280, 900)) -> Iterator[Page]:
 
 def repo_path(*parts: str) -> Path:
     return Path(__file__).resolve().parents[2].joinpath(*parts)
+
+
+# ------------------------------------------------------------------ every kind of job
+
+LONG_ERROR = (
+    "the upstream service answered 503 Service Unavailable three times in a row while "
+    "exporting the quarterly report; see https://status.example.com/incidents/"
+    "2026-12-07/export-service-degraded-performance-in-eu-west-region for details"
+)
+
+
+def _claimed(spool: Spool, record: Job, runner: str = "test-runner") -> tuple[str, str]:
+    """Submit record and claim it as ``runner`` would: (id, running path)."""
+    job_id = spool.submit(record, by="tests", via="tests")
+    running = spool.claim(f"{job_id}.json", RunningName(job_id, runner, 1))
+    assert running is not None
+    return job_id, running
+
+
+def _attempt(outcome: Outcome, error: ErrorInfo | None, seconds: float = 0.5) -> Attempt:
+    now = utcnow()
+    return Attempt(
+        number=1,
+        runner="test-runner",
+        host="testhost",
+        pid=4242,
+        started_at=now,
+        finished_at=now,
+        duration_seconds=seconds,
+        outcome=outcome,
+        exit_code=None if outcome is Outcome.REJECTED else 1,
+        error=error,
+    )
+
+
+def retrying_job(spool: Spool, in_seconds: float = 300.0) -> str:
+    """A pending job whose first attempt failed, waiting for its next attempt."""
+    job_id, running = _claimed(spool, Job(job="Flaky", method="run", params=["/tmp/counter", 3]))
+    error = ErrorInfo(type="RuntimeError", message="planned failure 1 of 3")
+    current = spool.read_job(running)
+    waiting = current.model_copy(
+        update={
+            "id": job_id,
+            "attempts": [_attempt(Outcome.FAILED, error)],
+            "error": error,
+            "next_attempt_at": utcnow() + timedelta(seconds=in_seconds),
+        }
+    )
+    spool.move(running, Status.RUNNING, Status.PENDING, waiting)
+    return job_id
+
+
+def scheduled_job(spool: Spool, in_seconds: float = 7200.0) -> str:
+    """A pending job its producer delayed (not_before ahead)."""
+    record = Job(
+        job="SampleJob",
+        method="process",
+        params=["later"],
+        not_before=utcnow() + timedelta(seconds=in_seconds),
+    )
+    return spool.submit(record, by="tests", via="tests")
+
+
+def rejected_job(spool: Spool) -> str:
+    """A failed job the runner rejected for its params, as the finishing stage records it."""
+    job_id, running = _claimed(spool, Job(job="Typed", method="add", params=["x"]))
+    message = "param 'a' must be int, got str 'x'"
+    error = ErrorInfo(type="InvalidParams", message=message)
+    current = spool.read_job(running)
+    done = current.model_copy(
+        update={
+            "id": job_id,
+            "attempts": [_attempt(Outcome.REJECTED, error)],
+            "error": error,
+            "reason": f"rejected: {message}",
+        }
+    )
+    spool.move(running, Status.RUNNING, Status.FAILED, done)
+    return job_id
+
+
+def every_kind_of_job(spool: Spool) -> dict[str, str]:
+    """One job of each kind a page shows, by kind: pending (ready), scheduled,
+    retrying, running (claimed, no runner), completed (with a log that has a
+    very long line), failed (a long error), rejected (bad params), cancelled."""
+    ids = {
+        "pending": spool.submit(
+            Job(job="SampleJob", method="process", params=["ready"]), by="tests", via="tests"
+        ),
+        "scheduled": scheduled_job(spool),
+        "retrying": retrying_job(spool),
+        "completed": finished_job(
+            spool, Status.COMPLETED, params={"rows": list(range(40))}, result={"ok": True}
+        ),
+        "failed": finished_job(
+            spool,
+            Status.FAILED,
+            job="Failing",
+            method="bad",
+            params=["x" * 300],
+            error=ErrorInfo(type="UpstreamUnavailable", message=LONG_ERROR, traceback="T\n" * 5),
+        ),
+        "rejected": rejected_job(spool),
+        "cancelled": finished_job(spool, Status.CANCELLED),
+    }
+    ids["running"] = _claimed(
+        spool, Job(job="Sleeper", method="sleep", params=[60]), runner="gone-runner"
+    )[0]
+    log = spool.job_log_path(ids["completed"])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("starting\n" + "a-very-long-token-without-spaces-" * 40 + "\ndone\n")
+    return ids
