@@ -130,7 +130,7 @@ class Case:
 
     @property
     def must_exist(self) -> bool:
-        return self.rec.op.known_before or self.acked
+        return (self.rec.op.known_before or self.acked) and not self.rec.op.removes
 
     def label(self, mode: str) -> str:
         return f"{self.rec.op.name}/{mode} k={self.state.k}"
@@ -138,7 +138,31 @@ class Case:
 
 def check_raw(case: Case) -> list[str]:
     """What a reader could see right after the crash, before any recovery."""
-    return [f"{case.label('raw')}: I3 {bad}" for bad in unparsable(case.state.paths())]
+    files = case.state.paths()
+    out = [f"{case.label('raw')}: I3 {bad}" for bad in unparsable(files)]
+    return out + half_removed(case, files, case.label("raw"))
+
+
+def half_removed(case: Case, files: Files, label: str, *, settled: bool = False) -> list[str]:
+    """For an operation that removes its job (a purge): record and log go
+    together, a returned removal stays done, and (settled) nothing is left
+    staged in purge/ once runners ran."""
+    if not case.rec.op.removes:
+        return []
+    job_id = case.rec.job_id
+    where = job_copies(files).get(job_id, [])
+    staged = [p for p in files if p.startswith("purge/") and p.endswith(f"~{job_id}.json")]
+    log = f"logs/jobs/{job_id}.log" in files
+    out = []
+    if where and not log:
+        out.append(f"{label}: {job_id} is in {where} but its log is gone")
+    if not where and not staged and log:
+        out.append(f"{label}: {job_id} is gone but its log is left")
+    if case.acked and (where or staged or log):
+        out.append(f"{label}: a returned purge of {job_id} left {where} {staged} log={log}")
+    if settled and staged:
+        out.append(f"{label}: purge/ still holds {staged}")
+    return out
 
 
 def check_tidied(case: Case, files: Files) -> list[str]:
@@ -159,6 +183,7 @@ def check_tidied(case: Case, files: Files) -> list[str]:
     elif case.acked and done is not None:
         out.append(f"{label}: returned {done} transition undone: {copies.get(job_id)}")
     out += [f"{label}: tmp/ not cleaned: {p}" for p in files if p.startswith("tmp/")]
+    out += half_removed(case, files, label)
     out += [f"{label}: I3 {bad}" for bad in unparsable(files)]
     out += [f"{label}: no reason for {p}" for p in missing_reasons(files)]
     return out
@@ -184,6 +209,7 @@ def check_final(case: Case, mode: str, before: Files, after: Outcome) -> list[st
     for job_id, where in copies.items():
         if len(where) != 1 or where[0] not in TERMINAL_DIRS:
             out.append(f"{label}: {job_id} ends in {where}")
+    out += half_removed(case, files, label, settled=True)
     job_id = case.rec.job_id
     present = job_id in job_copies(before)
     if (case.must_exist or present) and job_id not in copies:

@@ -14,6 +14,7 @@ restarted runner finds.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from jobspool.initspool import init_spool
 from jobspool.leases import Lease
 from jobspool.model import Attempt, ErrorInfo, Job, Outcome, utcnow
 from jobspool.names import RunningName, hostname
+from jobspool.purge import Purger
+from jobspool.retention import Candidate
 from jobspool.spool import Spool
 from jobspool.states import Status
 
@@ -134,6 +137,18 @@ def prepare_failed(spool: Spool) -> str:
     return job_id
 
 
+def prepare_purgeable(spool: Spool) -> str:
+    """A failed job with its log, and the purge area made (as after any purge)."""
+    job_id = prepare_failed(spool)
+    Purger(spool)
+    log = spool.job_log_file(job_id)
+    with open(log, "wb") as f:
+        f.write(b"the job's output\n")
+        os.fsync(f.fileno())
+    spool.ops.fsync_dir(os.path.dirname(log))
+    return job_id
+
+
 # ---------------------------------------------------------------- the operations
 
 
@@ -176,6 +191,13 @@ def act_person_retry(spool: Spool, job_id: str) -> str:
     return job_id
 
 
+def act_purge(spool: Spool, job_id: str) -> str:
+    candidate = Candidate(Status.FAILED, f"{job_id}.json", None, 0.0)
+    if Purger(spool).purge([candidate]).total != 1:
+        raise AssertionError("the recorded purge removed nothing")
+    return job_id
+
+
 @dataclass(frozen=True)
 class Operation:
     """One operation: its precondition, the recorded action, what acknowledgement means."""
@@ -187,6 +209,8 @@ class Operation:
     known_before: bool
     # Where the job must be once the operation has returned; None: no promise.
     done: Status | None
+    # The operation removes the job (a purge): it may vanish, but never by halves.
+    removes: bool = False
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -199,6 +223,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation("retry", prepare_running, act_retry, True, Status.PENDING),
         Operation("cancel", prepare_pending, act_cancel, True, Status.CANCELLED),
         Operation("person-retry", prepare_failed, act_person_retry, True, Status.PENDING),
+        Operation("purge", prepare_purgeable, act_purge, True, None, removes=True),
     )
 }
 

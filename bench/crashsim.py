@@ -48,8 +48,9 @@ DIR_CHANGES: frozenset[Kind] = frozenset({"create", "link", "rename", "unlink"})
 MAX_EXACT_BITS = 8
 SAMPLED_SUBSETS = 256
 MAX_CONTENT_VARIANTS = 64
-# Not part of the protocol and never touched by the operations we record.
-UNTRACKED = ("logs",)
+# Not part of the protocol and never touched by the operations we record
+# (job logs are: a purge removes a job's log with its record).
+UNTRACKED = ("logs/background_jobs",)  # the runners' own logs (and their rotations)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ def snapshot(root: StrPath) -> Snapshot:
             snap.dirs.append((Path(dirpath) / d).relative_to(base).as_posix())
         for name in sorted(filenames):
             path = Path(dirpath) / name
+            if _untracked(base, path):
+                continue
             ino = path.lstat().st_ino
             node = snap.st_ino.setdefault(ino, len(snap.st_ino))
             snap.contents.setdefault(node, path.read_bytes())
@@ -156,7 +159,7 @@ def snapshot(root: StrPath) -> Snapshot:
 
 
 def _untracked(base: Path, path: Path) -> bool:
-    return path.relative_to(base).as_posix() in UNTRACKED
+    return path.relative_to(base).as_posix().startswith(UNTRACKED)
 
 
 @dataclass(frozen=True)

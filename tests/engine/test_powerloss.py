@@ -1,4 +1,5 @@
-"""Power loss at every point of submit, claim, finish, retry, cancel and a person's retry.
+"""Power loss at every point of submit, claim, finish, retry, cancel, a person's retry
+and a purge.
 
 The operations run for real on a real spool while every filesystem call is
 logged; every state a power loss could leave (bench/crashsim.py says which
@@ -194,12 +195,21 @@ def test_each_fsync_the_invariants_rest_on_is_caught_when_left_out(
     without it the failed copy outranks the new pending one.
     """
     rec = record(OPERATIONS[name], tmp_path / "recorded")
-    dst = next(c.dst for c in rec.calls if c.kind == "link").split("/")[0]
-    required = {dst, "failed"} if name == "person-retry" else {dst}
+    if OPERATIONS[name].removes:
+        # A purge: the rename into purge/ must be durable (both directories)
+        # before the log goes, and the log's removal before the record's.
+        required, files = {"purge", "failed", "logs/jobs"}, 0
+    else:
+        dst = next(c.dst for c in rec.calls if c.kind == "link").split("/")[0]
+        required = {dst, "failed"} if name == "person-retry" else {dst}
+        files = 1
     checked = 0
+    seen: set[str] = set()
     for verdict in fsync_necessity(rec, tmp_path, SEED):
         call = verdict.call
-        if call.kind == "fsync_file" or call.path in required:
+        first = call.path not in seen  # a directory's first fsync is the one relied on
+        seen.add(call.path)
+        if call.kind == "fsync_file" or (call.path in required and first):
             checked += 1
             assert verdict.needed, f"seed {SEED}: leaving out {call.describe()} went unnoticed"
-    assert checked == 1 + len(required)
+    assert checked == files + len(required)
