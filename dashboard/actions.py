@@ -27,10 +27,11 @@ from jobspool import actions as job_actions
 from jobspool.config import Config
 from jobspool.dashboard.queries import JobFinder, JobQuery
 from jobspool.errors import Conflict, InvalidParams, JobNotFound, JobspoolError, NotAllowed
+from jobspool.model import Job
 from jobspool.names import job_id_of
 from jobspool.spool import Spool
 from jobspool.states import Status
-from jobspool.submit import build_job, params_from_json, queue_job, validate
+from jobspool.submit import build_job, fill_unique, params_from_json, queue_job, validate
 
 VIA = "dashboard"
 BULK_DEFAULT = 500
@@ -143,6 +144,26 @@ class Submission:
     delay: float | None = None
     max_attempts: int | None = None
     timeout: float | None = None
+    unique: dict[str, Any] | None = None  # jobspool.uniquekey's spec, unchecked
+
+
+def _unique(fields: Mapping[str, Any], errors: dict[str, str]) -> dict[str, Any] | None:
+    """The unique spec asked for: the API's "unique" object (or key), or the
+    form's unique_key, unique_until and unique_for; checked at submit."""
+    raw = fields.get("unique")
+    if raw is None:
+        key = str(fields.get("unique_key") or "").strip()
+        if not key:
+            return None
+        raw = {"key": key, "until": fields.get("unique_until") or "finished"}
+        if str(fields.get("unique_for") or "").strip():
+            raw["for"] = str(fields["unique_for"]).strip()
+    if isinstance(raw, str):
+        raw = {"key": raw}
+    if not isinstance(raw, dict):
+        errors["unique"] = "unique must be an object {key, until, for} or a key"
+        return None
+    return raw
 
 
 def _number(
@@ -197,6 +218,7 @@ def parse_submission(fields: Mapping[str, Any]) -> Submission:
         fields.get("max_attempts"), "max_attempts", errors, whole=True, low=1, high=1000
     )
     timeout = _number(fields.get("timeout"), "timeout", errors, whole=False, low=0.001, high=1e7)
+    unique = _unique(fields, errors)
     if errors:
         raise SubmitError(errors)
     return Submission(
@@ -207,11 +229,13 @@ def parse_submission(fields: Mapping[str, Any]) -> Submission:
         delay=delay,
         max_attempts=attempts,
         timeout=timeout,
+        unique=unique,
     )
 
 
 def submit(cfg: Config, spool: Spool, sub: Submission, by: str) -> str:
-    """Validate like the CLI, then publish in pending/; returns the new job's id.
+    """Validate like the CLI, then publish in pending/; returns the new job's id,
+    or the id of the job holding its unique key (``jobspool.unique.is_existing``).
 
     The dashboard never runs a job in its own process, so the ``eager``
     setting does not apply here: the job is always queued for a runner.
@@ -236,11 +260,22 @@ def submit(cfg: Config, spool: Spool, sub: Submission, by: str) -> str:
             max_attempts=sub.max_attempts,
             timeout=sub.timeout,
         )
+        if sub.unique is not None:
+            record = _with_unique(cfg, record, sub.unique)
         return queue_job(cfg, spool, record, by=by, via=VIA)
+    except SubmitError:
+        raise
     except (InvalidParams, ValidationError) as exc:
         raise SubmitError({"params": str(exc)}) from None
     except JobspoolError as exc:
         raise SubmitError({"": str(exc)}) from None
+
+
+def _with_unique(cfg: Config, record: Job, asked: dict[str, Any]) -> Job:
+    try:
+        return record.model_copy(update={"unique": fill_unique(cfg, record, asked)})
+    except InvalidParams as exc:
+        raise SubmitError({"unique": str(exc)}) from None
 
 
 # ------------------------------------------------------------------ resubmit

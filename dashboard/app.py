@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 import bottle
 
+from jobspool import unique
 from jobspool.actions import resubmitted_from
 from jobspool.dashboard import actions, metrics, present
 from jobspool.dashboard import schedules as schedule_page
@@ -57,6 +58,7 @@ FLASH = {
     "cancel-requested": "Cancel requested: its runner stops the attempt within a moment.",
     "submitted": "Submitted.",
     "resubmitted": "Resubmitted as this new job.",
+    "unique-held": "Not submitted: this job holds the same unique key.",
 }
 # The state a new job's flash was made for, implied: a job is submitted at
 # revision 1, in pending/.
@@ -534,6 +536,7 @@ class DashboardApp:
             "running_host": host,
             "source": resubmitted_from(view.record),
             "resubmissions": self._resubmissions(view),
+            "unique_held": unique.holder(self.dash.spool, view.record),
             "job_flash": flash,
             "fragment_url": _link(f"/partials/job/{view.id}", {"done": done} if done else {}),
         }
@@ -678,7 +681,8 @@ class DashboardApp:
         except actions.SubmitError as exc:
             values = self._submit_values(form, exc.errors)
             return self.page("submit.tpl", status=400, title="Submit a job", nav="submit", **values)
-        bottle.redirect(_link(f"/jobs/{job_id}", {"done": "submitted"}), 303)
+        done = "unique-held" if unique.is_existing(job_id) else "submitted"
+        bottle.redirect(_link(f"/jobs/{job_id}", {"done": done}), 303)
         return ""
 
     def submit_api(self) -> str:
@@ -687,7 +691,13 @@ class DashboardApp:
         except actions.SubmitError as exc:
             return _json({"error": str(exc), "fields": exc.errors, "status": 400}, 400)
         response.set_header("Location", f"/api/jobs/{job_id}")
-        return _json({"id": job_id, "status": Status.PENDING.value}, 201)
+        if unique.is_existing(job_id):
+            # Nothing was written: the job holding the key is the answer.
+            held = self.dash.spool.find(job_id)
+            status = held.status if held is not None else Status.PENDING.value
+            body = {"id": job_id, "status": status, "existing": True}
+            return _json(body | {"message": FLASH["unique-held"]}, 200)
+        return _json({"id": job_id, "status": Status.PENDING.value, "existing": False}, 201)
 
     # ------------------------------------------------------------- resubmit
 

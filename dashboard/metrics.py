@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from jobspool import ticks
+from jobspool import ticks, unique
 from jobspool.dashboard.overview import Overview
 from jobspool.dashboard.state import Dashboard
 from jobspool.model import utcnow
@@ -134,7 +134,15 @@ def render(ov: Overview, dash: Dashboard) -> str:
     w.sample("jobspool_dashboard_index_rows", ov.index.rows)
     _retention(w, ov)
     _schedules(w, dash)
+    _unique(w, dash)
     return w.text()
+
+
+def _unique(w: _Writer, dash: Dashboard) -> None:
+    """Lock files in unique/, counted from its listing (none is opened): a
+    lock past its window counts until a runner's sweep removes it."""
+    w.family("jobspool_unique_locks", "gauge", "Unique-key lock files in the spool's unique/.")
+    w.sample("jobspool_unique_locks", unique.count(dash.spool))
 
 
 def _schedules(w: _Writer, dash: Dashboard) -> None:

@@ -16,6 +16,10 @@ Files, for a tick at instant T (``STAMP`` = T in UTC, e.g. 20261207T023000Z):
   the same way; the one repairer whose link succeeds publishes.
 * ``STAMP.done``: the job is published (or the skip recorded); created the
   same way, never replaced.
+* ``since``: when the schedule was first seen, by the first runner to look
+  (created the same way; kept): ticks before it are never due, so a new
+  schedule does not catch up the time before it existed, whichever runner
+  looks first.
 
 A tick is claimed once any claim name exists, settled once its done mark
 exists. Its job's id is :func:`jobspool.recurring.tick_job_id` (schedule name
@@ -83,6 +87,7 @@ from jobspool.states import Status
 FOLDER = "schedules"
 CLAIM = ".claim"
 DONE = ".done"
+SINCE = "since"
 GEN_SEP = "~"
 CLAIM_MAX_BYTES = 4096
 # Repairs of one tick; past this the tick is left alone and logged (bounded work).
@@ -195,8 +200,18 @@ class Ticks:
                 self.spool.ops.mkdir(part)
         return path
 
-    def exists(self, name: str) -> bool:
-        return (self.root / name).is_dir()
+    def since(self, name: str, now: datetime) -> datetime:
+        """When the schedule was first seen in this spool (``now`` if by us):
+        no tick before it is ever due. The first runner's link wins; every
+        other runner reads its stamp."""
+        path = self.folder(name) / SINCE
+        self._create(path, stamp(now).encode(), "since")
+        try:
+            data, _st = self.spool.ops.read_regular_stat(path, CLAIM_MAX_BYTES)
+        except OSError:
+            return now
+        found = parse_stamp(data.decode("ascii", "replace").strip())
+        return found if found is not None else now
 
     def claim_path(self, name: str, tick: datetime, generation: int) -> Path:
         return self.folder(name) / f"{stamp(tick)}{GEN_SEP}{generation}{CLAIM}"

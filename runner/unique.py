@@ -188,6 +188,14 @@ def _parse(name: str, data: bytes) -> tuple[Lock | None, str]:
     return lock, ""
 
 
+def count(spool: Spool) -> int:
+    """Lock files in unique/, from its listing alone."""
+    try:
+        return len(entries(spool))
+    except OSError:
+        return 0
+
+
 def entries(spool: Spool) -> list[str]:
     try:
         names = spool.ops.scandir_names(lock_dir(spool))

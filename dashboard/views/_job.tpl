@@ -56,6 +56,9 @@
   % end
 </div>
 % end
+% if rec.unique:
+<p id="unique-key">Unique key <code>{{rec.unique.key}}</code> (until {{rec.unique.until}}, for {{rec.unique.for_seconds}} s): {{'holds the lock' if unique_held else 'does not hold the lock'}}.</p>
+% end
 % if rec.error:
 % earlier = view.status in ('pending', 'running')
 <section class="error-box{{' earlier' if earlier else ''}}">

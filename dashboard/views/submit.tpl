@@ -72,6 +72,27 @@
       % end
     </div>
   </div>
+  <div class="row">
+    <div class="field">
+      <label for="unique_key">Unique key <span class="muted">(e.g. customer-{customer} or {0})</span></label>
+      <input id="unique_key" name="unique_key" value="{{values.get('unique_key', '')}}" placeholder="none" spellcheck="false">
+      % if errors.get('unique'):
+      <p class="error" id="error-unique">{{errors['unique']}}</p>
+      % end
+    </div>
+    <div class="field">
+      <label for="unique_until">Until</label>
+      <select id="unique_until" name="unique_until">
+        % for until in ('finished', 'started', 'queued'):
+        <option value="{{until}}" {{!'selected' if values.get('unique_until') == until else ''}}>{{until}}</option>
+        % end
+      </select>
+    </div>
+    <div class="field">
+      <label for="unique_for">For</label>
+      <input id="unique_for" name="unique_for" value="{{values.get('unique_for', '')}}" placeholder="1h">
+    </div>
+  </div>
   <button type="submit" id="submit">Submit</button>
 </form>
 <section>

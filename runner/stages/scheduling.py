@@ -49,6 +49,7 @@ UNFINISHED = (Status.PENDING, Status.RUNNING)
 class _Known:
     spec: ScheduleSpec
     after: datetime | None = None  # newest tick settled
+    since: datetime | None = None  # first seen in the spool: nothing before is due
     next_due: datetime | None = None  # None: compute at the next step
     unsettled: dict[datetime, float] = field(default_factory=dict)  # first seen (monotonic)
     given_up: set[datetime] = field(default_factory=set)
@@ -188,11 +189,11 @@ class Scheduling:
                 logs.event("tick_scan_error", logs.ERROR, schedule=name, error=exc)
 
     def _scan_one(self, name: str, known: _Known, now: float, wall: float) -> None:
-        if not self.ticks.exists(name):
-            # A schedule seen for the first time: no tick before now is missed.
-            self.ticks.folder(name)
-            if known.after is None:
-                known.after = _wall(wall)
+        if known.since is None:
+            # No tick before the schedule first appeared in the spool is missed.
+            known.since = self.ticks.since(name, _wall(wall))
+            if known.after is None or known.after < known.since:
+                known.after = known.since
                 known.next_due = None
         listing = self.ticks.listing(name)
         if listing:

@@ -93,6 +93,8 @@ def test_a_retry_waiting_keeps_the_key_only_until_finished(
         20,
         "the first attempt to ask for a retry",
     )
+    if until == "started":
+        wait_until(lambda: lock_names(env) == [], 10, "the release as the attempt ended")
     second = run_background_job(
         "Flaky", "ask_retry", [counter, 60], config=config(env), unique=spec
     )
@@ -191,3 +193,22 @@ def test_runjob_unique_show_list_and_cancel(env: SpoolEnv) -> None:
     assert env.cli("unique", "--config", cfg).stdout == "no unique keys held\n"
     third = env.runjob(*args)
     assert third.returncode == 0 and third.stdout.strip() != job_id
+
+
+def test_a_runner_sweeps_locks_whose_release_was_lost(env: SpoolEnv, tmp_path: Path) -> None:
+    marker = str(tmp_path / "ran")
+    spec = {"key": "m-{0}"}
+    job_id = run_background_job("Marker", "touch", [marker], config=config(env), unique=spec)
+    name = unique.lock_name(f"m-{marker}")
+    saved = (env.spool / unique.DIR / name).read_bytes()
+    assert env.burst().returncode == 0
+    assert env.status_of(job_id) == "completed" and lock_names(env) == []
+    # As if the release had been lost: the lock is back, naming a finished job.
+    (env.spool / unique.DIR / name).write_bytes(saved)
+    (env.spool / unique.DIR / unique.lock_name("junk")).write_bytes(b"\x00junk")
+    result = env.burst()
+    assert result.returncode == 0, result.stderr
+    assert lock_names(env) == []
+    log = (env.spool / "logs" / "background_jobs.log").read_text()
+    assert f"m-{marker}: job {job_id} is completed, past until=finished" in log
+    assert any(n.startswith("unique.") for n in os.listdir(env.spool / "corrupt"))

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,10 +18,12 @@ import pytest
 from jobspool import unique
 from jobspool.config import load_config
 from jobspool.errors import ConfigError, InvalidParams
-from jobspool.model import utcnow
+from jobspool.model import Job, Unique, utcnow
+from jobspool.spool import Spool
 from jobspool.submit import open_spool, run_background_job
 from jobspool.uniquekey import check_template, render
 from tests.conftest import REPO, TEST_JOBS, SpoolEnv, wait_until
+from tests.support.faults import PauseAt
 from tests.support.spoolkit import config, job_files_everywhere
 
 MARK = ["/nonexistent/marker"]
@@ -250,6 +253,34 @@ def test_releasing_removes_only_a_lock_naming_the_job(env: SpoolEnv) -> None:
     assert unique.holder(spool, record)
     assert unique.release(spool, record, Status.COMPLETED)
     assert locks(env) == [] and not unique.holder(spool, record)
+
+
+def test_a_take_over_never_removes_the_lock_a_faster_racer_made(env: SpoolEnv) -> None:
+    """B judges the stale lock, then A takes it over and publishes before
+    B's rename: B moves A's fresh lock aside, sees it is not what it judged,
+    puts it back, and returns A's job."""
+    env.write_config(unique_grace_seconds=0)
+    key = "k-" + MARK[0]
+    stale = submit(env)
+    (env.spool / "pending" / f"{stale}.json").unlink()  # its job is gone: stale
+    held = PauseAt("rename", unique.DIR)
+    slow = Spool(env.spool, ops=held, create=False)
+    record = Job(job="Marker", method="touch", params=MARK, id="racer-b", unique=Unique(key=key))
+    out: list[str] = []
+    racer = threading.Thread(
+        target=lambda: out.append(unique.submit(slow, record, slow.submit, grace=0))
+    )
+    racer.start()
+    try:
+        assert held.reached.wait(20)
+        winner = submit(env)
+        assert not unique.is_existing(winner)
+    finally:
+        held.go.set()
+        racer.join(30)
+    assert out == [winner] and unique.is_existing(out[0])
+    assert all_jobs(env) == [f"{winner}.json"]
+    assert lock_of(env, key)["job"] == winner
 
 
 # ------------------------------------------------------------------ processes

@@ -187,6 +187,25 @@ def in_dir(path: str, folder: str) -> bool:
     return os.path.dirname(os.path.abspath(path)) == os.path.abspath(folder)
 
 
+class PauseAt(HookedOps):
+    """Holds the first ``op`` whose first path lies in a folder named
+    ``folder`` until :attr:`go` is set, after setting :attr:`reached`: a
+    deterministic interleaving of two actors at a named step."""
+
+    def __init__(self, op: str, folder: str) -> None:
+        super().__init__()
+        self.op, self.folder = op, folder
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def before(self, op: str, *paths: str) -> None:
+        if self.reached.is_set() or op != self.op or not paths:
+            return
+        if os.path.basename(os.path.dirname(paths[0])) == self.folder:
+            self.reached.set()
+            if not self.go.wait(30):
+                raise AssertionError(f"{op} was held for 30 s")
+
+
 class KillAt(HookedOps):
     """A crash point: SIGKILLs its own process just before the first ``op``
     whose last path lies in a folder named ``folder`` (e.g. the link into
