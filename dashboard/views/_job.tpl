@@ -149,7 +149,7 @@
   <td>-</td>
   <td class="num">{{fmt.fmt_duration(running.running_seconds) if running else '-'}}</td>
   <td class="num">-</td>
-  <td class="err">in progress</td>
+  <td class="muted">in progress</td>
 </tr>
 % end
 </tbody>

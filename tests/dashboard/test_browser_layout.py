@@ -39,6 +39,7 @@ PAGES = {
     "job-cancelled": "/jobs/{cancelled}",
     "resubmit-form": "/jobs/{rejected}/resubmit",
     "submit": "/submit",
+    "schedules": "/schedules",
     "error": "/jobs/no-such-job",
     "log": "/jobs/{completed}/log",
     "login": "/login",
@@ -98,6 +99,13 @@ def test_page_fits_the_screen(env: SpoolEnv, ids: dict[str, str], width: int, na
         assert not found["wide"], f"{name} at {width}px: elements past the edge: {found['wide']}"
         for cell in error_cells(page):
             assert cell["width"] >= MIN_ERROR_CELL_PX, f"{name} at {width}px: narrow cell {cell}"
+        if width >= 1280 and name.startswith("jobs"):
+            # On a desktop the list fits as it is: nothing hides behind a scrollbar.
+            scroll = page.evaluate(
+                """() => Array.from(document.querySelectorAll('.table-wrap'))
+                    .map(w => w.scrollWidth - w.clientWidth)"""
+            )
+            assert scroll and max(scroll) <= 0, f"{name}: the list scrolls sideways by {scroll}"
 
 
 @pytest.mark.parametrize("width", WIDTHS)
