@@ -24,9 +24,9 @@ from jobspool.recurring import (
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def utc(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
-) -> datetime:
+def utc(year: int, month: int, day: int, *clock: int) -> datetime:
+    """A UTC instant; clock is hour, minute, second (missing ones are 0)."""
+    hour, minute, second = (*clock, 0, 0, 0)[:3]
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
