@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 
 class NoOp:
@@ -14,3 +15,9 @@ class Stamp:
     def now(self) -> float:
         """When the attempt's code began to run (wall clock, this host)."""
         return time.time()
+
+
+class Mark:
+    def touch(self, path: str) -> None:
+        """Write when the attempt's code began to run (wall clock) to path."""
+        Path(path).write_text(repr(time.time()))

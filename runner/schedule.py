@@ -18,6 +18,9 @@ from datetime import datetime
 from jobspool.model import Job
 
 
+SortKey = tuple[int, datetime, str]
+
+
 @dataclass(frozen=True)
 class Entry:
     """What the scheduler keeps of a pending file: enough to order it, no more."""
@@ -29,6 +32,9 @@ class Entry:
     key: tuple[int, datetime, str]
     due: float  # wall-clock epoch seconds; 0.0 = now
     seq: int
+    # False: ordered from a quick look at the file (jobspool.backlog), to be
+    # loaded in full before it is claimed.
+    verified: bool = True
 
 
 class Schedule:
@@ -47,17 +53,32 @@ class Schedule:
     def names(self) -> set[str]:
         return set(self._entries)
 
+    def unverified(self) -> int:
+        """Entries from a quick look, not loaded in full yet."""
+        return sum(1 for e in self._entries.values() if not e.verified)
+
     def add(self, name: str, job_id: str, job: Job) -> None:
         due_at = job.due_at()
-        entry = Entry(
-            name=name,
-            job_id=job_id,
-            job=job.job,
-            attempt=len(job.attempts) + 1,
-            key=job.sort_key(),
-            due=due_at.timestamp() if due_at else 0.0,
-            seq=next(self._seq),
+        self._put(
+            Entry(
+                name=name,
+                job_id=job_id,
+                job=job.job,
+                attempt=len(job.attempts) + 1,
+                key=job.sort_key(),
+                due=due_at.timestamp() if due_at else 0.0,
+                seq=next(self._seq),
+            )
         )
+
+    def add_unverified(
+        self, name: str, job_id: str, job: str, attempt: int, key: SortKey, due: float
+    ) -> None:
+        """An entry from a quick look at the file, loaded in full before its claim."""
+        self._put(Entry(name, job_id, job, attempt, key, due, next(self._seq), verified=False))
+
+    def _put(self, entry: Entry) -> None:
+        name = entry.name
         self._entries[name] = entry
         if entry.due:
             heapq.heappush(self._delayed, (entry.due, entry.seq, name))
@@ -67,7 +88,14 @@ class Schedule:
     def defer(self, entry: Entry, until: float) -> None:
         """Put a taken entry back, not due before ``until`` (e.g. a claim that hit EIO)."""
         again = Entry(
-            entry.name, entry.job_id, entry.job, entry.attempt, entry.key, until, next(self._seq)
+            entry.name,
+            entry.job_id,
+            entry.job,
+            entry.attempt,
+            entry.key,
+            until,
+            next(self._seq),
+            entry.verified,
         )
         self._entries[entry.name] = again
         heapq.heappush(self._delayed, (until, again.seq, entry.name))

@@ -61,9 +61,10 @@ import hashlib
 import os
 import stat as stat_mod
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from jobspool import leftovers, logs
+from jobspool import backlog, leftovers, logs
+from jobspool.backlog import QuickEntry
 from jobspool.errors import InvalidJobFile
 from jobspool.fsops import HardLinked, NotRegularFile, StrPath
 from jobspool.leftovers import Standing
@@ -76,6 +77,10 @@ from jobspool.states import Status
 # A hand-written file may be caught half-written; give its writer this long
 # before calling it corrupt.
 YOUNG_FILE_SECONDS = 2.0
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# From this many new files at once (a runner started on a backlog), a quick
+# look orders them and each is loaded in full only when it is claimed.
+QUICK_FROM = 512
 # How many loaded pending jobs are kept for their claim (a few MB at most).
 LOADED_MAX = 4096
 RECHECK_FIRST = 0.002
@@ -147,8 +152,30 @@ class Intake:
         self._left &= present
         for name in self.schedule.names() - present:
             self.schedule.discard(name)
-        for name in sorted(present - self.schedule.names()):
-            self.load(name)
+        new = sorted(present - self.schedule.names())
+        if len(new) < QUICK_FROM:
+            for name in new:
+                self.load(name)
+            return
+        for found in self._quick_look(new):
+            if isinstance(found, str):
+                self.load(found)
+            else:
+                f = found
+                self.schedule.add_unverified(f.name, f.job_id, f.job, f.attempt, f.key, f.due)
+
+    def _quick_look(self, names: list[str]) -> Iterator[QuickEntry | str]:
+        """A backlog: ordered from a quick look at each file; each is loaded
+        in full when it comes up for a claim (``take``)."""
+        try:
+            dir_fd = os.open(self.spool.dir(Status.PENDING), os.O_RDONLY | _O_DIRECTORY)
+        except OSError:
+            yield from names
+            return
+        try:
+            yield from backlog.scan(dir_fd, names, self.spool.seal_key(), self.spool.max_job_bytes)
+        finally:
+            os.close(dir_fd)
 
     def run_rechecks(self, now: float) -> None:
         for name, (due, _delay) in list(self._rechecks.items()):
@@ -275,7 +302,15 @@ class Intake:
     # ------------------------------------------------------------ for claims
 
     def take(self, wall: float, fits: Callable[[Entry], bool]) -> Entry | None:
-        return self.schedule.take(wall, fits)
+        """The best due job that fits, loaded in full: an entry from a quick
+        look is loaded first, with every check, and taken only if it is
+        then still the best (its full load may order it elsewhere, or find
+        it is not a job to run)."""
+        while True:
+            entry = self.schedule.take(wall, fits)
+            if entry is None or entry.verified:
+                return entry
+            self.load(entry.name)
 
     def read_claimed(self, name: str, path: str) -> Job:
         """The claimed job: as loaded if the claimed file is that very file."""

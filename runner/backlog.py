@@ -1,0 +1,126 @@
+"""Reading a large pending/ quickly: only what orders each job.
+
+A runner started on a backlog of 100,000 jobs must know the order of all of
+them before its first claim (priority first, then age), but it need not
+validate all of them first: it claims one at a time. This module owns the
+quick look that orders a pending file: one bounded no-follow read, the
+JSON, the seal, and the few fields the order depends on (``priority``,
+``created_at``, ``not_before``, and for a sealed record ``next_attempt_at``
+and the number of attempts). The intake keeps such an entry as a hint and
+loads the file in full, with every check of a normal load, when the entry
+comes up for a claim (:meth:`jobspool.stages.intake.Intake.take`).
+
+Invariants:
+
+1. A quick entry orders the file exactly as its full load would: an
+   unsealed record's bookkeeping is ignored here too (its retry time and
+   attempts are not believed), and the seal is checked on the bytes read.
+2. Whatever is unusual gets no quick entry, and goes through the full load
+   at once: a name that is not an id, a file that is not a regular file
+   with one name, over the size cap, not JSON, a field of the wrong type,
+   a time that does not parse. The quick look never judges a file bad.
+3. Nothing is written, moved or quarantined here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from jobspool import sealing
+from jobspool.model import is_valid_id
+from jobspool.names import JSON
+
+_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+MAX_PRIORITY = 2**63  # a bigger number is left to the full load to refuse
+_decode = json.JSONDecoder().decode
+
+
+@dataclass(frozen=True)
+class QuickEntry:
+    name: str
+    job_id: str
+    job: str
+    attempt: int
+    key: tuple[int, datetime, str]
+    due: float  # epoch seconds; 0.0: due now
+
+
+def scan(dir_fd: int, names: Iterable[str], key: bytes, cap: int) -> Iterator[QuickEntry | str]:
+    """Each name's quick entry, or the name itself when it needs a full load."""
+    for name in names:
+        yield _quick(dir_fd, name, key, cap) or name
+
+
+def _quick(dir_fd: int, name: str, key: bytes, cap: int) -> QuickEntry | None:
+    stem = name[: -len(JSON)] if name.endswith(JSON) else ""
+    if not is_valid_id(stem):
+        return None
+    read = _read(dir_fd, name, cap)
+    if read is None:
+        return None
+    data, mtime = read
+    try:
+        doc = _decode(data.decode())  # str: json.loads would guess the encoding first
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    if not isinstance(doc, dict):
+        return None
+    sealed = doc.get("id") == stem and sealing.is_sealed(data, key)
+    return _entry(name, stem, doc, sealed, mtime)
+
+
+def _read(dir_fd: int, name: str, cap: int) -> tuple[bytes, float] | None:
+    try:
+        fd = os.open(name, _FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size > cap:
+            return None
+        data = os.read(fd, st.st_size + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return (data, st.st_mtime) if len(data) == st.st_size else None
+
+
+def _entry(
+    name: str, job_id: str, doc: dict[str, object], sealed: bool, mtime: float
+) -> QuickEntry | None:
+    job, priority = doc.get("job"), doc.get("priority", 0)
+    if not isinstance(job, str) or type(priority) is not int or abs(priority) >= MAX_PRIORITY:
+        return None
+    attempts = doc.get("attempts", []) if sealed else []
+    if not isinstance(attempts, list):
+        return None
+    try:
+        created = _time(doc.get("created_at")) or datetime.fromtimestamp(mtime, UTC)
+        due = _epoch(doc.get("not_before"))
+        if sealed:
+            due = max(due, _epoch(doc.get("next_attempt_at")))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return QuickEntry(name, job_id, job, len(attempts) + 1, (-priority, created, job_id), due)
+
+
+def _epoch(value: object) -> float:
+    """A due time as epoch seconds; 0.0 (due now) when there is none."""
+    when = _time(value)
+    return when.timestamp() if when is not None else 0.0
+
+
+def _time(value: object) -> datetime | None:
+    """An ISO time as the record model reads it: naive means UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("not a time")
+    when = datetime.fromisoformat(value)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
