@@ -54,7 +54,7 @@ from jobspool.model import Job, Outcome
 from jobspool.spool import Spool
 from jobspool.stages import Finish, Rejection
 from jobspool.stages.dispatch import Dispatch, MakeLauncher
-from jobspool.stages.finishing import Finishing
+from jobspool.stages.finishing import Finishing, Publication
 from jobspool.stages.intake import Intake
 from jobspool.stages.liveness import LivenessStage
 from jobspool.stages.maintenance import Maintenance
@@ -236,7 +236,7 @@ class Runner:
             case Published(PurgeBatch() as batch, outcome):
                 self.retention.done(batch, outcome)
             case Published(pub, outcome):
-                self._schedule_retry(self.finishing.published(pub, outcome))
+                self._published(pub, outcome)
             case RescanNeeded():
                 self.next_rescan = 0.0
             case StopRequested():
@@ -244,6 +244,11 @@ class Runner:
             case LauncherGone():
                 if not self.stopping:
                     self.dispatch.launcher_gone()
+
+    def _published(self, pub: Publication, outcome: bool | Exception) -> None:
+        if not isinstance(outcome, OSError):  # else still ours in running/
+            self.dispatch.release_slot(pub.active.token)
+        self._schedule_retry(self.finishing.published(pub, outcome))
 
     def _fence(self, now: float) -> None:
         """Our lease lapsed (we were paused or cut off): others may own our jobs."""
@@ -258,6 +263,7 @@ class Runner:
             self._configure(new)
         self.intake.rescan()
         self.dispatch.control_changed()
+        self.dispatch.sweep_slots(self.runner_id)
 
     def _configure(self, config: Config) -> None:
         self.config = config
@@ -319,6 +325,8 @@ class Runner:
         times.append(now + self.scheduling.wake_in(now, wall))
         if self.dispatch.free_slots() > 0 and self._claimable(wall):
             times.append(now)
+        if self.dispatch.retry_in is not None:
+            times.append(now + self.dispatch.retry_in)
         return max(0.0, min(times) - now)
 
     def _claimable(self, wall: float) -> bool:

@@ -15,9 +15,13 @@ known, before its record is written; every kill this stage orders names its
 reason first (``Active.stop``), so the finish records why; it never
 publishes a job itself: everything that ends leaves as a :class:`Finish` or
 :class:`Rejection` value for the loop to route. A paused name is never
-claimed (``claimgate``); when the last claim pass left ready jobs behind
-that nothing but such a rule holds, :attr:`held_back` says so, and the loop
-waits for a change rather than trying again at once.
+claimed (``claimgate``); a name with a global cap is claimed only with a
+slot taken first (:mod:`jobspool.slots`), given back when the attempt's
+record is published, when the claim is lost, or at the next sweep when no
+claim of ours in running/ carries its token. When the last claim pass left
+ready jobs behind that nothing but such a rule holds, :attr:`held_back`
+says so, and the loop waits for a change (or :attr:`retry_in`, for what
+other runners free) rather than trying again at once.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from jobspool import actions, claimgate, control, logs, provenance, unique
+from jobspool import actions, claimgate, control, logs, provenance, slots, tokens, unique
 from jobspool.attempts import Active, Report, from_child, read_report
 from jobspool.child import EXIT_FAILED, EXIT_OK, RunRequest
 from jobspool.config import Config
@@ -40,7 +44,7 @@ from jobspool.fsops import NotRegularFile, StrPath
 from jobspool.heartbeats import BeatJob
 from jobspool.messages import ChildReport, Event
 from jobspool.model import Job, Outcome, from_timestamp, utcnow, within
-from jobspool.names import RunningName
+from jobspool.names import FINISHING, RunningName
 from jobspool.schedule import Entry
 from jobspool.spool import Spool
 from jobspool.stages import Finish, Rejection
@@ -54,6 +58,8 @@ Take = Callable[[float, Callable[[Entry], bool]], Entry | None]
 ReadClaimed = Callable[[str, str], Job]
 # Makes the launcher from the configured start method and the mailbox's put.
 MakeLauncher = Callable[[str, Callable[[Event], None]], "Launcher"]
+# How soon a claim held back by a slot other runners hold is tried again.
+SHARED_RETRY_SECONDS = 0.25
 
 
 class Dispatch:
@@ -73,6 +79,9 @@ class Dispatch:
         self.control_dirty = True
         self.paused: frozenset[str] = frozenset()  # job names, claimgate.ALL for the spool
         self.held_back = False  # ready jobs were left unclaimed by a rule
+        self.retry_in: float | None = None  # seconds: a shared limit may free by then
+        self.slots_held: dict[str, tokens.Taken] = {}  # by attempt token
+        self._slot_trouble: set[str] = set()  # names whose slots failed, said once
 
     # ------------------------------------------------------------ launcher
 
@@ -123,18 +132,28 @@ class Dispatch:
         """
         batch: Counter[str] = Counter()
         refused = False
+        shared_full: set[str] = set()  # names whose shared limit refused in this pass
+        taken: dict[str, tokens.Taken] = {}  # by entry name: the slot its claim holds
 
         def fits(entry: Entry) -> bool:
             nonlocal refused
-            if claimgate.is_paused(entry.job, self.paused):
+            if entry.job in shared_full or claimgate.is_paused(entry.job, self.paused):
                 refused = True
                 return False
             spec = self.config.settings.allowed_jobs.get(entry.job)
             cap = spec.per_runner_cap if spec else None
-            if claimgate.fits_here(self._per_job[entry.job] + batch[entry.job], cap):
+            if not claimgate.fits_here(self._per_job[entry.job] + batch[entry.job], cap):
+                refused = True
+                return False
+            if spec is None or spec.global_cap is None:
                 return True
-            refused = True
-            return False
+            slot = self._take_slot(entry, spec.global_cap, runner_id)
+            if slot is None:
+                shared_full.add(entry.job)
+                refused = True
+                return False
+            taken[entry.name] = slot
+            return True
 
         claimed: list[tuple[Entry, str]] = []
         failed: list[Entry] = []
@@ -145,18 +164,68 @@ class Dispatch:
                 self.held_back = refused
                 break
             claim = RunningName(entry.job_id, runner_id, entry.attempt)
+            slot = taken.pop(entry.name, None)
             try:
                 path = self.spool.claim(entry.name, claim)
             except OSError as exc:
                 logs.event("claim_error", logs.ERROR, job=entry.job_id, error=exc)
                 failed.append(entry)
+                path = None
+            if path is None:  # another runner (or a person) took it first, or I/O
+                self._give_back(slot)
                 continue
-            if path is not None:  # else another runner (or a person) took it first
-                claimed.append((entry, path))
-                batch[entry.job] += 1
+            claimed.append((entry, path))
+            batch[entry.job] += 1
+            if slot is not None:
+                self.slots_held[_token(claim)] = slot
+        self.retry_in = SHARED_RETRY_SECONDS if shared_full else None
         if claimed:
             self.spool.sync_claims()
         return claimed, failed
+
+    def _take_slot(self, entry: Entry, cap: int, runner_id: str) -> tokens.Taken | None:
+        token = _token(RunningName(entry.job_id, runner_id, entry.attempt))
+        try:
+            slot = slots.take(
+                self.spool, entry.job, cap, tokens.Holder(runner_id, entry.job_id, token)
+            )
+        except OSError as exc:  # a link or a file where slots/<name> belongs, EIO...
+            if entry.job not in self._slot_trouble:
+                logs.event("slot_error", logs.ERROR, job_name=entry.job, error=exc)
+            self._slot_trouble.add(entry.job)
+            return None
+        self._slot_trouble.discard(entry.job)
+        return slot
+
+    def _give_back(self, slot: tokens.Taken | None) -> None:
+        if slot is None:
+            return
+        try:
+            tokens.give_back(self.spool, slot)
+        except OSError as exc:  # the holder's next sweep tries again
+            logs.event("slot_error", logs.ERROR, slot=slot.path, error=exc)
+
+    def release_slot(self, token: str) -> None:
+        """The attempt's record is published (or the claim is gone): its slot is free."""
+        self._give_back(self.slots_held.pop(token, None))
+
+    def sweep_slots(self, runner_id: str) -> None:
+        """Give back our slots that no claim of ours in running/ carries any more;
+        report (and move to corrupt/) what in slots/ is not a slot."""
+        found = slots.scan(self.spool)
+        for path, reason in found.refused.items():
+            with contextlib.suppress(OSError):
+                dst = self.spool.quarantine(path, f"not a slot: {reason}")
+                logs.event("slot_refused", logs.WARNING, file=path, reason=reason, moved_to=dst)
+        ours = set()
+        for claim, _path in self.spool.running_entries():
+            if claim.runner.removesuffix(FINISHING) == runner_id:
+                ours.add(_token(RunningName(claim.job_id, runner_id, claim.attempt)))
+        for stale in slots.stale_of(found, runner_id, ours):
+            self.slots_held.pop(stale.holder.token, None)
+            with contextlib.suppress(OSError):
+                if tokens.remove_if(self.spool, stale.path, stale.ino):
+                    logs.event("slot_repaired", slot=stale.path, job=stale.holder.job)
 
     def start(
         self, entry: Entry, path: str, runner_id: str, now: float, read: ReadClaimed
@@ -386,6 +455,11 @@ class Dispatch:
 
     def deadlines(self) -> list[float]:
         return [a.deadline for a in self.active.values()]
+
+
+def _token(claim: RunningName) -> str:
+    """An attempt's token: its claim's file name without the suffix."""
+    return claim.filename[: -len(".json")]
 
 
 def _kill_orphaned(act: Active) -> None:

@@ -4,7 +4,8 @@ Owns the runner's identity (its id, lease and heartbeat, invariant 6), the
 times of the next beat and the next look at the other runners, and the
 recovery of a dead runner's claims: each is taken over by rename (so exactly
 one live runner recovers it), its attempt is recorded as lost, and its
-orphaned processes are killed where this host can see them.
+orphaned processes are killed where this host can see them, and the
+spool-wide slots it held (:mod:`jobspool.slots`) are freed.
 
 Invariants: a runner that finds its own lease lapsed (it was paused or cut
 off) fences itself before acting on anything else: the loop kills its
@@ -24,7 +25,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
-from jobspool import logs
+from jobspool import logs, slots
 from jobspool.attempts import Active, Report
 from jobspool.config import Config
 from jobspool.errors import InvalidJobFile
@@ -123,15 +124,27 @@ class LivenessStage:
         """Take over the claims of runners that died; each becomes a lost attempt."""
         self.next_check = now + self.config.settings.heartbeat_seconds
         owners = {claim.runner for claim, _ in self.spool.running_entries()}
+        held = slots.scan(self.spool)
         finished: list[Finish] = []
-        for runner, beat in self.liveness.dead(now, owners).items():
+        for runner, beat in self.liveness.dead(now, owners | held.holders()).items():
             killed = kill_orphans(beat)
             for claim, path in take_over(self.spool, runner, self.runner_id):
                 done = self._recover(claim, path, killed, beat)
                 if done is not None:
                     finished.append(done)
+            self._free_slots(held, runner)
             self.liveness.forget(runner)
         return finished
+
+    def _free_slots(self, held: slots.Scan, runner: str) -> None:
+        """A dead runner's spool-wide slots, freed once its claims are taken over."""
+        try:
+            freed = slots.free_dead(self.spool, held, runner)
+        except OSError as exc:  # tried again at the next look
+            logs.event("slot_error", logs.ERROR, dead_runner=runner, error=exc)
+            return
+        if freed:
+            logs.event("slots_freed", logs.WARNING, dead_runner=runner, slots=freed)
 
     def _recover(
         self, claim: RunningName, path: StrPath, killed: list[int], beat: Heartbeat | None
