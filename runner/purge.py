@@ -214,8 +214,8 @@ class Purger:
             for status in sorted({i.status for i in going}):
                 self.spool.sync_dir(self._archive_dir(status))
         for item in going:  # step 5
-            self._record(item)
-            tally.add(item.status)
+            if self._record(item):
+                tally.add(item.status)
         self.spool.sync_dir(self.area)
         return tally
 
@@ -238,11 +238,15 @@ class Purger:
         dst = self.spool.path_in(item.status, f"{item.job_id}{JSON}")
         try:
             self.spool.ops.link(src, dst)
+        except FileNotFoundError:
+            return  # another purge (jobspool purge beside a runner) settled it
         except FileExistsError:
-            self.spool.quarantine(
-                src, f"superseded while being purged: {item.status}/{item.job_id}"
-            )
-            return
+            if not _same_file(src, dst):
+                reason = f"superseded while being purged: {item.status}/{item.job_id}"
+                with contextlib.suppress(FileNotFoundError):
+                    self.spool.quarantine(src, reason)
+                return
+            # Given back already by another purge: only our name is left to drop.
         self.spool.sync_dir(self.spool.dir(item.status))
         self.spool.ops.unlink_quiet(src)
         self.spool.sync_dir(self.area)
@@ -260,11 +264,16 @@ class Purger:
 
     # ------------------------------------------------------------ step 5
 
-    def _record(self, item: Staged) -> None:
+    def _record(self, item: Staged) -> bool:
+        """Remove the staged record; False when another purge removed it first."""
         src = self.staged_path(item)
-        if self.archive is not None:
-            self._archive_record(src, item)
-        self.spool.ops.unlink_quiet(src)
+        try:
+            if self.archive is not None:
+                self._archive_record(src, item)
+            self.spool.ops.unlink(src)
+        except FileNotFoundError:
+            return False
+        return True
 
     # ------------------------------------------------------------ the archive
 
@@ -341,3 +350,11 @@ class Purger:
         finally:
             os.close(out)
         self.spool.ops.unlink_quiet(log)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return (sa.st_ino, sa.st_dev) == (sb.st_ino, sb.st_dev)

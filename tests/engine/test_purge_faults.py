@@ -108,7 +108,7 @@ def test_a_real_runner_restart_finishes_a_purge_cut_short(env: SpoolEnv, tmp_pat
     points = [
         next(i for i, (op, _) in enumerate(calls, 1) if op == "fsync_dir"),
         max(i for i, (op, p) in enumerate(calls, 1) if op == "unlink_quiet" and ".log" in p[0]),
-        max(i for i, (op, p) in enumerate(calls, 1) if op == "unlink_quiet" and "/purge/" in p[0]),
+        max(i for i, (op, p) in enumerate(calls, 1) if op == "unlink" and "/purge/" in p[0]),
     ]
     env.write_config(retention={"completed": "keep", "failed": "keep", "cancelled": "keep"})
     for nth in points:
@@ -232,3 +232,41 @@ def test_retries_racing_purges_on_threads_have_exactly_one_winner(tmp_path: Path
             outcomes["purged"] += 1
     assert sum(outcomes.values()) == 30
     assert os.listdir(spool.dir("corrupt")) == []
+
+
+@pytest.mark.parametrize("archive", [False, True], ids=["delete", "archive"])
+def test_two_purges_settling_the_same_jobs_count_each_once(tmp_path: Path, archive: bool) -> None:
+    """jobspool purge beside a runner: both may finish the same staged jobs."""
+    init_spool(tmp_path / "spool")
+    spool = Spool(tmp_path / "spool", durable=False)
+    old = time.time() - 2 * DAY
+    ids = [make_finished(spool, Status.FAILED, old) for _ in range(20)]
+    kept = tmp_path / "archive" if archive else None
+    first = Purger(spool, kept)
+    staged = [s for c in due(spool) if (s := first.stage(c.status, c.name)) is not None]
+    assert len(staged) == 20
+    start = threading.Barrier(2)
+    totals: list[int] = []
+    errors: list[BaseException] = []
+
+    def settle(purger: Purger) -> None:
+        start.wait()
+        try:
+            totals.append(purger.settle(staged).total)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=settle, args=(p,)) for p in (first, Purger(spool, kept))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == [] and sum(totals) == 20
+    assert staged_names(spool) == [] and os.listdir(spool.dir("corrupt")) == []
+    for job_id in ids:
+        assert where(spool, job_id) == [] and not side_files(spool, job_id)["log"]
+        if kept is not None:
+            assert (kept / "failed" / f"{job_id}.json").is_file()
+            assert (kept / "failed" / f"{job_id}.log").is_file()
+    if kept is not None:
+        assert len(os.listdir(kept / "failed")) == 40  # one record and one log each
