@@ -8,7 +8,7 @@ what an earlier attempt or person recorded.
 
 Who may set what (:func:`as_submitted`): a producer writes the job itself
 (``job``, ``method``, ``params``, ``id`` through the file's name, ``priority``,
-``not_before``, ``created_at``, ``submitted_by``) and may lower, never raise,
+``not_before``, ``created_at``, ``submitted_by``, ``unique``) and may lower, never raise,
 the allow-list's ``max_attempts`` and ``timeout_seconds`` (the runner applies
 the lower of the two). Everything in :data:`BOOKKEEPING` is the runner's
 record of what happened; in a record without the runner's seal it is
