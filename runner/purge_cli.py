@@ -93,21 +93,34 @@ def cmd_purge(args: argparse.Namespace) -> int:
     cfg = _config(args)
     policy = policy_of(args, cfg)
     spool = open_spool(cfg)
+    try:
+        tally = _purge(args, cfg, spool, policy)
+    except OSError as exc:
+        # Most often the wrong user: the finished directories are the runner's.
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise PurgeUsage(
+            f"cannot purge {spool.root}: {exc.strerror or exc}{where}; "
+            "run as the runner's user (what was purged stays purged; run again to finish)"
+        ) from None
+    _report(args, cfg, policy, tally)
+    return 0
+
+
+def _purge(args: argparse.Namespace, cfg: Config, spool: Spool, policy: Policy) -> Tally:
     candidates = due(spool, policy, time.time(), args.job)
     tally = Tally()
     if args.dry_run:
         for c in candidates:
             tally.add(c.status)
-    else:
-        purger = Purger(spool, cfg.archive_dir)
-        tally.merge(purger.resume())
-        for start in range(0, len(candidates), BATCH):
-            tally.merge(purger.purge(candidates[start : start + BATCH]))
-        if tally.total:
-            by = f"jobspool purge ({default_actor()})"
-            purgesummary.record(spool, tally.removed, by=by, archived=cfg.archive_dir is not None)
-    _report(args, cfg, policy, tally)
-    return 0
+        return tally
+    purger = Purger(spool, cfg.archive_dir)
+    tally.merge(purger.resume())
+    for start in range(0, len(candidates), BATCH):
+        tally.merge(purger.purge(candidates[start : start + BATCH]))
+    if tally.total:
+        by = f"jobspool purge ({default_actor()})"
+        purgesummary.record(spool, tally.removed, by=by, archived=cfg.archive_dir is not None)
+    return tally
 
 
 def _report(args: argparse.Namespace, cfg: Config, policy: Policy, tally: Tally) -> None:

@@ -12,6 +12,8 @@ stage's state.
 * ``finishing``: the decision applied, the record sealed and published;
 * ``liveness``: the heartbeat, fencing, recovery of dead runners;
 * ``maintenance``: leftovers of interrupted work, tmp/ cleanup, strays.
+* ``retention``: finished jobs past their age removed (or archived) whole,
+  by the one runner holding the purge lease, a batch at a time on its thread.
 
 What flows between them is the two values below: an attempt that ended (or
 never started) with what it amounted to, and a claimed job that the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -117,4 +118,34 @@ def test_a_mistake_is_one_line_and_nothing_goes(
     errors = [ln for ln in done.stderr.splitlines() if "error:" in ln]
     assert len(errors) == 1 and message in errors[0], done.stderr  # argparse adds its usage
     assert "Traceback" not in done.stderr
+    assert left(env, jobs) == set(jobs)
+
+
+def test_age_is_the_record_files_and_a_rewritten_record_is_young(
+    env: SpoolEnv, jobs: dict[str, str]
+) -> None:
+    """Retention counts from the record file's modification time (docs/RETENTION.md)."""
+    spool = Spool(env.spool, durable=False)
+    young = spool.path_in(Status.COMPLETED, f"{jobs['done_old']}.json")
+    os.utime(young, None)  # as when a finish wrote it just now
+    done = env.cli("purge", "--older-than", "1d", "--status", "completed")
+    assert done.returncode == 0, done.stderr
+    assert left(env, jobs) >= {"done_old"} and "export_old" not in left(env, jobs)
+
+
+def test_a_spool_it_may_not_change_is_one_line(env: SpoolEnv, jobs: dict[str, str]) -> None:
+    completed = env.spool / "completed"
+    completed.chmod(0o555)
+    try:
+        if os.access(completed, os.W_OK):  # root ignores modes: make the rename fail otherwise
+            (env.spool / "purge").mkdir(exist_ok=True)
+            (env.spool / "purge").chmod(0o555)
+            os.rename(env.spool / "purge", env.spool / "purge-ro")
+            (env.spool / "purge").write_text("not a directory")
+        done = env.cli("purge", "--older-than", "0s", "--status", "completed")
+    finally:
+        completed.chmod(0o755)
+    assert done.returncode == 2
+    assert "cannot purge" in done.stderr or "not a directory" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert left(env, jobs) == set(jobs)
