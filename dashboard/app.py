@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import bottle
 
-from jobspool import unique
+from jobspool import batch, unique
 from jobspool.actions import resubmitted_from
 from jobspool.dashboard import actions, metrics, present
 from jobspool.dashboard import schedules as schedule_page
@@ -45,7 +45,7 @@ from jobspool.dashboard.security import (
     with_security_headers,
 )
 from jobspool.dashboard.state import Dashboard
-from jobspool.errors import Conflict, JobNotFound
+from jobspool.errors import Conflict, InvalidParams, JobNotFound, NotAllowed, NotPublished
 from jobspool.model import JobView, Progress, is_valid_id, utcnow
 from jobspool.progress import read_progress
 from jobspool.states import Status
@@ -235,6 +235,7 @@ class DashboardApp:
             ("GET", "/partials/jobs", self.jobs_fragment),
             ("GET", "/api/jobs", self.jobs_api),
             ("POST", "/api/jobs", self.submit_api),
+            ("POST", "/api/jobs/batch", self.batch_api),
             ("GET", "/jobs/<job_id>", self.job_page),
             ("GET", "/partials/job/<job_id>", self.job_fragment),
             ("GET", "/api/jobs/<job_id>", self.job_api),
@@ -698,6 +699,34 @@ class DashboardApp:
             body = {"id": job_id, "status": status, "existing": True}
             return _json(body | {"message": FLASH["unique-held"]}, 200)
         return _json({"id": job_id, "status": Status.PENDING.value, "existing": False}, 201)
+
+    def batch_api(self) -> str:
+        """POST {"jobs": [{job, method, params, ...}, ...]}: all validated, then
+        published with one flush (jobspool.batch); 201 with the ids in order."""
+        if not _is_json_body():
+            return _json({"error": "send the batch as JSON", "status": 415}, 415)
+        jobs = _payload().get("jobs")
+        if not isinstance(jobs, list):
+            return _json({"error": 'the body is {"jobs": [...]}', "status": 400}, 400)
+        labels = [f"jobs[{i}]" for i in range(len(jobs))]
+        try:
+            ids = batch.submit_labelled(
+                self.dash.config,
+                jobs,
+                labels,
+                submitted_by=_actor(),
+                via=actions.VIA,
+                spool=self.dash.spool,
+            )
+        except NotPublished as exc:
+            self.dash.changed()
+            body = {"error": str(exc), "published": exc.published, "status": 503}
+            return _json(body, 503)
+        except (InvalidParams, NotAllowed, Conflict) as exc:
+            status = 409 if isinstance(exc, Conflict) else 400
+            return _json({"error": str(exc), "status": status}, status)
+        self.dash.changed()
+        return _json({"ids": ids}, 201)
 
     # ------------------------------------------------------------- resubmit
 

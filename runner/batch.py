@@ -28,6 +28,7 @@ from typing import Any
 from jobspool.config import Config
 from jobspool.errors import InvalidParams, JobspoolError
 from jobspool.model import Job
+from jobspool.spool import Spool
 from jobspool.submit import (
     build_job,
     check_limits,
@@ -70,8 +71,10 @@ def submit_labelled(
     *,
     submitted_by: str | None = None,
     via: str,
+    spool: Spool | None = None,
 ) -> list[str]:
-    """run_background_jobs with each item's name for errors (``FILE:4``)."""
+    """run_background_jobs with each item's name for errors (``FILE:4``),
+    into ``spool`` if given (a dashboard's own), else the config's."""
     if len(items) > MAX_BATCH:
         raise InvalidParams(f"a batch holds at most {MAX_BATCH} jobs; this one has {len(items)}")
     if cfg.settings.eager:
@@ -82,7 +85,8 @@ def submit_labelled(
     records = [_record(cfg, item, label) for item, label in zip(items, labels, strict=True)]
     if not records:
         return []
-    return open_spool(cfg).submit_many(records, by=submitted_by, via=via)
+    target = spool if spool is not None else open_spool(cfg)
+    return target.submit_many(records, by=submitted_by, via=via)
 
 
 def check_one(cfg: Config, item: Mapping[str, Any], label: str) -> None:
