@@ -124,7 +124,9 @@ class Scheduling:
         if len(due) >= DUE_LIMIT:
             known.next_due = at  # a long catch-up goes on at the next step
             return
-        known.next_due = spec.rule().next_after(at)
+        # A cron expression may match nothing for decades (cronsim gives up
+        # after 50 years): look again tomorrow rather than spin.
+        known.next_due = spec.rule().next_after(at) or at + timedelta(days=1)
 
     def settle(self, name: str, tick: datetime, runner: str) -> None:
         """Settle one tick of a configured schedule now (as a due tick is)."""

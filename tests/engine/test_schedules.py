@@ -225,3 +225,45 @@ def test_a_settled_tick_whose_job_was_removed_is_never_queued_again(env: SpoolEn
     assert tick_jobs(env, "nightly") == []
     assert claims(env, "nightly") == [f"{stamp(tick)}~0.claim"]
     assert done_marks(env, "nightly") == [f"{stamp(tick)}.done"]
+
+
+def test_old_settled_ticks_are_pruned_but_the_newest_and_unsettled_ones_stay(
+    env: SpoolEnv,
+) -> None:
+    ticks = Ticks(spool_of(env))
+    hour = timedelta(hours=1)
+    first = last_hour() - 6 * hour
+    made = [first + i * hour for i in range(4)]
+    for i, tick in enumerate(made):
+        record = tick_record("p", tick, generation=0, runner="r", host="h")
+        assert ticks.claim(record)
+        if i != 1:  # tick 1 was claimed and never settled: a repair's business
+            ticks.mark_done("p", tick, record.job_id, "queued")
+    # Everything is older than the cutoff; the newest settled tick stays for
+    # its "last run", the unsettled one for its repair.
+    assert ticks.prune("p", last_hour()) == 4
+    assert sorted(ticks.listing("p")) == [made[1], made[3]]
+    assert claims(env, "p") == [f"{stamp(made[1])}~0.claim", f"{stamp(made[3])}~0.claim"]
+    assert done_marks(env, "p") == [f"{stamp(made[3])}.done"]
+    # Ticks younger than the cutoff are never touched.
+    assert ticks.prune("p", first) == 0
+
+
+def test_the_loop_wakes_for_each_tick_whatever_its_other_timers(env: SpoolEnv) -> None:
+    # Heartbeats every 5 s and rescans every 30 s: only the tick itself can
+    # wake the loop in time.
+    env.write_config(heartbeat_seconds=5, lease_seconds=20, poll_seconds=30)
+    with_schedules(env, beat=schedule(every="1s", missed="skip"))
+    runner = env.start_runner()
+    wait_until(lambda: len(tick_jobs(env, "beat")) >= 4, 30, "four ticks")
+    stop_clean(runner)
+    lags = []
+    for entry in tick_jobs(env, "beat"):
+        status, job_id = entry.split(":", 1)
+        if status == "running":
+            continue
+        created = datetime.fromisoformat(env.record(status, job_id)["created_at"])
+        tick = parse_stamp(job_id.rsplit("-", 1)[1])
+        assert tick is not None
+        lags.append((created - tick).total_seconds())
+    assert lags and max(lags) < 0.5, lags
