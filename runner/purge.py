@@ -141,9 +141,12 @@ def scan(
             if not is_job_name(entry.name) or not is_valid_id(entry.name[: -len(JSON)]):
                 continue  # a name no staged entry could carry
             try:
-                mtime = entry.stat(follow_symlinks=False).st_mtime
+                st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a link, a directory...: not a record, never moved from here
+            mtime = st.st_mtime
             if not is_due(status, mtime, policy, now):
                 continue
             name: str | None = None
@@ -169,9 +172,26 @@ class Purger:
         return os.path.join(self.area, item.name)
 
     def staged(self) -> list[Staged]:
-        """What the purge area holds (left by a purge that was cut short)."""
-        names = self.spool.ops.scandir_names(self.area)
-        return [s for n in sorted(names) if (s := Staged.parse(n)) is not None]
+        """What the purge area holds (left by a purge that was cut short).
+
+        Anything at a staged name that is not a regular file was never
+        staged by a purge: it goes to corrupt/ with its reason, so it cannot
+        stop every later purge."""
+        found = []
+        for name in sorted(self.spool.ops.scandir_names(self.area)):
+            item = Staged.parse(name)
+            if item is None:
+                continue
+            path = self.staged_path(item)
+            try:
+                regular = stat.S_ISREG(os.lstat(path).st_mode)
+            except FileNotFoundError:
+                continue
+            if regular:
+                found.append(item)
+            else:
+                self.spool.quarantine(path, "not a staged record: purge/ holds only job files")
+        return found
 
     def resume(self) -> Tally:
         """Finish every purge that was cut short (steps 2 to 5)."""

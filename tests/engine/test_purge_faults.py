@@ -270,3 +270,30 @@ def test_two_purges_settling_the_same_jobs_count_each_once(tmp_path: Path, archi
             assert (kept / "failed" / f"{job_id}.log").is_file()
     if kept is not None:
         assert len(os.listdir(kept / "failed")) == 40  # one record and one log each
+
+
+def test_what_is_not_a_record_is_never_purged_nor_stops_a_purge(tmp_path: Path) -> None:
+    """A directory or a link at a job's name in a finished directory, or at a
+    staged name in purge/: never moved from there, never followed, and the
+    purge goes on (planted in purge/: to corrupt/, with its reason)."""
+    spool, ids = prepare(tmp_path / "spool")
+    outside = tmp_path / "outside.json"
+    outside.write_text("{}")
+    old = time.time() - 2 * DAY
+    planted_dir = spool.dir(Status.COMPLETED) / "20200101-000000-000000-00000000.json"
+    planted_dir.mkdir()
+    planted_link = spool.dir(Status.FAILED) / "20200101-000000-000000-00000001.json"
+    planted_link.symlink_to(outside)
+    for p in (planted_dir, planted_link):
+        os.utime(p, (old, old), follow_symlinks=False)
+    in_area = spool.root / AREA / "completed~20200101-000000-000000-00000002.json"
+    in_area.mkdir()
+    purger = Purger(spool)
+    purger.resume()
+    assert purger.purge(due(spool)).total == 3
+    assert planted_dir.is_dir() and planted_link.is_symlink() and outside.read_text() == "{}"
+    assert not in_area.exists()
+    assert [n for n in os.listdir(spool.dir("corrupt")) if not n.endswith(".txt")] == [
+        "completed~20200101-000000-000000-00000002.json"
+    ]
+    assert not any(where(spool, j) for j in ids)
