@@ -285,8 +285,7 @@ def _ensure_dir(spool: Spool) -> None:
     path = lock_dir(spool)
     if not os.path.isdir(path):
         spool.ops.mkdir(path)
-        with contextlib.suppress(OSError):
-            spool.sync_dir(spool.root_str)
+        spool.sync_dir(spool.root_str)  # a lock is durable only in a durable unique/
 
 
 def _create(
@@ -321,7 +320,16 @@ def _create(
     finally:
         with contextlib.suppress(OSError):
             spool.ops.unlink_quiet(tmp)
-    spool.sync_dir(lock_dir(spool))
+    try:
+        spool.sync_dir(lock_dir(spool))
+    except BaseException:
+        # Not durable, so not taken: the caller publishes nothing, and no
+        # lock may be left naming a job that never comes.
+        with contextlib.suppress(OSError):
+            there = os.lstat(dst)
+            if (there.st_dev, there.st_ino) == mine:
+                spool.ops.unlink(dst)
+        raise
     return mine
 
 

@@ -3,6 +3,7 @@ and races between real submitter processes."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -18,12 +19,14 @@ import pytest
 from jobspool import unique
 from jobspool.config import load_config
 from jobspool.errors import ConfigError, InvalidParams
+from jobspool.fsops import FileOps
 from jobspool.model import Job, Unique, utcnow
+from jobspool.names import new_id
 from jobspool.spool import Spool
 from jobspool.submit import open_spool, run_background_job
 from jobspool.uniquekey import check_template, render
 from tests.conftest import REPO, TEST_JOBS, SpoolEnv, wait_until
-from tests.support.faults import PauseAt
+from tests.support.faults import CallRecorder, FailNthCall, PauseAt
 from tests.support.spoolkit import config, job_files_everywhere
 
 MARK = ["/nonexistent/marker"]
@@ -281,6 +284,59 @@ def test_a_take_over_never_removes_the_lock_a_faster_racer_made(env: SpoolEnv) -
     assert out == [winner] and unique.is_existing(out[0])
     assert all_jobs(env) == [f"{winner}.json"]
     assert lock_of(env, key)["job"] == winner
+
+
+def _unique_submit(spool: Spool) -> str:
+    record = Job(job="Marker", method="touch", params=MARK, id=new_id(), unique=Unique(key="k"))
+    return unique.submit(spool, record, spool.submit)
+
+
+def _visible(root: Path) -> list[str]:
+    return [
+        f"{d}/{n}"
+        for d in ("pending", unique.DIR)
+        if (root / d).exists()
+        for n in os.listdir(root / d)
+    ]
+
+
+def test_a_unique_submit_failing_at_any_step_leaves_neither_job_nor_lock(
+    tmp_path: Path,
+) -> None:
+    recorder = CallRecorder()
+    probe = Spool(tmp_path / "probe")
+    probe.ops = recorder
+    _unique_submit(probe)
+    ops = [op for op, _paths in recorder.calls]
+    # The lock is linked and made durable before the job is linked.
+    links = [i for i, (op, _p) in enumerate(recorder.calls) if op == "link"]
+    assert [recorder.calls[i][1][-1].split("/")[-2] for i in links] == [unique.DIR, "pending"]
+    assert ops.index("fsync_dir") < links[1], ops
+    problems = []
+    for code in (errno.EIO, errno.ENOSPC):
+        for nth in range(1, len(ops) + 1):
+            root = tmp_path / f"{errno.errorcode[code]}-{nth:02d}"
+            spool = Spool(root)
+            spool.ops = FailNthCall(nth, code)
+            where = f"call {nth} ({ops[nth - 1]}) {errno.errorcode[code]}"
+            try:
+                job_id = _unique_submit(spool)
+            except OSError:
+                if _visible(root):
+                    problems.append(f"{where}: raised but left {_visible(root)}")
+                spool.ops = FileOps()
+                if unique.is_existing(_unique_submit(spool)):
+                    problems.append(f"{where}: the key is still held after a failed submit")
+                continue
+            # Only the drop of a spare tmp name may fail without failing the submit.
+            if ops[nth - 1] != "unlink_quiet":
+                problems.append(f"{where}: returned {job_id} although a call failed")
+            elif sorted(_visible(root)) != [
+                f"pending/{job_id}.json",
+                f"{unique.DIR}/{unique.lock_name('k')}",
+            ]:
+                problems.append(f"{where}: returned but left {_visible(root)}")
+    assert problems == [], "\n".join([f"sequence: {ops}", *problems])
 
 
 # ------------------------------------------------------------------ processes
