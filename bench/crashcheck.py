@@ -16,9 +16,11 @@ Invariants: I1 a job acknowledged before the crash is never lost (the id is
 in exactly one status directory, or it completed), and a transition that had
 returned is never undone; I2 at most one terminal status per id; I3 no
 partial or unparsable file in a status directory (before and after
-recovery); after the runners: nothing in running/, every job terminal, a job
+recovery), and a job the operation submits is absent or whole, never sent to
+corrupt/; after the runners: nothing in running/, every job terminal, a job
 that was already terminal never runs again, every file in corrupt/ has its
-reason.
+reason. The per-job checks hold for every job the operation acknowledges
+(``Recorded.job_ids``: one, or all of a batch submit).
 
 Runners are separate processes and cost about a second each, so states that
 give a runner the same input share one run, whichever recovery produced
@@ -64,6 +66,7 @@ BURST_TIMEOUT = 60.0
 PARALLEL_RUNNERS = 2
 STATUS_DIRS = frozenset(s.value for s in Status)
 TERMINAL_DIRS = frozenset({"completed", "failed", "cancelled"})
+FLUSHES = frozenset({"fsync_file", "syncfs", "fsync_dir"})
 Files = Mapping[str, bytes]
 
 
@@ -173,15 +176,17 @@ def check_tidied(case: Case, files: Files) -> list[str]:
     for job_id, where in copies.items():
         if len(where) != 1:
             out.append(f"{label}: {job_id} is in {where} after recovery")
-    job_id, done = case.rec.job_id, case.rec.op.done
-    if case.must_exist and job_id not in copies:
-        out.append(f"{label}: I1 acknowledged job {job_id} lost: {sorted(files)}")
-    if case.acked and done is not None and copies.get(job_id) == [done.value]:
-        revision = revision_of(files, done.value, job_id)
-        if revision != case.rec.done_revision:
-            out.append(f"{label}: {job_id} in {done} has revision {revision}, not the new one")
-    elif case.acked and done is not None:
-        out.append(f"{label}: returned {done} transition undone: {copies.get(job_id)}")
+    done = case.rec.op.done
+    for job_id in case.rec.job_ids:
+        if case.must_exist and job_id not in copies:
+            out.append(f"{label}: I1 acknowledged job {job_id} lost: {sorted(files)}")
+        if case.acked and done is not None and copies.get(job_id) == [done.value]:
+            revision = revision_of(files, done.value, job_id)
+            if revision != case.rec.done_revisions[job_id]:
+                out.append(f"{label}: {job_id} in {done} has revision {revision}, not the new one")
+        elif case.acked and done is not None:
+            out.append(f"{label}: returned {done} transition undone: {copies.get(job_id)}")
+    out += submitted_in_corrupt(case, files, label)
     out += [f"{label}: tmp/ not cleaned: {p}" for p in files if p.startswith("tmp/")]
     out += half_removed(case, files, label)
     out += [f"{label}: I3 {bad}" for bad in unparsable(files)]
@@ -194,7 +199,7 @@ class Outcome:
     """What the runners left: the files, the runs of the job, runner errors."""
 
     files: dict[str, bytes]
-    runs: int
+    runs: dict[str, int]  # job id -> its runs in the ledger
     bursts: int
     errors: list[str] = field(default_factory=list)
 
@@ -210,21 +215,35 @@ def check_final(case: Case, mode: str, before: Files, after: Outcome) -> list[st
         if len(where) != 1 or where[0] not in TERMINAL_DIRS:
             out.append(f"{label}: {job_id} ends in {where}")
     out += half_removed(case, files, label, settled=True)
-    job_id = case.rec.job_id
-    present = job_id in job_copies(before)
-    if (case.must_exist or present) and job_id not in copies:
-        out.append(f"{label}: I1 job {job_id} lost; corrupt/ holds {_corrupt(files)}")
-        return out
-    if not present and not case.must_exist:
-        return out
-    out += _check_fate(case, label, before, copies.get(job_id, []), after.runs)
+    had = job_copies(before)
+    for job_id in case.rec.job_ids:
+        present = job_id in had
+        if (case.must_exist or present) and job_id not in copies:
+            out.append(f"{label}: I1 job {job_id} lost; corrupt/ holds {_corrupt(files)}")
+        elif present or case.must_exist:
+            where = copies.get(job_id, [])
+            out += _check_fate(case, job_id, label, before, where, runs=after.runs.get(job_id, 0))
+    out += submitted_in_corrupt(case, files, label)
     out += [f"{label}: I3 {bad}" for bad in unparsable(files)]
     out += [f"{label}: no reason for {p}" for p in missing_reasons(files)]
     return out
 
 
-def _check_fate(case: Case, label: str, before: Files, where: list[str], runs: int) -> list[str]:
-    job_id = case.rec.job_id
+def submitted_in_corrupt(case: Case, files: Files, label: str) -> list[str]:
+    """A job the operation submits is absent or whole: never garbage a runner quarantines."""
+    if case.rec.op.known_before:
+        return []  # a losing duplicate of a known job goes to corrupt/ by design
+    bad = _corrupt(files)
+    return [
+        f"{label}: I3 submitted job {job_id} in corrupt/: {bad}"
+        for job_id in case.rec.job_ids
+        if any(job_id in p for p in bad)
+    ]
+
+
+def _check_fate(
+    case: Case, job_id: str, label: str, before: Files, where: list[str], *, runs: int
+) -> list[str]:
     done = case.rec.op.done
     settled = terminal_copy(before, job_id)
     if case.acked and done is not None and done.terminal:
@@ -265,7 +284,7 @@ def _settled(files: Files) -> bool:
     return all(len(w) == 1 and w[0] in TERMINAL_DIRS for w in copies.values())
 
 
-def run_bursts(project: Path, job_id: str) -> Outcome:
+def run_bursts(project: Path, job_ids: list[str]) -> Outcome:
     """Burst runners, one after another, until every job is terminal (bounded)."""
     errors: list[str] = []
     bursts = 0
@@ -277,7 +296,8 @@ def run_bursts(project: Path, job_id: str) -> Outcome:
             errors.append(f"exit {done.returncode}: {done.stderr[-2000:]}")
             break
         files = live_files(project / "spool")
-    return Outcome(files, ledger_runs(project, job_id), bursts, errors)
+    runs = {job_id: ledger_runs(project, job_id) for job_id in job_ids}
+    return Outcome(files, runs, bursts, errors)
 
 
 def ledger_runs(project: Path, job_id: str) -> int:
@@ -367,7 +387,7 @@ class _Runs:
     def run(self, rec: Recorded, report: OpReport) -> None:
         groups = list(self.groups.values())
         with ThreadPoolExecutor(PARALLEL_RUNNERS) as pool:
-            outcomes = list(pool.map(lambda g: run_bursts(g.project, rec.job_id), groups))
+            outcomes = list(pool.map(lambda g: run_bursts(g.project, rec.job_ids), groups))
         report.runner_inputs = len(groups)
         for group, outcome in zip(groups, outcomes, strict=True):
             report.bursts += outcome.bursts
@@ -428,7 +448,8 @@ def _claim_undone(case: Case) -> int:
     """A returned claim that a power loss can send back to pending/ (allowed, counted)."""
     if case.rec.op.name != "claim" or not case.acked:
         return 0
-    return int(job_copies(case.state.paths()).get(case.rec.job_id) == ["pending"])
+    copies = job_copies(case.state.paths())
+    return sum(copies.get(job_id) == ["pending"] for job_id in case.rec.job_ids)
 
 
 # ---------------------------------------------------------------- are the fsyncs needed?
@@ -448,10 +469,10 @@ class FsyncVerdict:
 
 
 def fsync_necessity(rec: Recorded, work: Path, seed: int) -> list[FsyncVerdict]:
-    """Leave out each fsync in turn and enumerate again (without runners)."""
+    """Leave out each fsync (and syncfs) in turn and enumerate again (without runners)."""
     verdicts = []
     for i, call in enumerate(rec.calls):
-        if call.kind not in ("fsync_file", "fsync_dir"):
+        if call.kind not in FLUSHES:
             continue
         log = rec.calls[:i] + rec.calls[i + 1 :]
         found = verify_operation(rec, work / f"without-{i}", seed, calls=log, runners=False)

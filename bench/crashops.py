@@ -6,6 +6,11 @@ runs the real Spool method once through :class:`RecordingOps`. The job is a
 ``Ledger`` job writing to a path relative to the project directory, so every
 materialised copy of a state keeps its own ledger of runs.
 
+An operation concerns one job, except ``submit-batch``
+(``Spool.submit_many`` of ``BATCH_SIZE`` jobs), which acknowledges all of
+them with one return: :attr:`Recorded.job_ids` lists every job an
+operation's promise covers, and the checks hold for each of them.
+
 A running file belongs to ``DEAD_RUNNER``: a runner of this host that no
 longer exists, as after a power loss. Its heartbeat is in ``runners/`` and
 its lock file is absent (no process holds it), which is exactly what a
@@ -38,6 +43,9 @@ from jobspool.states import Status
 
 DEAD_RUNNER = f"{hostname()}-1-dead00"
 LEDGER = "ledger.txt"
+# More than one, so that the order of the batch's steps matters; three keep the
+# number of unsynced changes near the exact-enumeration bound (crashsim).
+BATCH_SIZE = 3
 SETTINGS: dict[str, Any] = {
     "spool": "spool",
     "workers": 2,
@@ -156,6 +164,11 @@ def act_submit(spool: Spool, _job_id: str) -> str:
     return spool.submit(new_job(), by="crash-test", via="crashsim")
 
 
+def act_submit_batch(spool: Spool, _job_id: str) -> list[str]:
+    jobs = [new_job() for _ in range(BATCH_SIZE)]
+    return spool.submit_many(jobs, by="crash-test", via="crashsim")
+
+
 def act_claim(spool: Spool, job_id: str) -> str:
     if spool.claim(f"{job_id}.json", RunningName(job_id, DEAD_RUNNER, 1)) is None:
         raise AssertionError("the recorded claim failed")
@@ -204,7 +217,8 @@ class Operation:
 
     name: str
     prepare: Callable[[Spool], str]
-    act: Callable[[Spool, str], str]
+    # Returns the id of the job it acted on, or the ids of all it acknowledged.
+    act: Callable[[Spool, str], str | list[str]]
     # Was the job acknowledged before the operation began? (Not for a submit.)
     known_before: bool
     # Where the job must be once the operation has returned; None: no promise.
@@ -217,6 +231,7 @@ OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in (
         Operation("submit", prepare_empty, act_submit, False, Status.PENDING),
+        Operation("submit-batch", prepare_empty, act_submit_batch, False, Status.PENDING),
         # A claim promises nothing durable: it is a rename and nothing more.
         Operation("claim", prepare_pending, act_claim, True, None),
         Operation("finish", prepare_running, act_finish, True, Status.COMPLETED),
@@ -233,11 +248,17 @@ class Recorded:
     """An operation as it ran: the snapshot before, its calls, the live files after."""
 
     op: Operation
-    job_id: str
+    job_ids: list[str]  # every job the operation's acknowledgement covers, in order
     snap: Snapshot
     calls: list[Call]
     live: dict[str, bytes]
-    done_revision: int | None
+    # The revision each job had once the operation returned (None: gone).
+    done_revisions: dict[str, int | None]
+
+    @property
+    def job_id(self) -> str:
+        """The job of a one-job operation (the first of a batch)."""
+        return self.job_ids[0]
 
 
 def record(op: Operation, root: Path) -> Recorded:
@@ -249,7 +270,10 @@ def record(op: Operation, root: Path) -> Recorded:
     snap = snapshot(spool_dir)
     ops = RecordingOps(spool_dir)
     recorded_spool = Spool(spool_dir, durable=True, ops=ops, create=False)
-    job_id = op.act(recorded_spool, job_id)
-    view = plain.find(job_id)
-    revision = view.record.revision if view is not None else None
-    return Recorded(op, job_id, snap, list(ops.calls), live_files(spool_dir), revision)
+    acted = op.act(recorded_spool, job_id)
+    job_ids = [acted] if isinstance(acted, str) else list(acted)
+    revisions = {}
+    for one in job_ids:
+        view = plain.find(one)
+        revisions[one] = view.record.revision if view is not None else None
+    return Recorded(op, job_ids, snap, list(ops.calls), live_files(spool_dir), revisions)

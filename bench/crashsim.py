@@ -9,8 +9,12 @@ one such state into a fresh directory as real files.
 
 The crash model (conservative, ext4-like, nothing assumed beyond fsync):
 
-* a file's content is durable only after an fsync of that file; until then a
-  name that reached the disk may show it empty, cut in half, or whole;
+* a file's content is durable only after an fsync of that file, or after a
+  syncfs(2) of its filesystem (``FileOps.sync_files``), which counts as an
+  fsync of every file created before it and as nothing more: it makes no
+  directory entry durable, since a name is promised by its directory's fsync
+  alone. Until then a name that reached the disk may show the content
+  empty, cut in half, or whole;
 * a directory entry change (create, link, unlink, rename) is durable only
   after an fsync of its directory. Before that it may or may not have reached
   the disk, independently of every other unsynced change: any subset of the
@@ -36,14 +40,14 @@ import itertools
 import os
 import posixpath
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from jobspool.fsops import FileOps, StrPath
 
-Kind = Literal["create", "fsync_file", "link", "rename", "unlink", "fsync_dir"]
+Kind = Literal["create", "fsync_file", "syncfs", "link", "rename", "unlink", "fsync_dir"]
 DIR_CHANGES: frozenset[Kind] = frozenset({"create", "link", "rename", "unlink"})
 MAX_EXACT_BITS = 8
 SAMPLED_SUBSETS = 256
@@ -124,6 +128,14 @@ class RecordingOps(FileOps):
     def fsync_dir(self, path: StrPath) -> None:
         super().fsync_dir(path)
         self._log(Call("fsync_dir", self.rel(path)))
+
+    def sync_files(self, within: StrPath, paths: Sequence[StrPath]) -> None:
+        # Logged as one call, as syncfs(2) is one flush: the model reads it as
+        # an fsync of every file written before it and of no directory. (The
+        # fallback, an fsync of each of paths, is the same here: paths are
+        # all the files the batch wrote.)
+        super().sync_files(within, paths)
+        self._log(Call("syncfs", self.rel(within)))
 
 
 # ---------------------------------------------------------------- the model
@@ -240,6 +252,10 @@ def _replay(snap: Snapshot, steps: list[Step]) -> _Progress:
             prog.written[step.node] = call.data
         elif call.kind == "fsync_file":
             prog.durable[step.node] = prog.written.get(step.node, b"")
+        elif call.kind == "syncfs":
+            # Every content written so far, and no name: the entries still wait
+            # for their directories' fsyncs (the conservative reading).
+            prog.durable.update(prog.written)
         elif call.kind == "fsync_dir":
             for waiting in prog.unsynced_dirs.values():
                 waiting.discard(call.path)

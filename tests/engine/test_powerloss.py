@@ -6,6 +6,11 @@ logged; every state a power loss could leave (bench/crashsim.py says which
 model) is written out as real files and recovered by real runners, and the
 invariants are checked (bench/crashcheck.py). A failing run prints its seed;
 set CRASHSIM_SEED to replay it.
+
+A batch submit (``submit-batch``) is one operation whose return acknowledges
+all its jobs: each is checked, and its order (every content flushed by one
+syncfs before any name is linked into pending/) is shown needed by reordering
+its log.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from bench.crashcheck import OpReport, fsync_necessity, verify_operation
-from bench.crashops import OPERATIONS, record
+from bench.crashops import BATCH_SIZE, OPERATIONS, record
 from bench.crashsim import (
     MAX_EXACT_BITS,
     SAMPLED_SUBSETS,
@@ -79,6 +84,33 @@ def test_unsynced_content_may_show_empty_or_cut() -> None:
     assert sorted(s["d/f"] for s in unsynced) == [b"", b"abc", b"abcdef"]
     synced = _states(snap, [create, Call("fsync_file", "d/f", ino=7), Call("fsync_dir", "d")])
     assert synced == [{"d/f": b"abcdef"}]
+
+
+def test_syncfs_makes_every_content_written_before_it_durable() -> None:
+    snap = _empty("d")
+    made = [Call("create", "d/f", data=b"abcdef", ino=7), Call("create", "d/g", data=b"xy", ino=8)]
+    named = Call("fsync_dir", "d")
+    before = _states(snap, [*made, named])
+    assert sorted({s["d/f"] for s in before}) == [b"", b"abc", b"abcdef"]
+    assert sorted({s["d/g"] for s in before}) == [b"", b"x", b"xy"]
+    assert _states(snap, [*made, Call("syncfs", "d"), named]) == [{"d/f": b"abcdef", "d/g": b"xy"}]
+    # A file written after the flush is not covered by it.
+    later = Call("create", "d/h", data=b"uvw", ino=9)
+    after = _states(snap, [*made, Call("syncfs", "d"), later, named])
+    assert sorted({s["d/h"] for s in after}) == [b"", b"u", b"uvw"]
+    assert {(s["d/f"], s["d/g"]) for s in after} == {(b"abcdef", b"xy")}
+
+
+def test_syncfs_makes_no_name_durable() -> None:
+    snap = _empty("d", "e")
+    made = [Call("create", "d/f", data=b"x", ino=7), Call("link", "d/f", "e/f", ino=7)]
+    synced = _states(snap, [*made, Call("syncfs", "d")])
+    assert sorted(tuple(sorted(s)) for s in synced) == [(), ("d/f",), ("d/f", "e/f"), ("e/f",)]
+    assert all(set(s.values()) <= {b"x"} for s in synced)
+    pinned = _states(
+        snap, [*made, Call("syncfs", "d"), Call("fsync_dir", "d"), Call("fsync_dir", "e")]
+    )
+    assert pinned == [{"d/f": b"x", "e/f": b"x"}]
 
 
 def test_a_name_is_durable_only_after_its_directory_fsync() -> None:
@@ -154,6 +186,20 @@ def test_recorder_logs_each_change_in_order(tmp_path: Path) -> None:
     assert final_state(snap, ops.calls) == live_files(tmp_path) == {"running/a": b"data"}
 
 
+def test_recorder_logs_one_syncfs_for_a_batch_flush(tmp_path: Path) -> None:
+    (tmp_path / "tmp").mkdir()
+    ops = RecordingOps(tmp_path)
+    paths = [tmp_path / f"tmp/{n}" for n in "ab"]
+    for path in paths:
+        ops.write_new(path, b"data", durable=False)
+    ops.sync_files(tmp_path / "tmp", paths)
+    assert [(c.kind, c.path) for c in ops.calls] == [
+        ("create", "tmp/a"),
+        ("create", "tmp/b"),
+        ("syncfs", "tmp"),
+    ]
+
+
 # ---------------------------------------------------------------- the spool under power loss
 
 
@@ -209,7 +255,37 @@ def test_each_fsync_the_invariants_rest_on_is_caught_when_left_out(
         call = verdict.call
         first = call.path not in seen  # a directory's first fsync is the one relied on
         seen.add(call.path)
-        if call.kind == "fsync_file" or (call.path in required and first):
+        if call.kind in ("fsync_file", "syncfs") or (call.path in required and first):
             checked += 1
             assert verdict.needed, f"seed {SEED}: leaving out {call.describe()} went unnoticed"
     assert checked == files + len(required)
+
+
+# ---------------------------------------------------------------- the batch submit
+
+
+@pytest.mark.parametrize("where", ["after the first link", "after the last link"])
+def test_batch_linking_before_the_syncfs_is_caught(where: str, tmp_path: Path) -> None:
+    """The order is what makes one flush enough: linked first, a name can
+    reach the disk before its content, and a pending job shows empty or cut (I3)."""
+    rec = record(OPERATIONS["submit-batch"], tmp_path / "recorded")
+    assert len(set(rec.job_ids)) == BATCH_SIZE
+    calls = list(rec.calls)
+    syncfs = calls.pop(next(i for i, c in enumerate(calls) if c.kind == "syncfs"))
+    links = [i for i, c in enumerate(calls) if c.kind == "link"]
+    at = links[0] + 1 if where == "after the first link" else links[-1] + 1
+    log = [*calls[:at], syncfs, *calls[at:]]
+    found = verify_operation(rec, tmp_path / "reordered", SEED, calls=log, runners=False)
+    partial = [v for v in found.violations if ": I3 pending/" in v]
+    assert partial, f"seed {SEED}: syncfs {where} went unnoticed: {found.violations[:5]}"
+
+
+def test_batch_acknowledged_without_its_last_job_is_caught(tmp_path: Path) -> None:
+    """Every job of an acknowledged batch is checked, not only the first: a log
+    in which the last job is never linked must lose that job (I1) and no other."""
+    rec = record(OPERATIONS["submit-batch"], tmp_path / "recorded")
+    last = rec.job_ids[-1]
+    log = [c for c in rec.calls if not (c.kind == "link" and last in c.dst)]
+    found = verify_operation(rec, tmp_path / "unlinked", SEED, calls=log, runners=False)
+    lost = {i for i in rec.job_ids for v in found.violations if f"I1 acknowledged job {i} " in v}
+    assert lost == {last}, f"seed {SEED}: {found.violations[:5]}"
