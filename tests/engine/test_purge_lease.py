@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from jobspool.leases import Lease
 from jobspool.purgelease import PurgeLease
 from jobspool.spool import Spool
 from jobspool.states import Status
@@ -91,3 +92,37 @@ def test_a_lease_that_is_not_a_lease_is_replaced_after_the_lease_time(env: Spool
     wait_until(lambda: holder(spool) == me, 30, "the runner to replace the odd lease")
     assert time.monotonic() - planted >= 2.5  # judged only after the lease time (3 s)
     purge_round(env, spool, 5)
+
+
+def test_the_lease_is_held_while_its_holder_beats_and_taken_over_once_it_stops(
+    env: SpoolEnv,
+) -> None:
+    """Two registrations with real heartbeat files and locks (one process): the
+    second never gets the lease while the first's heartbeat changes, gets it
+    once the heartbeat has stood still for the lease time on its own clock,
+    and the first then sees it has lost it."""
+    spool = Spool(env.spool, durable=False)
+    first, second = Lease(spool, "host-1-aaaaaa"), Lease(spool, "host-2-bbbbbb")
+    first.acquire()
+    second.acquire()
+    mine, theirs = PurgeLease(spool, 3.0), PurgeLease(spool, 3.0)
+    try:
+        assert mine.acquire(first.runner_id, 100.0)
+        assert mine.acquire(first.runner_id, 100.0)  # held: taken again is a no-op
+        for now in (100.0, 101.5, 103.0, 104.5, 106.0):
+            first.beat([])
+            assert not theirs.acquire(second.runner_id, now)
+            assert mine.held_by(first.runner_id)
+        # The first stops beating (paused, cut off): after 3 s on the second's clock.
+        assert not theirs.acquire(second.runner_id, 108.0)
+        assert theirs.acquire(second.runner_id, 109.1)
+        assert not mine.held_by(first.runner_id) and theirs.held_by(second.runner_id)
+        first.beat([])  # it comes back: the lease stays taken until the new holder dies
+        assert not mine.acquire(first.runner_id, 110.0)
+        theirs.release(first.runner_id)  # only the holder can give it up
+        assert theirs.held_by(second.runner_id)
+        second.release()  # its heartbeat gone: stopped, or recovered as dead
+        assert mine.acquire(first.runner_id, 111.0)
+    finally:
+        first.release()
+        second.release()
