@@ -172,6 +172,13 @@ def test_runjob_unique_show_list_and_cancel(env: SpoolEnv) -> None:
     assert "unique:    m-/nonexistent/m  (until finished, for 3600s; holds the lock)" in (
         shown.stdout
     )
+    shown_json = json.loads(env.cli("show", job_id, "--json", "--config", cfg).stdout)
+    assert shown_json["unique_lock_held"] is True
+    assert shown_json["unique"] == {
+        "key": "m-/nonexistent/m",
+        "until": "finished",
+        "for_seconds": 3600,
+    }
     listed = env.cli("unique", "--json", "--config", cfg)
     assert listed.returncode == 0, listed.stderr
     entries: list[dict[str, Any]] = json.loads(listed.stdout)
