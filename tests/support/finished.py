@@ -1,9 +1,9 @@
 """Finished jobs made for the retention and purge tests, through the spool's own moves.
 
-Each job is submitted, claimed and finished by ``Spool`` itself (so the
-records are what a runner writes), with its attempt's ``finished_at`` set
-to the time asked for, the file's mtime set to match, and its side files
-written: the log, a progress file and a cancel request.
+Each job's record is what a runner publishes for a finished job (one
+attempt, finished at the time asked for), and its file's mtime is set to
+match; its side files are written too: the log, a progress file and a
+cancel request.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jobspool import control, progress, purgesummary
 from jobspool.model import Attempt, ErrorInfo, HistoryEntry, Job, Outcome
-from jobspool.names import RunningName, hostname
+from jobspool.names import hostname, new_id
 from jobspool.purge import AREA
 from jobspool.spool import Spool
 from jobspool.states import Status
@@ -35,11 +35,12 @@ def make_finished(
     job: str = "SampleJob",
     side_files: bool = True,
 ) -> str:
-    """A job finished ``finished`` (POSIX time) in ``status``; returns its id."""
-    job_id = spool.submit(Job(job=job, method="process", params=["x"]), by="test")
-    claim = RunningName(job_id, "test-runner", 1)
-    path = spool.claim(f"{job_id}.json", claim)
-    assert path is not None
+    """A job finished ``finished`` (POSIX time) in ``status``; returns its id.
+
+    The record is published straight into its status directory (tmp/, then a
+    link), never through pending/: runners at work on the spool would claim
+    it there."""
+    job_id = new_id()
     when = datetime.fromtimestamp(finished, UTC)
     error = None if status is Status.COMPLETED else ErrorInfo(type="E", message="planned")
     attempt = Attempt(
@@ -51,13 +52,21 @@ def make_finished(
         outcome=OUTCOME[status],
         error=error,
     )
-    record = spool.read_job(path).model_copy(
-        update={
-            "attempts": [attempt],
-            "history": [HistoryEntry(at=when, action="submitted")],
-        }
+    record = Job(
+        id=job_id,
+        job=job,
+        method="process",
+        params=["x"],
+        created_at=when,
+        revision=3,
+        attempts=[attempt],
+        history=[HistoryEntry(at=when, action="submitted")],
     )
-    dst = spool.move(path, Status.RUNNING, status, record)
+    tmp = spool.write_tmp(spool.encode(record), job_id)
+    dst = spool.path_in(status, f"{job_id}.json")
+    spool.ops.link(tmp, dst)
+    spool.ops.unlink(tmp)
+    spool.sync_dir(spool.dir(status))
     os.utime(dst, (finished, finished))
     if side_files:
         write_side_files(spool, job_id)
