@@ -263,7 +263,7 @@ class Runner:
             self._configure(new)
         self.intake.rescan()
         self.dispatch.control_changed()
-        self.dispatch.sweep_slots(self.runner_id)
+        self.dispatch.sweep_shared(self.runner_id, time.time())
 
     def _configure(self, config: Config) -> None:
         self.config = config

@@ -18,7 +18,9 @@ publishes a job itself: everything that ends leaves as a :class:`Finish` or
 claimed (``claimgate``); a name with a global cap is claimed only with a
 slot taken first (:mod:`jobspool.slots`), given back when the attempt's
 record is published, when the claim is lost, or at the next sweep when no
-claim of ours in running/ carries its token. When the last claim pass left
+claim of ours in running/ carries its token; a name with a rate only with a
+token of the current window (:mod:`jobspool.rates`), taken after the slot
+(the order is :mod:`jobspool.stages.admission`'s). When the last claim pass left
 ready jobs behind that nothing but such a rule holds, :attr:`held_back`
 says so, and the loop waits for a change (or :attr:`retry_in`, for what
 other runners free) rather than trying again at once.
@@ -34,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from jobspool import actions, claimgate, control, logs, provenance, slots, tokens, unique
+from jobspool import actions, claimgate, control, logs, provenance, rates, slots, tokens, unique
 from jobspool.attempts import Active, Report, from_child, read_report
 from jobspool.child import EXIT_FAILED, EXIT_OK, RunRequest
 from jobspool.config import Config
@@ -48,6 +50,7 @@ from jobspool.names import FINISHING, RunningName
 from jobspool.schedule import Entry
 from jobspool.spool import Spool
 from jobspool.stages import Finish, Rejection
+from jobspool.stages.admission import Admission, attempt_token
 from jobspool.stages.intake import quarantine
 from jobspool.states import TERMINAL, Status
 
@@ -58,8 +61,6 @@ Take = Callable[[float, Callable[[Entry], bool]], Entry | None]
 ReadClaimed = Callable[[str, str], Job]
 # Makes the launcher from the configured start method and the mailbox's put.
 MakeLauncher = Callable[[str, Callable[[Event], None]], "Launcher"]
-# How soon a claim held back by a slot other runners hold is tried again.
-SHARED_RETRY_SECONDS = 0.25
 
 
 class Dispatch:
@@ -130,41 +131,25 @@ class Dispatch:
         Returns the claims (entry, running path) and the entries whose claim
         failed on I/O (still in pending/, to be tried again a little later).
         """
-        batch: Counter[str] = Counter()
-        refused = False
-        shared_full: set[str] = set()  # names whose shared limit refused in this pass
-        taken: dict[str, tokens.Taken] = {}  # by entry name: the slot its claim holds
-
-        def fits(entry: Entry) -> bool:
-            nonlocal refused
-            if entry.job in shared_full or claimgate.is_paused(entry.job, self.paused):
-                refused = True
-                return False
-            spec = self.config.settings.allowed_jobs.get(entry.job)
-            cap = spec.per_runner_cap if spec else None
-            if not claimgate.fits_here(self._per_job[entry.job] + batch[entry.job], cap):
-                refused = True
-                return False
-            if spec is None or spec.global_cap is None:
-                return True
-            slot = self._take_slot(entry, spec.global_cap, runner_id)
-            if slot is None:
-                shared_full.add(entry.job)
-                refused = True
-                return False
-            taken[entry.name] = slot
-            return True
-
+        admit = Admission(
+            self.spool,
+            self.config,
+            paused=self.paused,
+            running=self._per_job,
+            runner_id=runner_id,
+            wall=wall,
+            trouble=self._slot_trouble,
+        )
         claimed: list[tuple[Entry, str]] = []
         failed: list[Entry] = []
         self.held_back = False
         while len(claimed) < self.free_slots():
-            entry = take(wall, fits)
+            entry = take(wall, admit.fits)
             if entry is None:
-                self.held_back = refused
+                self.held_back = admit.refused
                 break
             claim = RunningName(entry.job_id, runner_id, entry.attempt)
-            slot = taken.pop(entry.name, None)
+            slot, token = admit.holdings(entry)
             try:
                 path = self.spool.claim(entry.name, claim)
             except OSError as exc:
@@ -172,30 +157,17 @@ class Dispatch:
                 failed.append(entry)
                 path = None
             if path is None:  # another runner (or a person) took it first, or I/O
-                self._give_back(slot)
+                admit.give_back(slot)
+                admit.give_back(token)
                 continue
             claimed.append((entry, path))
-            batch[entry.job] += 1
+            admit.batch[entry.job] += 1
             if slot is not None:
-                self.slots_held[_token(claim)] = slot
-        self.retry_in = SHARED_RETRY_SECONDS if shared_full else None
+                self.slots_held[attempt_token(claim)] = slot
+        self.retry_in = admit.retry_in
         if claimed:
             self.spool.sync_claims()
         return claimed, failed
-
-    def _take_slot(self, entry: Entry, cap: int, runner_id: str) -> tokens.Taken | None:
-        token = _token(RunningName(entry.job_id, runner_id, entry.attempt))
-        try:
-            slot = slots.take(
-                self.spool, entry.job, cap, tokens.Holder(runner_id, entry.job_id, token)
-            )
-        except OSError as exc:  # a link or a file where slots/<name> belongs, EIO...
-            if entry.job not in self._slot_trouble:
-                logs.event("slot_error", logs.ERROR, job_name=entry.job, error=exc)
-            self._slot_trouble.add(entry.job)
-            return None
-        self._slot_trouble.discard(entry.job)
-        return slot
 
     def _give_back(self, slot: tokens.Taken | None) -> None:
         if slot is None:
@@ -209,9 +181,13 @@ class Dispatch:
         """The attempt's record is published (or the claim is gone): its slot is free."""
         self._give_back(self.slots_held.pop(token, None))
 
-    def sweep_slots(self, runner_id: str) -> None:
+    def sweep_shared(self, runner_id: str, wall: float) -> None:
         """Give back our slots that no claim of ours in running/ carries any more;
-        report (and move to corrupt/) what in slots/ is not a slot."""
+        report (and move to corrupt/) what in slots/ is not a slot; remove
+        rate windows long past."""
+        for name, spec in self.config.settings.allowed_jobs.items():
+            if spec.rate is not None:
+                rates.prune(self.spool, name, spec.rate, wall)
         found = slots.scan(self.spool)
         for path, reason in found.refused.items():
             with contextlib.suppress(OSError):
@@ -220,7 +196,7 @@ class Dispatch:
         ours = set()
         for claim, _path in self.spool.running_entries():
             if claim.runner.removesuffix(FINISHING) == runner_id:
-                ours.add(_token(RunningName(claim.job_id, runner_id, claim.attempt)))
+                ours.add(attempt_token(RunningName(claim.job_id, runner_id, claim.attempt)))
         for stale in slots.stale_of(found, runner_id, ours):
             self.slots_held.pop(stale.holder.token, None)
             with contextlib.suppress(OSError):
@@ -455,11 +431,6 @@ class Dispatch:
 
     def deadlines(self) -> list[float]:
         return [a.deadline for a in self.active.values()]
-
-
-def _token(claim: RunningName) -> str:
-    """An attempt's token: its claim's file name without the suffix."""
-    return claim.filename[: -len(".json")]
 
 
 def _kill_orphaned(act: Active) -> None:

@@ -57,12 +57,14 @@ def test_three_runners_on_two_hosts_never_exceed_the_global_cap_and_use_every_sl
     out.mkdir()
     with _two_mounts(env, tmp_path) as (mnt_a, mnt_b):
         cfg = load_config(env.config, {"spool": str(mnt_a)})
-        ids = [run_background_job("Span", "run", [str(out), 0.4], config=cfg) for _ in range(24)]
         runners = [
             start_as(env, "host-a", "--spool", str(mnt_a)),
             start_as(env, "host-a", "--spool", str(mnt_a)),
             start_as(env, "host-b", "--spool", str(mnt_b)),
         ]
+        for r in runners:
+            wait_registered(env.spool, r.pid)
+        ids = [run_background_job("Span", "run", [str(out), 0.4], config=cfg) for _ in range(24)]
         for job_id in ids:
             env.wait_status(job_id, "completed", timeout=60)
         for r in runners:
