@@ -5,7 +5,7 @@ A Bottle application (:func:`jobspool.dashboard.app.create_app`) over a
 (:mod:`jobspool.dashboard.server`), started by ``jobspool dashboard`` or, together with
 a runner, ``jobspool up`` (:mod:`jobspool.dashboard.commands`). It reads and changes
 the spool only through ``jobspool.spool`` and ``jobspool.submit``. See
-README.md ("The dashboard") for the user's guide and the JSON API.
+docs/DASHBOARD.md for the user's guide and the JSON API.
 """
 
 from typing import TYPE_CHECKING, Any

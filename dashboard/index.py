@@ -7,7 +7,7 @@ own parsing), forgets files that left, and updates the statistics in
 :mod:`jobspool.dashboard.stats` by the difference. Requests never open job files to
 count, chart, filter or search; only the files shown on a page are opened.
 
-Behaviour (documented for users in README.md):
+Behaviour (documented for users in docs/DASHBOARD.md):
 * On start the directories are listed at once, so counts and unfiltered
   lists work immediately; file contents are read in the background, newest
   first, pending/running/failed/cancelled before completed. Until that is

@@ -1,7 +1,7 @@
 """The overview's figures in the Prometheus text exposition format (version 0.0.4).
 
 Owns metric names, types and labels, which are part of the public interface
-(documented in README.md). Every figure comes from
+(documented in docs/DASHBOARD.md). Every figure comes from
 :class:`jobspool.dashboard.overview.Overview`, so /metrics costs what the overview
 costs and opens no job file.
 

@@ -3,7 +3,7 @@
 Owns formatting only (no I/O, no escaping: templates escape every value they
 print, and JSON is JSON). Times are shown in UTC with an explicit zone;
 durations and ages in human units. The JSON shapes built here are the API's
-documented shapes (README.md), so a change here is an API change.
+documented shapes (docs/DASHBOARD.md), so a change here is an API change.
 
 Params and results are shown as indented JSON, bounded by construction: the
 renderer stops producing output once ``DISPLAY_CAP`` characters are written
