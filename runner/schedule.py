@@ -17,7 +17,6 @@ from datetime import datetime
 
 from jobspool.model import Job
 
-
 SortKey = tuple[int, datetime, str]
 
 
@@ -72,7 +71,7 @@ class Schedule:
         )
 
     def add_unverified(
-        self, name: str, job_id: str, job: str, attempt: int, key: SortKey, due: float
+        self, name: str, *, job_id: str, job: str, attempt: int, key: SortKey, due: float
     ) -> None:
         """An entry from a quick look at the file, loaded in full before its claim."""
         self._put(Entry(name, job_id, job, attempt, key, due, next(self._seq), verified=False))

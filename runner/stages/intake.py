@@ -161,8 +161,14 @@ class Intake:
             if isinstance(found, str):
                 self.load(found)
             else:
-                f = found
-                self.schedule.add_unverified(f.name, f.job_id, f.job, f.attempt, f.key, f.due)
+                self.schedule.add_unverified(
+                    found.name,
+                    job_id=found.job_id,
+                    job=found.job,
+                    attempt=found.attempt,
+                    key=found.key,
+                    due=found.due,
+                )
 
     def _quick_look(self, names: list[str]) -> Iterator[QuickEntry | str]:
         """A backlog: ordered from a quick look at each file; each is loaded
