@@ -143,6 +143,12 @@ def resubmit(
     )
     note = f"{RESUBMITTED_FROM}{view.id}"
     new_id = queue_job(config, spool, record, by=by, via=via or "python", note=note)
+    if unique.is_existing(new_id):
+        # A unique job whose key another job holds: nothing was written.
+        raise Conflict(
+            f"job {new_id} holds this job's unique key; nothing was resubmitted "
+            "(resubmit once that job has left its window)"
+        )
     found = spool.find(new_id)
     if found is not None:
         return found

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from jobspool import unique
+from jobspool import resubmit_job, unique
+from jobspool.errors import Conflict
 from jobspool.submit import run_background_job
 from tests.conftest import TEST_JOBS, SpoolEnv, wait_until
 from tests.support.hosts import start_as, wait_registered
@@ -219,3 +220,24 @@ def test_a_runner_sweeps_locks_whose_release_was_lost(env: SpoolEnv, tmp_path: P
     log = (env.spool / "logs" / "background_jobs.log").read_text()
     assert f"m-{marker}: job {job_id} is completed, past until=finished" in log
     assert any(n.startswith("unique.") for n in os.listdir(env.spool / "corrupt"))
+
+
+def test_resubmitting_while_another_job_holds_the_key_is_refused(env: SpoolEnv) -> None:
+    """Edit and resubmit of a unique job whose key is held writes nothing and
+    says which job holds it (it never reports the holder as the new job)."""
+    failing = {
+        **TEST_JOBS["Failing"],
+        "unique": {"key": "fail-{message}"},
+        "retry": {"max_attempts": 1},
+    }
+    env.write_config(allowed_jobs={**JOBS, "Failing": failing})
+    cfg = config(env)
+    bad = run_background_job("Failing", "bad", ["boom"], config=cfg)
+    assert env.burst().returncode == 0
+    assert env.status_of(bad) == "failed"
+    holder = run_background_job("Failing", "bad", ["boom"], config=cfg)
+    assert not existing(holder)  # the failed job let go of the key
+    before = env.files("pending")
+    with pytest.raises(Conflict, match=f"job {holder} holds this job's unique key"):
+        resubmit_job(bad, ["boom"], config=cfg)
+    assert env.files("pending") == before
