@@ -374,7 +374,8 @@ def list_row(view: JobView, now: datetime | None = None) -> dict[str, str]:
         "due": waiting.short if waiting else "",
         "due_title": waiting.text if waiting else "",
         "name": f"{rec.job}.{rec.method}",
-        "attempts": str(len(rec.attempts)),
+        # A running job's current attempt counts, as on its page.
+        "attempts": str(attempt_counts(view).recorded),
         "created": fmt_time(rec.created_at, zone=False),
         "finished": fmt_time(finished_at(rec), zone=False) if finished else "-",
         "duration": fmt_duration(duration_of(rec)),
