@@ -27,6 +27,7 @@ import bottle
 from jobspool import batch, unique
 from jobspool.actions import resubmitted_from
 from jobspool.dashboard import actions, metrics, present
+from jobspool.dashboard import holds as holds_view
 from jobspool.dashboard import schedules as schedule_page
 from jobspool.dashboard.charts import bar_chart
 from jobspool.dashboard.logtail import TAIL_BYTES, log_size, open_log, read_log
@@ -227,6 +228,9 @@ class DashboardApp:
             ("GET", "/api/overview", self.overview_api),
             ("GET", "/metrics", self.metrics_text),
             ("GET", "/api/runners", self.runners_api),
+            ("GET", "/api/holds", self.holds_api),
+            ("POST", "/holds/<verb:re:pause|resume>", self.holds_form),
+            ("POST", "/api/holds/<verb:re:pause|resume>", self.holds_action_api),
             ("GET", "/schedules", self.schedules_page),
             ("GET", "/api/schedules", self.schedules_api),
             ("POST", "/schedules/<name>/run", self.schedule_run_form),
@@ -383,6 +387,7 @@ class DashboardApp:
             "minute_chart": bar_chart(ov.minutes, hourly=False),
             "hour_chart": bar_chart(ov.hours, hourly=True),
             "statuses": [s.value for s in Status],
+            "holds": holds_view.gather(self.dash),
         }
 
     def overview_page(self) -> str:
@@ -399,10 +404,36 @@ class DashboardApp:
     def metrics_text(self) -> str:
         ov = gather(self.dash, self.corrupt)
         response.content_type = metrics.CONTENT_TYPE
-        return metrics.render(ov, self.dash)
+        return metrics.render(ov, self.dash) + metrics.render_holds(holds_view.gather(self.dash))
 
     def runners_api(self) -> str:
         return _json({"runners": [r.to_json() for r in self.dash.runners.snapshot()]})
+
+    # ------------------------------------------------------------- pauses and limits
+
+    def holds_api(self) -> str:
+        return _json(holds_view.gather(self.dash).to_json())
+
+    def _hold(self, verb: str, names: list[str]) -> list[str]:
+        try:
+            if verb == "pause":
+                return holds_view.pause(self.dash, names, _actor())
+            return holds_view.resume(self.dash, names)
+        except NotAllowed as exc:
+            bottle.abort(400, str(exc))
+            raise  # abort raised already
+
+    def holds_form(self, verb: str) -> None:
+        job = _form().get("job", "")
+        self._hold(verb, [job] if job else [])
+        bottle.redirect("/", 303)
+
+    def holds_action_api(self, verb: str) -> str:
+        jobs = _payload().get("jobs", [])
+        if not isinstance(jobs, list) or not all(isinstance(j, str) for j in jobs):
+            bottle.abort(400, "jobs must be a list of job names (none: the whole spool)")
+        done = self._hold(verb, jobs)
+        return _json({verb: done or "spool", **holds_view.gather(self.dash).to_json()})
 
     # ------------------------------------------------------------- schedules
 

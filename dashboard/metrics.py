@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from jobspool import ticks, unique
+from jobspool.dashboard.holds import HoldsView
 from jobspool.dashboard.overview import Overview
 from jobspool.dashboard.state import Dashboard
 from jobspool.model import utcnow
@@ -194,3 +195,27 @@ def _retention(w: _Writer, ov: Overview) -> None:
     if info.last_at is not None:
         w.family("jobspool_last_purge_timestamp_seconds", "gauge", "Unix time of the last purge.")
         w.sample("jobspool_last_purge_timestamp_seconds", round(info.last_at.timestamp(), 3))
+
+
+def render_holds(view: HoldsView) -> str:
+    """Pauses, spool-wide slots and rates (:mod:`jobspool.dashboard.holds`)."""
+    w = _Writer()
+    found = view.holds
+    w.family("jobspool_spool_paused", "gauge", "1 while the whole spool is paused")
+    w.sample("jobspool_spool_paused", 1 if found.pauses.spool_paused else 0)
+    w.family("jobspool_paused", "gauge", "1 for each job name paused on its own")
+    for name in found.pauses.names:
+        w.sample("jobspool_paused", 1, [("job", name)])
+    w.family("jobspool_slots_in_use", "gauge", "spool-wide slots taken, per job name")
+    w.family("jobspool_slots_global", "gauge", "spool-wide concurrency cap, per job name")
+    w.family("jobspool_rate_used", "gauge", "claims counted in the current rate window")
+    w.family("jobspool_rate_limit", "gauge", "claims allowed per rate window")
+    for lim in found.limits:
+        job = [("job", lim.name)]
+        if lim.slots_global is not None:
+            w.sample("jobspool_slots_in_use", lim.slots_in_use or 0, job)
+            w.sample("jobspool_slots_global", lim.slots_global, job)
+        if lim.rate is not None:
+            w.sample("jobspool_rate_used", lim.rate_used or 0, job)
+            w.sample("jobspool_rate_limit", int(lim.rate.split("/")[0]), job)
+    return w.text()

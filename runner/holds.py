@@ -10,10 +10,10 @@ files that are not valid are counted under ``refused``, never trusted.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from jobspool import pauses
+from jobspool import pauses, rates, slots
 from jobspool.claimgate import ALL
 from jobspool.config import Config
 from jobspool.spool import Spool
@@ -58,10 +58,17 @@ def gather(spool: Spool, config: Config, wall: float | None = None) -> Holds:
 def limits_of(spool: Spool, config: Config, wall: float) -> list[Limit]:
     """Figures for every allowed name with a global cap or a rate."""
     out = []
+    found = slots.scan(spool)
     for name, spec in sorted(config.settings.allowed_jobs.items()):
         if spec.global_cap is None and spec.rate is None:
             continue
-        out.append(Limit(name=name, slots_global=spec.global_cap))
+        lim = Limit(name=name, slots_global=spec.global_cap)
+        if spec.global_cap is not None:
+            lim = replace(lim, slots_in_use=found.in_use(name))
+        if spec.rate is not None:
+            used = rates.used(spool, name, spec.rate, wall)
+            lim = replace(lim, rate=str(spec.rate), rate_used=used)
+        out.append(lim)
     return out
 
 

@@ -49,6 +49,7 @@
     % include('_chart.tpl', chart=hour_chart, caption='Jobs finished per hour over the last day')
   </div>
 </section>
+% include('_holds.tpl', holds=holds)
 <section>
 <h2>Runners</h2>
 % if not ov.runners:
