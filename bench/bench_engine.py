@@ -1,6 +1,7 @@
 """Engine benchmark: submit rate, burst drain rate, pickup latency.
 
     python bench/bench_engine.py [--jobs 2000] [--latency 200] [--workers 2] [--repeat 3]
+                                 [--isolation process|pool]
 
 Each figure uses a fresh temporary spool with the default durability
 (fsync of every file and directory). Prints one line per figure; the drain
@@ -37,9 +38,13 @@ JOBS = {
 }
 
 
+# How attempts run (allowed_jobs.yaml's isolation): set once by --isolation.
+ISOLATION = {"isolation": "process"}
+
+
 def make_project(workers: int) -> Path:
     root = Path(tempfile.mkdtemp(prefix="jobspool-bench-"))
-    settings = {"spool": "spool", "workers": workers, "allowed_jobs": JOBS}
+    settings = {"spool": "spool", "workers": workers, "allowed_jobs": JOBS, **ISOLATION}
     (root / "allowed_jobs.yaml").write_text(yaml.safe_dump(settings))
     init_spool(root / "spool")  # as `jobspool init` does: runners refuse a spool without it
     return root
@@ -137,14 +142,22 @@ def main() -> None:
     p.add_argument("--latency", type=int, default=200)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3, help="drains to take the median of")
+    p.add_argument(
+        "--isolation",
+        choices=["process", "pool"],
+        default="process",
+        help="one process per attempt, or pool workers (allowed_jobs.yaml's isolation)",
+    )
     a = p.parse_args()
+    ISOLATION["isolation"] = a.isolation
+    print(f"isolation: {a.isolation}")
     print(f"submit (helper, durable): {bench_submit(a.jobs):.0f} jobs/s")
     runs = [bench_drain(a.jobs, a.workers) for _ in range(max(1, a.repeat))]
     totals = sorted(total for total, _ in runs)
     steady = statistics.median(s for _, s in runs)
     spread = f" (median of {len(runs)}: {totals[0]:.0f}-{totals[-1]:.0f})" if len(runs) > 1 else ""
     print(
-        f"drain {a.jobs} no-op jobs, --burst --workers {a.workers}, durable: "
+        f"drain {a.jobs} no-op jobs, --burst --workers {a.workers}, {a.isolation}, durable: "
         f"{statistics.median(totals):.0f} jobs/s end to end{spread}, "
         f"{steady:.0f} jobs/s first start to last finish"
     )

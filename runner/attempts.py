@@ -67,6 +67,7 @@ class Active:
     # unguessable name in tmp/ that the attempt creates exclusively.
     report_path: str | None = None
     limits: dict[str, float] = field(default_factory=dict)  # what it ran under (config.Limits)
+    pooled: bool = False  # runs in a pool worker (isolation: pool), stopped through the launcher
 
 
 @dataclass

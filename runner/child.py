@@ -56,7 +56,7 @@ RUNNER_MARK = "JOBSPOOL_RUNNER_PID"
 ATTEMPT_MARK = "JOBSPOOL_ATTEMPT"
 
 # Wire format of a request: version, then the fields in this order.
-_WIRE_VERSION = 2
+_WIRE_VERSION = 3
 _FIELDS = (
     "token",
     "job_id",
@@ -72,6 +72,7 @@ _FIELDS = (
     "log_path",
     "report_path",
     "limits",
+    "pool",
 )
 
 
@@ -93,6 +94,9 @@ class RunRequest:
     log_path: str
     report_path: str
     limits: dict[str, float] | None  # see config.Limits; applied by jobspool.limits
+    # Set for a pooled attempt (isolation: pool): its worker's recycling
+    # rule, (max attempts per worker, max resident bytes after an attempt).
+    pool: tuple[int, int] | None
 
     def __init__(
         self,
@@ -111,6 +115,7 @@ class RunRequest:
         log_path: str = "",
         report_path: str = "",
         limits: dict[str, float] | None = None,
+        pool: tuple[int, int] | None = None,
     ) -> None:
         self.token = token
         self.job_id = job_id
@@ -126,6 +131,7 @@ class RunRequest:
         self.log_path = log_path
         self.report_path = report_path
         self.limits = limits
+        self.pool = pool
 
     def to_wire(self) -> bytes:
         return marshal.dumps((_WIRE_VERSION, *(getattr(self, f) for f in _FIELDS)))

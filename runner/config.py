@@ -1,7 +1,13 @@
 """allowed_jobs.yaml + environment + flags -> :class:`Config`.
 
 Owns the allow-list and every setting, the per-attempt ``limits`` included
-(spool-wide, overridden per job; applied by ``jobspool.limits``). The file
+(spool-wide, overridden per job; applied by ``jobspool.limits``) and each
+job's ``isolation`` (``process``: one process per attempt; ``pool``:
+long-lived pool workers, see ``jobspool.executor``; the entry's over the
+spool-wide one). Limits need a process of their own, so a job under
+configured limits runs one process per attempt: an entry that asks for
+``pool`` with limits is refused, and a spool-wide ``pool`` leaves such jobs
+per attempt (:meth:`Config.pooled`). The file
 is read with ``yaml.safe_load`` (no tags that build Python objects) into pydantic models
 that reject unknown keys; every error is one line naming the file, the key
 (or the line and column of a YAML syntax error), the problem and, for a
@@ -116,6 +122,43 @@ def _public_method_name(name: str) -> str:
     return name
 
 
+Isolation = Literal["process", "pool"]
+
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1 << 10,
+    "KB": 1 << 10,
+    "M": 1 << 20,
+    "MB": 1 << 20,
+    "G": 1 << 30,
+    "GB": 1 << 30,
+}
+
+
+def parse_size(value: object) -> object:
+    """``512MB``, ``1GB``, ``65536`` (bytes): a size in bytes (units of 1024)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().upper().replace(" ", "").removesuffix("IB").removesuffix("I")
+    digits = text.rstrip("KMGB")
+    unit = text[len(digits) :]
+    if not digits.isdigit() or unit not in _SIZE_UNITS:
+        raise ValueError(f"{value!r} is not a size (e.g. 512MB, 2GB, 1048576)")
+    return int(digits) * _SIZE_UNITS[unit]
+
+
+class PoolSettings(_Strict):
+    """Pool workers (``isolation: pool``) are replaced after this many
+    attempts, or after an attempt that left them above this resident size,
+    as Celery's worker_max_tasks_per_child and worker_max_memory_per_child."""
+
+    max_attempts_per_worker: int = Field(default=1000, ge=1, le=1 << 30)
+    max_worker_memory: Annotated[int, BeforeValidator(parse_size)] = Field(
+        default=512 << 20, ge=1 << 20, le=1 << 50
+    )
+
+
 class JobSpec(_Strict):
     class_path: str | None = Field(default=None, alias="class", pattern=_DOTTED)
     allowed_methods: list[Annotated[str, AfterValidator(_public_method_name)]] = Field(min_length=1)
@@ -126,6 +169,7 @@ class JobSpec(_Strict):
     # At most N claims per second, minute or hour across runners (jobspool.rates).
     rate: Annotated[Rate | None, BeforeValidator(parse_rate)] = None
     limits: Limits = Field(default_factory=Limits)
+    isolation: Isolation | None = None  # None: the spool-wide setting
     description: str | None = None
     unique: UniqueSpec | None = None  # jobspool.uniquekey
 
@@ -187,6 +231,8 @@ class Settings(_Strict):
     unique_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
     logs: LogSettings = Field(default_factory=LogSettings)
     limits: Limits = Field(default_factory=Limits)
+    isolation: Isolation = "process"
+    pool: PoolSettings = Field(default_factory=PoolSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     allowed_jobs: dict[str, JobSpec] = Field(default_factory=dict)
     schedules: dict[str, ScheduleSpec] = Field(default_factory=dict)  # jobspool.recurring
@@ -223,6 +269,22 @@ def _schedule_problem(settings: Settings) -> str | None:
             return (
                 f"schedules.{name}.method: {entry.method!r} is not allowed for {entry.job} "
                 f"(allowed: {allowed}){hint}"
+            )
+    return None
+
+
+def _isolation_problem(settings: Settings) -> str | None:
+    """``isolation: pool`` asked for where limits are set: the key path and why."""
+    why = "per-attempt limits need a process per attempt (a live process cannot lift them)"
+    spool_wide = settings.limits.model_dump(exclude_none=True)
+    if settings.isolation == "pool" and spool_wide:
+        return f"isolation: pool cannot hold limits ({', '.join(spool_wide)}): {why}"
+    for name, spec in settings.allowed_jobs.items():
+        own = spec.limits.over(settings.limits).model_dump(exclude_none=True)
+        if spec.isolation == "pool" and own:
+            return (
+                f"allowed_jobs.{name}.isolation: pool cannot hold limits "
+                f"({', '.join(own)}): {why}; remove one of them"
             )
     return None
 
@@ -304,6 +366,16 @@ class Config:
             found = self._limits[job] = merged.model_dump(exclude_none=True)
             found.setdefault("output_bytes", self.settings.logs.job_log_max_bytes)
         return dict(found)
+
+    def pooled(self, job: str) -> bool:
+        """Whether job's attempts run in pool workers: ``isolation: pool``
+        (its entry's, else the spool's) and no limits configured for it."""
+        spec = self.settings.allowed_jobs.get(job)
+        if spec is None:
+            return False
+        if (spec.isolation or self.settings.isolation) != "pool":
+            return False
+        return not spec.limits.over(self.settings.limits).model_dump(exclude_none=True)
 
     def timeout(self, job: str) -> float:
         spec = self.settings.allowed_jobs.get(job)
@@ -513,7 +585,7 @@ def load_config(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
-    problem = _schedule_problem(settings)
+    problem = _schedule_problem(settings) or _isolation_problem(settings)
     if problem is not None:
         raise ConfigError(f"{source}: {problem}")
     return Config(settings=settings, path=found)

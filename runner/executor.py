@@ -1,6 +1,8 @@
 """Start and kill attempt processes; all platform-specific process code.
 
-One process per attempt, always. On POSIX a *fork server* (a "zygote") is
+One process per attempt by default (``isolation: process``); pooled jobs
+(``isolation: pool``) run in long-lived pool workers, below. On POSIX a
+*fork server* (a "zygote") is
 started once with ``subprocess`` (fork+exec, so it never inherits the
 runner's threads), imports the engine, and then forks one child per attempt:
 about 1 ms instead of 8 ms for a fresh interpreter. Each child calls
@@ -41,6 +43,47 @@ relays the first line that comes on it under the token it gave that
 attempt, so no job can speak for another or break the framing. A report is
 an attempt's last word: the zygote ends the process once it has relayed
 it, and always relays it before the "X" line.
+
+Pooled mode (``isolation: pool``, see ``config``). A pooled request (one
+with ``pool`` set and no limits: a live process cannot lift limits again,
+so jobs with limits always get a process per attempt) goes to a *pool
+worker*: a child forked like a spare that, instead of exiting after its
+attempt, waits for the next. One pool serves every pooled job (a worker
+imports what the zygote had not imported when it was forked, once); it
+grows to the most attempts that ever ran at once, and idle workers are
+reused last-in first-out. Each worker has a socket pair with the zygote;
+per attempt the zygote sends the request with the write end of a new
+report pipe (``SCM_RIGHTS``), so each attempt still has a channel and a
+token of its own and a process an earlier attempt left cannot speak for a
+later one. The worker points fds 1 and 2 at that job's log (child.prepare)
+and restores them after; then it kills and reaps its own children and
+writes its exit code on the socket ("done"). The zygote then sweeps what
+the attempt left behind (adopted grandchildren: the worker runs no attempt
+now, so nothing in its session is spared), relays the report (it holds it
+until "done", so the next request can only reach an idle worker) and sends
+``D <token> <pid> <rc>``: the attempt ended as an exit with status rc would,
+the worker is kept. A worker exits with the attempt's code instead (and
+the zygote reports ``X`` as for any attempt) once it has run
+``max_attempts_per_worker`` attempts, when its resident size after an
+attempt is above ``max_worker_memory``, or when an attempt left a thread
+running (job code never runs beside another attempt's). When the zygote
+re-imports a job module that changed on disk, idle workers are retired
+(their socket closed) and busy ones when their attempt is done, so an
+edited module is picked up by new workers. A worker that dies without a
+report is its attempt's crash. Timeout and cancel of a pooled attempt go
+through the zygote (``K<token>`` on its input, :meth:`ForkServer.stop`):
+it kills the worker and its group only while that worker still runs that
+attempt (its pid may already run the next one), and the next request gets
+a fresh worker. Pooling needs the subreaper (a worker outlives its
+attempts, so their leftovers are found by adoption, not by group): without
+it pooled requests run one process per attempt.
+
+What a pooled attempt shares: job code runs in a process that earlier
+attempts of other jobs ran in and later ones will, so what a job changes
+in its process (module globals, signal handlers, the environment) is seen
+by later attempts of that worker; a job could even read the next request
+from its worker's socket. Pool only jobs that are trusted like the engine
+itself; a job that must be contained runs in a process of its own.
 
 Launchers never block the runner: ``start`` only sends the request, and
 the attempt's start, report and exit arrive later as the typed messages of
@@ -84,6 +127,9 @@ if TYPE_CHECKING:
         def pump(self) -> None: ...
         def wait_ready(self) -> None: ...
         def start(self, req: RunRequest) -> None: ...
+        def stop(self, token: str) -> None: ...
+        @property
+        def pools(self) -> bool: ...
         def close(self) -> None: ...
 
 
@@ -166,6 +212,7 @@ class ForkServer:
         self._post = post
         self._messages = messages
         self._ready = False
+        self._subreaper = False
         self._gone = False
         self._buf = b""
         self.proc = subprocess.Popen(
@@ -221,6 +268,7 @@ class ForkServer:
             return
         if isinstance(msg, m.LauncherReady):
             self._ready = True
+            self._subreaper = msg.subreaper
             _log_containment("subreaper" if msg.subreaper else "process group")
         else:
             self._post(msg)
@@ -245,11 +293,26 @@ class ForkServer:
         if not self._ready or self.proc.poll() is not None:
             raise RuntimeError("the fork server failed to start")
 
+    @property
+    def pools(self) -> bool:
+        """Whether pooled requests run in pool workers: only under a
+        subreaper, which kills what an attempt leaves behind when it ends
+        (a pool worker outlives its attempts, so its group cannot be killed)."""
+        return self._ready and self._subreaper
+
     def start(self, req: RunRequest) -> None:
         if not self._ready:
             self.wait_ready()
         wire = req.to_wire()
-        data = b"%d\n" % len(wire) + wire
+        self._write(b"%d\n" % len(wire) + wire)
+
+    def stop(self, token: str) -> None:
+        """Kill the attempt's process (a pool worker with it) and its group,
+        if it still runs that attempt: the fork server knows which process
+        does, where a pid might already run the next attempt."""
+        self._write(b"K%s\n" % token.encode())
+
+    def _write(self, data: bytes) -> None:
         fd = self._stdin.fileno()
         while data:
             try:
@@ -329,6 +392,11 @@ class Spawner:
 
     def wait_ready(self) -> None:
         """Nothing to wait for: each attempt starts its own interpreter."""
+
+    pools = False  # one interpreter per attempt, always
+
+    def stop(self, token: str) -> None:
+        """Never asked: only pooled attempts are stopped through the launcher."""
 
     def start(self, req: RunRequest) -> None:
         import subprocess
@@ -457,6 +525,150 @@ def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
         os._exit(code)
 
 
+def _pool_main(sock_fd: int, sigchld: bool) -> None:
+    """A forked pool worker: run the attempts handed over on its socket, one
+    at a time, until retired (end of file) or spent (see _PoolWorker.spent)."""
+    code = EXIT_INTERNAL
+    try:
+        os.setsid()
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+        if sigchld:  # only the fallback zygote changed these
+            _signal.set_wakeup_fd(-1)
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        _close_all_but((sock_fd,))
+        code = _PoolWorker(sock_fd).serve()
+    except BaseException:
+        try:
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+        except BaseException:  # noqa: S110 - nothing left to tell it to
+            pass
+    finally:
+        os._exit(code)
+
+
+class _PoolWorker:
+    """Inside a pool worker: each attempt as an attempt process would run it.
+
+    Per attempt: a request and a report pipe of its own (passed with
+    SCM_RIGHTS), the job's log on fds 1 and 2 (child.prepare), the job's
+    context set and reset (child.execute). After it: output flushed and
+    fds 1 and 2 restored, every child process the attempt left killed and
+    reaped (their own children are adopted by the zygote, which kills them
+    before it relays the report), the working directory restored. Then the
+    worker says "done" with the attempt's exit code, or exits with it when
+    it is spent.
+    """
+
+    def __init__(self, sock_fd: int) -> None:
+        import _socket
+
+        self.sk = _socket
+        self.sock = _socket.socket(fileno=sock_fd)
+        self.out, self.err = os.dup(1), os.dup(2)
+        self.cwd = os.getcwd()
+        self.attempts = 0
+
+    def serve(self) -> int:
+        while True:
+            got = self.receive()
+            if got is None:
+                return 0  # retired by the zygote
+            req, report_fd = got
+            try:
+                code = child.run(req, report_fd, child.prepare(req, own_limits=False))
+            finally:
+                os.close(report_fd)
+                self.settle()
+            self.attempts += 1
+            if self.spent(req):
+                return code
+            self.sock.sendall(b"%d" % code)
+
+    def receive(self) -> tuple[RunRequest, int] | None:
+        """The next request and its report pipe; None at end of file."""
+        sk = self.sk
+        data, ancillary, _, _ = self.sock.recvmsg(1 << 16, sk.CMSG_SPACE(4))
+        fds = [
+            int.from_bytes(payload[:4], sys.byteorder)
+            for level, kind, payload in ancillary
+            if level == sk.SOL_SOCKET and kind == sk.SCM_RIGHTS
+        ]
+        while data and b"\n" not in data:
+            data += self.sock.recv(64)
+        if not data or len(fds) != 1:
+            return None
+        head, _, rest = data.partition(b"\n")
+        chunks, size = [rest], len(rest)
+        while size < int(head):
+            chunk = self.sock.recv(min(int(head) - size, 1 << 20))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            size += len(chunk)
+        return RunRequest.from_wire(b"".join(chunks)), fds[0]
+
+    def settle(self) -> None:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        os.dup2(self.out, 1)
+        os.dup2(self.err, 2)
+        _kill_children()
+        try:  # noqa: SIM105 - contextlib is not loaded in the fork server
+            os.chdir(self.cwd)
+        except OSError:
+            pass
+
+    def spent(self, req: RunRequest) -> bool:
+        """Whether this worker must not run another attempt: its count is
+        reached, it is above its memory bound, or the attempt left a thread
+        running (job code must never run beside another attempt's)."""
+        most, memory = req.pool or (1, 0)
+        return self.attempts >= most or _threads() > 1 or _resident() > memory
+
+
+def _kill_children() -> None:
+    """Kill (with the group it leads, if any) and reap every child process
+    of this process: what an attempt in a pool worker left behind."""
+    kids = _own_children()
+    for pid in kids:
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, _signal.SIGKILL)
+        except OSError:
+            pass
+        try:  # noqa: SIM105
+            os.kill(pid, _signal.SIGKILL)
+        except OSError:
+            pass
+    for pid in kids:
+        try:  # noqa: SIM105
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def _resident() -> int:
+    """This process's resident set size in bytes (0 where /proc cannot say)."""
+    try:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        fields = os.read(fd, 256).split()
+    finally:
+        os.close(fd)
+    return int(fields[1]) * os.sysconf("SC_PAGE_SIZE") if len(fields) > 1 else 0
+
+
 def _reap_one(attempts: dict[int, str]) -> tuple[int, int]:
     """Reap one exited child: (pid, status), (0, 0) if none.
 
@@ -563,6 +775,7 @@ class _Warmer:
         self.modules: dict[str, list[str]] = {}
         self.cold: set[str] = set()
         self.ready: set[tuple[str, str, str]] = set()  # (class, method, base) warm
+        self.reloads = 0  # how many times job modules were dropped as changed on disk
 
     def _mtimes(self, paths: list[str]) -> list[tuple[str, float]]:
         out = []
@@ -579,6 +792,7 @@ class _Warmer:
     def _forget(self, class_path: str) -> None:
         from jobspool import binding
 
+        self.reloads += 1
         names = self.modules.pop(class_path, [])
         self.files.pop(class_path, None)
         self.ready = {r for r in self.ready if r[0] != class_path}
@@ -677,6 +891,15 @@ class _Zygote:
         self.killed: set[int] = set()  # adopted processes killed, not reaped yet
         self.limits: Any = None  # jobspool.limits, from the first request with limits
         self.pids_groups: Any = None  # limits.PidsGroups, where a pids cgroup can be made
+        # Pool workers (isolation: pool): pid -> (its socket, the generation
+        # it was forked in); idle ones, most recently used last; a busy one's
+        # token is in children like any attempt's, its report pipe here.
+        self.workers: dict[int, tuple[Any, int]] = {}
+        self.worker_of: dict[int, int] = {}  # socket fd -> pid
+        self.idle: list[int] = []
+        self.pool_reports: dict[int, int] = {}  # pid -> read end of its attempt's report pipe
+        self.generation = 0  # the warmer's reloads when the newest workers were forked
+        self.sk: Any = None  # the _socket module, from the first pooled request
 
     def send(self, data: bytes) -> None:
         if self.orphaned:
@@ -696,12 +919,15 @@ class _Zygote:
         os.close(request_r)
         os.close(report_w)
         os.set_blocking(report_r, False)
+        self.watch(pid)
+        self.spares.append((pid, request_w, report_r))
+
+    def watch(self, pid: int) -> None:
         if self.use_pidfd:
             pidfd = os.pidfd_open(pid)
             self.pidfds[pid] = pidfd
             self.watched[pidfd] = pid
             self.poll.register(pidfd, select.POLLIN)
-        self.spares.append((pid, request_w, report_r))
 
     def want_spare(self) -> bool:
         """True while a batch is being forked (see SPARES_LOW and SPARES_HIGH)."""
@@ -729,6 +955,15 @@ class _Zygote:
         if self.warmer.warm(req.class_path, req.method, req.base_dir):
             self.retire_spares()
             gc.freeze()  # the new imports too: children's collections skip them
+        if self.warmer.reloads != self.generation:
+            # A job module changed on disk: pool workers hold the old code.
+            # Idle ones go now, busy ones when their attempt is done.
+            self.generation = self.warmer.reloads
+            for pid in list(self.idle):
+                self.retire_worker(pid)
+        if req.pool is not None and not req.limits and self.subreaper:
+            self.assign_pooled(token, data)
+            return
         if not self.spares:
             self.fork_spare()
         pid, request_w, report_r = self.spares.pop(0)
@@ -776,6 +1011,126 @@ class _Zygote:
         self.send(b"S\t%s\t%d\n" % (token.encode(), pid))
         self.send(b"R\t%s\t%d\t%s\n" % (token.encode(), pid, report))
 
+    # ------------------------------------------------------------ pool workers
+
+    def fork_worker(self) -> int:
+        if self.sk is None:
+            import _socket  # only a spool that pools pays for it
+
+            self.sk = _socket
+        ours, theirs = self.sk.socketpair(self.sk.AF_UNIX, self.sk.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            _pool_main(theirs.fileno(), not self.use_pidfd)
+        theirs.close()
+        self.watch(pid)
+        self.workers[pid] = (ours, self.generation)
+        self.worker_of[ours.fileno()] = pid
+        self.poll.register(ours.fileno(), select.POLLIN)
+        return pid
+
+    def assign_pooled(self, token: str, data: bytes) -> None:
+        """Hand the request to an idle pool worker (a fresh one if none is),
+        with a report pipe of this attempt's own."""
+        while True:
+            pid = self.idle.pop() if self.idle else self.fork_worker()
+            report_r = self.hand_over(pid, data)
+            if report_r >= 0:
+                break
+            self.retire_worker(pid)  # it died while idle: reaped as it comes
+        self.children[pid] = token
+        self.pool_reports[pid] = report_r
+        self.send(b"S\t%s\t%d\n" % (token.encode(), pid))
+
+    def hand_over(self, pid: int, data: bytes) -> int:
+        """Send the request with the write end of a new report pipe; the
+        read end, or -1 if the worker cannot take it."""
+        sock, sk = self.workers[pid][0], self.sk
+        report_r, report_w = os.pipe()
+        try:
+            fd = report_w.to_bytes(4, sys.byteorder)
+            sock.sendmsg([b"%d\n" % len(data)], [(sk.SOL_SOCKET, sk.SCM_RIGHTS, fd)])
+            sock.sendall(data)
+        except OSError:
+            os.close(report_r)
+            return -1
+        finally:
+            os.close(report_w)  # the worker holds it now: EOF when it closes its copy
+        os.set_blocking(report_r, False)
+        return report_r
+
+    def worker_said(self, fd: int) -> None:
+        """A pool worker's word: its attempt is done (its exit code), and it
+        waits for the next. Its leftovers die, then its report is relayed,
+        then ``D``: the attempt ended as an exit with that code would."""
+        pid = self.worker_of[fd]
+        try:
+            word = self.workers[pid][0].recv(64)
+        except OSError:
+            word = b""
+        if not word:  # exiting: reaped through its pidfd (or SIGCHLD)
+            self.unwatch_socket(fd)
+            return
+        token = self.children.pop(pid, None)
+        if token is None:
+            return  # not running anything: nothing it says counts
+        if self.subreaper:
+            self.sweep()  # it runs nothing now: all it left behind goes
+        self.relay_pooled(pid, token)
+        code = int(word) if word.isdigit() else EXIT_INTERNAL
+        self.send(b"D\t%s\t%d\t%d\n" % (token.encode(), pid, code))
+        if self.workers[pid][1] == self.generation:
+            self.idle.append(pid)
+        else:  # forked before job code was imported afresh
+            self.retire_worker(pid)
+
+    def relay_pooled(self, pid: int, token: str) -> None:
+        """Relay the first line on the attempt's report pipe, if it sent one."""
+        fd = self.pool_reports.pop(pid, -1)
+        if fd < 0:
+            return
+        buf = b""
+        while b"\n" not in buf and len(buf) <= child.PIPE_ATOMIC:
+            try:
+                chunk = os.read(fd, child.PIPE_ATOMIC)
+            except OSError:  # nothing more now (BlockingIOError) or broken
+                break
+            if not chunk:
+                break
+            buf += chunk
+        os.close(fd)
+        line = buf.partition(b"\n")[0]
+        if line:
+            self.send(b"R\t%s\t%d\t%s\n" % (token.encode(), pid, line[: child.PIPE_ATOMIC]))
+
+    def unwatch_socket(self, fd: int) -> None:
+        try:  # noqa: SIM105 - contextlib is not loaded in the fork server
+            self.poll.unregister(fd)
+        except KeyError:
+            pass
+
+    def retire_worker(self, pid: int) -> None:
+        """Forget a pool worker; closing its socket makes a live one exit."""
+        sock, _ = self.workers.pop(pid)
+        del self.worker_of[sock.fileno()]
+        self.unwatch_socket(sock.fileno())
+        sock.close()
+        if pid in self.idle:
+            self.idle.remove(pid)
+
+    def stop(self, token: str) -> None:
+        """The runner's kill of an attempt (timeout, cancel): its process and
+        group, only while it still runs that attempt. A pool worker dies
+        with it and a fresh one takes the next request."""
+        for pid, running in self.children.items():
+            if running == token:
+                kill_group(pid)
+                try:  # noqa: SIM105
+                    os.kill(pid, _signal.SIGKILL)  # not reaped yet: still our child
+                except OSError:
+                    pass
+                return
+
     def hear(self, fd: int, final: bool = False) -> None:
         """Read an attempt's report pipe; relay its first line, under its token.
 
@@ -821,6 +1176,10 @@ class _Zygote:
         self.buf += chunk
         while True:  # frames: a length line, then that many bytes
             head, newline, rest = self.buf.partition(b"\n")
+            if newline and head[:1] == b"K":  # a kill: "K<token>"
+                self.buf = rest
+                self.stop(head[1:].decode("utf-8", "replace"))
+                continue
             if not newline or len(rest) < int(head):
                 return True
             size = int(head)
@@ -843,6 +1202,10 @@ class _Zygote:
             report = self.report_of.get(got)
             if report is not None:  # its report goes before its exit
                 self.hear(report, final=True)
+            if got in self.workers:
+                if got in self.children:
+                    self.relay_pooled(got, self.children[got])
+                self.retire_worker(got)
             token = self.children.pop(got, None)
             if token is not None:
                 code = os.waitstatus_to_exitcode(status)
@@ -877,7 +1240,7 @@ class _Zygote:
         goes at the next sweep. Returns how many children are left.
         """
         kids = _own_children()
-        known = self.children.keys() | {s[0] for s in self.spares}
+        known = self.children.keys() | self.workers.keys() | {s[0] for s in self.spares}
         for pid in kids:
             if pid in self.killed:
                 continue
@@ -917,8 +1280,10 @@ class _Zygote:
             self.poll.register(pidfd, select.POLLIN)
 
     def shutdown(self) -> None:
-        idle = [pid for pid, _, _ in self.spares]
+        idle = [pid for pid, _, _ in self.spares] + self.idle
         self.retire_spares()
+        for pid in list(self.idle):
+            self.retire_worker(pid)
         for pid in idle:  # nothing to lose in a spare; no need to wait for it to notice
             try:  # noqa: SIM105 - contextlib is not loaded in the fork server
                 os.kill(pid, _signal.SIGKILL)
@@ -973,6 +1338,8 @@ class _Zygote:
                     self.reap()
                 elif fd in self.reports:
                     self.hear(fd)
+                elif fd in self.worker_of:
+                    self.worker_said(fd)
                 elif fd in self.watched:
                     self.reap()
 

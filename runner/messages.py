@@ -115,7 +115,9 @@ class AttemptReported:
 
 @dataclass(frozen=True, slots=True)
 class AttemptExited:
-    """An attempt's process was reaped; ``code`` < 0 is the signal number."""
+    """An attempt's process was reaped, or (a pooled attempt) its pool
+    worker finished it and was kept: either way the attempt is over.
+    ``code`` < 0 is the signal number."""
 
     token: str
     code: int
@@ -242,8 +244,11 @@ def decode_launcher_line(line: bytes) -> FromLauncher:
     Only the fork server writes there: its ``ready`` line (JSON), then
     tab-separated status lines: ``S token pid``, ``R token pid report`` (the
     report an attempt sent on its own channel, relayed under the token the
-    fork server gave it), ``X token pid code``. A relayed report that does
-    not decode raises :class:`BadReport`, naming the attempt.
+    fork server gave it), ``X token pid code``, and ``D token pid code``
+    (a pool worker finished the attempt and was kept: the attempt ended as
+    an exit with that code would, so it decodes as :class:`AttemptExited`).
+    A relayed report that does not decode raises :class:`BadReport`,
+    naming the attempt.
     """
     if line[:1] == b"{":
         try:
@@ -261,7 +266,7 @@ def decode_launcher_line(line: bytes) -> FromLauncher:
         raise BadMessage("status line is not UTF-8") from None
     if fields[0] == "S" and len(fields) == 3 and fields[2].isdigit() and len(fields[2]) <= 10:
         return AttemptStarted(fields[1][:MAX_TOKEN], _int(int(fields[2]), "pid"))
-    if fields[0] == "X" and len(fields) == 4:
+    if fields[0] in ("X", "D") and len(fields) == 4:
         try:
             code = int(fields[3])
         except ValueError:

@@ -236,6 +236,10 @@ class Dispatch:
         job_id = job.id or ""
         spec = self.config.spec(job.job, job.method)
         timeout = within(job.timeout_seconds, self.config.timeout(job.job))
+        assert self._launcher is not None
+        # Limits need a process per attempt: config.pooled says no for them.
+        pooled = self._launcher.pools and self.config.pooled(job.job)
+        pool = self.config.settings.pool
         req = RunRequest(
             token=token,
             job_id=job_id,
@@ -250,12 +254,13 @@ class Dispatch:
             log_dir=self.spool.log_dir_str,
             log_path=self.spool.job_log_file(job_id),
             report_path=self._report_path(token),
-            limits=self.config.limits(job.job),
+            limits=None if pooled else self.config.limits(job.job),
+            pool=(pool.max_attempts_per_worker, pool.max_worker_memory) if pooled else None,
         )
         act = Active(token, claim, path, job, None, utcnow(), now + timeout)
         act.report_path = req.report_path
         act.limits = req.limits or {}
-        assert self._launcher is not None
+        act.pooled = pooled
         try:
             self._launcher.start(req)
         except (OSError, RuntimeError) as exc:
@@ -279,7 +284,7 @@ class Dispatch:
             return
         act.pid = pid
         if act.stop is not None:  # cancelled or timed out before its pid was known
-            kill_tree(pid)
+            self._stop_process(act)
         job = act.job
         logs.event(
             "started",
@@ -335,7 +340,21 @@ class Dispatch:
         act.stop = why
         act.stop_info = info or {}
         if act.pid is not None:
+            self._stop_process(act)
+
+    def _stop_process(self, act: Active) -> None:
+        """Kill the attempt's process tree. A pooled attempt's pid is its pool
+        worker's, which may already run the next attempt when the kill
+        lands: the fork server kills it only while it still runs this one."""
+        assert act.pid is not None
+        if not act.pooled:
             kill_tree(act.pid)
+            return
+        assert self._launcher is not None
+        try:
+            self._launcher.stop(act.token)
+        except OSError as exc:  # the fork server is gone: launcher_gone kills what is proven
+            logs.event("stop_error", logs.ERROR, job=act.job.id, error=exc)
 
     def kill_all(self, why: Outcome) -> None:
         for act in self.active.values():

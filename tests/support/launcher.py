@@ -97,6 +97,11 @@ class StandInLauncher:
             raise RuntimeError("stand-in launcher is closed")
         self.requests.append(req)
 
+    pools = False  # stand-in attempts are never pooled
+
+    def stop(self, token: str) -> None:
+        """Never asked: only pooled attempts are stopped through the launcher."""
+
     def close(self) -> None:
         self.closed = True
 
