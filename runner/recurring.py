@@ -37,10 +37,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from jobspool import durations
+
 # Schedule names sit inside file and job-id names.
 SCHEDULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_DURATION = re.compile(r"(\d{1,9})\s*([smhd]?)")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # A tick later than this is never caught up (it bounds the work of a start).
 MAX_CATCH_UP = 7 * 86400
 # With ``missed: skip`` a tick still fires when a runner gets to it this late.
@@ -51,24 +51,21 @@ STAMP = "%Y%m%dT%H%M%SZ"
 
 
 def parse_duration(value: object) -> int:
-    """Whole seconds for 30s, 5m, 1h, 1d or a bare number of seconds;
-    ValueError (one line, with the accepted forms) for anything else."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip().lower())):
-        seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    else:
+    """Whole seconds for 30s, 5m, 1h, 1d or a bare number of seconds
+    (``jobspool.durations``); ValueError (one line, with the accepted forms)
+    for anything else."""
+    # Whole numbers of units only: a tick every 1.5h is written 90m.
+    whole = not isinstance(value, float | str) or "." not in str(value)
+    length = durations.seconds(value) if whole else None
+    if length is None or not length.is_integer():
         raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 5m, 1h or 1d")
-    if seconds <= 0:
+    if length <= 0:
         raise ValueError(f"{value!r} is not a duration of at least one second")
-    return seconds
+    return int(length)
 
 
 def show_duration(seconds: int) -> str:
-    for unit in ("d", "h", "m"):
-        if seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
-    return f"{seconds}s"
+    return durations.spell(seconds, "dhm")
 
 
 def _zone(name: str) -> ZoneInfo:

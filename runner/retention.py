@@ -24,14 +24,12 @@ read is refused with one line naming what is accepted.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from jobspool import durations
 from jobspool.states import TERMINAL, Status
 
 KEEP = "keep"
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 # Ten years: far beyond any useful retention, and far below a float's range.
 MAX_AGE_SECONDS = 10 * 365 * 86400.0
 
@@ -41,31 +39,21 @@ Policy = dict[Status, float | None]
 
 def parse_age(value: object) -> float | None:
     """Seconds for "30d", "12h", "90m", "45s", "2w" or a bare number of
-    seconds; None for "keep". ValueError (one line) for anything else."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not an age; use e.g. 7d, 12h, 30m, 45s or keep")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip().lower() == KEEP:
+    seconds (``jobspool.durations``); None for "keep". ValueError (one line)
+    for anything else."""
+    if isinstance(value, str) and value.strip().lower() == KEEP:
         return None
-    elif isinstance(value, str) and (m := _AGE.match(value.lower())):
-        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    else:
+    length = durations.seconds(value)
+    if length is None:
         raise ValueError(f"{value!r} is not an age; use e.g. 7d, 12h, 30m, 45s or keep")
-    if not 0 <= seconds <= MAX_AGE_SECONDS:
+    if not 0 <= length <= MAX_AGE_SECONDS:
         raise ValueError(f"{value!r} is out of range (0 to 10 years, or keep)")
-    return seconds
+    return length
 
 
 def show_age(seconds: float | None) -> str:
     """The shortest exact spelling of an age ("7d", "90m"), or "keep"."""
-    if seconds is None:
-        return KEEP
-    for unit in ("w", "d", "h", "m"):
-        size = _UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    return KEEP if seconds is None else durations.spell(seconds)
 
 
 def is_due(status: Status, finished: float, policy: Policy, now: float) -> bool:
