@@ -45,13 +45,15 @@ import sys
 import threading
 import time
 from bisect import insort
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from jobspool.actions import resubmitted_from
+from jobspool.actions import resubmitted_from_note
 from jobspool.dashboard.listing import DirWatch, Entries
 from jobspool.dashboard.stats import OUTCOME_CODES, Aggregates, Row
-from jobspool.model import Job, JobView
+from jobspool.model import SUBMITTED, JobView
 from jobspool.names import job_id_of
 from jobspool.spool import Spool
 from jobspool.states import Status
@@ -70,48 +72,128 @@ def _intern(text: str) -> str:
     return sys.intern(text) if len(text) <= INTERN_MAX else text
 
 
-def _params_text(job: Job) -> str:
+def _params_text(params: object) -> str:
     try:
-        text = json.dumps(job.params, ensure_ascii=False, separators=(",", ":"), default=str)
+        text = json.dumps(params, ensure_ascii=False, separators=(",", ":"), default=str)
     except (TypeError, ValueError):
-        text = str(job.params)
+        text = str(params)
     return text[:TEXT_CAP]
 
 
-def search_text(job: Job) -> str:
+def search_text(params: object, error: Mapping[str, Any] | None, reason: object) -> str:
     """What a search matches besides the id: params, then error and reason."""
-    parts = [_params_text(job)]
-    if job.error is not None:
-        parts.append(f"{job.error.type}: {job.error.message}"[:TEXT_CAP])
-    if job.reason:
-        parts.append(job.reason[:TEXT_CAP])
+    parts = [_params_text(params)]
+    if error is not None:
+        parts.append(f"{_text(error['type'])}: {_text(error['message'])}"[:TEXT_CAP])
+    if reason:
+        parts.append(_text(reason)[:TEXT_CAP])
     return _intern("\n".join(parts).lower())
 
 
 def row_of(view: JobView, ident: int, now: float | None = None) -> Row:
-    """The row of one read file; ``now`` (epoch, default the clock) is when
-    it is judged whether the job is still waiting (Job.waiting_until)."""
-    rec = view.record
-    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    waiting = rec.waiting_until(moment)
-    last = rec.attempts[-1] if rec.attempts else None
-    codes = "".join(OUTCOME_CODES.get(a.outcome.value, "f") for a in rec.attempts)
+    """The row of one file read through the spool (Spool.view)."""
+    return row_from_doc(view.record.model_dump(mode="json"), ident, now)
+
+
+def row_from_doc(doc: Mapping[str, Any], ident: int, now: float | None = None) -> Row:
+    """The row of one record as JSON, whether read through the spool's model
+    or, for a finished job, straight from its file (``quick_row``): one
+    builder, so both readings give the same row. ``now`` (epoch, default
+    the clock) is when it is judged whether the job is still waiting (as
+    Job.waiting_until). TypeError, KeyError or ValueError for a record whose
+    fields are not of their types."""
+    moment = time.time() if now is None else now
+    attempts = _list(doc.get("attempts"))
+    last = _mapping(attempts[-1]) if attempts else None
+    codes = "".join(OUTCOME_CODES.get(_text(_mapping(a)["outcome"]), "f") for a in attempts)
     duration = -1.0
-    if last is not None and last.duration_seconds is not None:
-        duration = float(last.duration_seconds)
+    if last is not None and last.get("duration_seconds") is not None:
+        duration = _number(last["duration_seconds"])
+    due = max(_epoch(doc.get("not_before")), _epoch(doc.get("next_attempt_at")))
+    error = doc.get("error")
     return Row(
         ident=ident,
-        job=sys.intern(rec.job),
-        method=sys.intern(rec.method),
-        created=rec.created_at.timestamp() if rec.created_at else 0.0,
-        finished=last.finished_at.timestamp() if last and last.finished_at else 0.0,
+        job=sys.intern(_text(doc["job"])),
+        method=sys.intern(_text(doc["method"])),
+        created=_epoch(doc.get("created_at")),
+        finished=_epoch(last.get("finished_at")) if last is not None else 0.0,
         duration=duration,
-        priority=rec.priority,
+        priority=_integer(doc.get("priority", 0)),
         outcomes=sys.intern(codes),
-        text=search_text(rec),
-        waiting=waiting.timestamp() if waiting is not None else 0.0,
-        source=resubmitted_from(rec) or "",
+        text=search_text(
+            doc.get("params"), None if error is None else _mapping(error), doc.get("reason")
+        ),
+        waiting=due if due > moment else 0.0,
+        source=_source(_list(doc.get("history"))),
     )
+
+
+def quick_row(spool: Spool, status: Status, name: str, ident: int, now: float) -> Row | None:
+    """A finished job's row straight from its file, without the record's
+    model: a bounded, no-follow read and the JSON. Finished records are
+    written by runners alone, so this is the first index's fast path;
+    anything unusual (not a regular file, over the cap, not JSON, a field
+    of the wrong type) gives None, and the caller reads the file through
+    the spool instead (``Spool.view``), which judges it."""
+    path = spool.path_in(status, name)
+    try:
+        data, _st = spool.ops.read_regular_stat(path, spool.max_job_bytes)
+        if len(data) > spool.max_job_bytes:
+            return None
+        doc = json.loads(data.decode())
+        return row_from_doc(_mapping(doc), ident, now)
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+
+
+def _source(history: list[Any]) -> str:
+    for entry in history:
+        item = _mapping(entry)
+        if item.get("action") == SUBMITTED:
+            note = item.get("note")
+            return resubmitted_from_note(note if isinstance(note, str) else None) or ""
+    return ""
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("not an object")
+    return value
+
+
+def _list(value: object) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError("not a list")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
+def _integer(value: object) -> int:
+    if type(value) is not int:
+        raise TypeError("not an integer")
+    return value
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("not a number")
+    return float(value)
+
+
+def _epoch(value: object) -> float:
+    """An ISO time in epoch seconds (naive means UTC, as the record model
+    reads it); 0.0 for none."""
+    if value is None:
+        return 0.0
+    when = datetime.fromisoformat(_text(value))
+    return (when.replace(tzinfo=UTC) if when.tzinfo is None else when).timestamp()
 
 
 def placeholder(ident: int) -> Row:
@@ -380,12 +462,10 @@ class JobIndex:
                     ident = st.known.get(name)
                     if ident is None or name in st.rows:
                         continue
-                    view = self.spool.view(status, name)
-                    if view is None and not os.path.lexists(self.spool.path_in(status, name)):
+                    row = self._row(status, name, ident, now)
+                    if row is None and not os.path.lexists(self.spool.path_in(status, name)):
                         continue  # purged or moved since the listing: the next one forgets it
-                    fresh.append(
-                        (name, placeholder(ident) if view is None else row_of(view, ident, now))
-                    )
+                    fresh.append((name, placeholder(ident) if row is None else row))
                 with self.lock:
                     for name, row in fresh:
                         st.rows[name] = row
@@ -394,6 +474,16 @@ class JobIndex:
                     st.version += 1
                     self.generation += 1
         return True
+
+    def _row(self, status: Status, name: str, ident: int, now: float) -> Row | None:
+        """A file's row: a finished record straight from its file when it
+        reads cleanly (``quick_row``), else through the spool's model."""
+        if status.terminal:
+            row = quick_row(self.spool, status, name, ident, now)
+            if row is not None:
+                return row
+        view = self.spool.view(status, name)
+        return None if view is None else row_of(view, ident, now)
 
     # ------------------------------------------------------------ thread
 

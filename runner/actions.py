@@ -162,8 +162,11 @@ def resubmitted_from(job: Job) -> str | None:
     """The id of the job this one was resubmitted from (see :func:`resubmit`), if any."""
     for entry in job.history:
         if entry.action == SUBMITTED:
-            found = _FROM.fullmatch(entry.note or "")
-            if found and is_valid_id(found.group(1)):
-                return found.group(1)
-            return None
+            return resubmitted_from_note(entry.note)
     return None
+
+
+def resubmitted_from_note(note: str | None) -> str | None:
+    """The old job's id, from the note of a "submitted" history entry."""
+    found = _FROM.fullmatch(note or "")
+    return found.group(1) if found and is_valid_id(found.group(1)) else None
