@@ -112,7 +112,9 @@ def _read_one(
 def free_dead(spool: Spool, found: Scan, runner: str) -> int:
     """Free the slots of a runner judged dead; how many were freed."""
     return sum(
-        tokens.remove_if(spool, s.path, s.ino) for s in found.slots if s.holder.runner == runner
+        tokens.remove_if(spool, s.path, s.ino, s.holder)
+        for s in found.slots
+        if s.holder.runner == runner
     )
 
 

@@ -12,8 +12,9 @@ file, which the inode shows, and the token is ours.
 Invariants: a token file is whole or absent (invariant 2's tmp + fsync +
 link, the folder synced when durable); a folder is used only when it is a
 real directory (never through a link); a token is given back only while
-the name still holds the very file we linked (same inode), so giving back
-never removes another holder's token; what is read from a token file is
+the name still holds the very file we linked (same inode and same holder:
+an inode number is reused once a file is gone), so giving back never
+removes another holder's token; what is read from a token file is
 bounded and validated, never trusted (:func:`read`), and a file that is
 not a valid token is reported by the caller, never believed.
 """
@@ -40,20 +41,24 @@ _FIELDS = frozenset({"runner", "job", "token"})
 
 
 @dataclass(frozen=True, slots=True)
-class Taken:
-    """A token file of ours: its path and the inode we linked there."""
-
-    path: Path
-    ino: int
-
-
-@dataclass(frozen=True, slots=True)
 class Holder:
     """What a valid token file says: which runner holds it, for which job and attempt."""
 
     runner: str
     job: str
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A token file: its path, the inode linked there and what it says.
+
+    Both are compared before removing it: an inode number alone can be
+    reused by a new file once ours is gone."""
+
+    path: Path
+    ino: int
+    holder: Holder
 
 
 class NotAFolder(OSError):
@@ -100,7 +105,7 @@ def take(spool: Spool, where: Path, free: list[int], holder: Holder) -> Taken | 
                 if not _same(dst, mine):  # else: our link succeeded, its reply was lost
                     continue
             spool.sync_dir(where)
-            return Taken(dst, mine)
+            return Taken(dst, mine, holder)
         return None
     finally:
         spool.ops.unlink_quiet(tmp)
@@ -114,8 +119,9 @@ def _same(path: Path, ino: int) -> bool:
 
 
 def give_back(spool: Spool, taken: Taken) -> bool:
-    """Remove our token, only while its name still holds our file. True if removed."""
-    if not _same(taken.path, taken.ino):
+    """Remove a token, only while its name still holds that very file. True if removed."""
+    found = read(spool, taken.path)
+    if not isinstance(found, tuple) or found != (taken.holder, taken.ino):
         return False
     try:
         spool.ops.unlink(taken.path)
@@ -157,6 +163,6 @@ def decode(data: bytes) -> Holder | str:
     return Holder(body["runner"], body["job"], body["token"])
 
 
-def remove_if(spool: Spool, path: Path, ino: int) -> bool:
+def remove_if(spool: Spool, path: Path, ino: int, holder: Holder) -> bool:
     """Remove a token found at path (a dead holder's), only if it is still that file."""
-    return give_back(spool, Taken(path, ino))
+    return give_back(spool, Taken(path, ino, holder))

@@ -200,7 +200,7 @@ class Dispatch:
         for stale in slots.stale_of(found, runner_id, ours):
             self.slots_held.pop(stale.holder.token, None)
             with contextlib.suppress(OSError):
-                if tokens.remove_if(self.spool, stale.path, stale.ino):
+                if tokens.remove_if(self.spool, stale.path, stale.ino, stale.holder):
                     logs.event("slot_repaired", slot=stale.path, job=stale.holder.job)
 
     def start(

@@ -74,8 +74,6 @@ def test_three_runners_on_two_hosts_never_exceed_the_global_cap_and_use_every_sl
     # 3 runners x 3 workers could run 9 at once: the cap holds it to 3, and
     # the claims keep every slot busy at some point.
     assert max_overlap(intervals) == 3
-    hosts = {env.record("completed", j)["attempts"][0]["host"] for j in ids}
-    assert hosts == {"host-a", "host-b"}  # both hosts took part
     assert _slot_files(env, "Span") == []  # every slot given back
 
 
