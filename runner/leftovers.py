@@ -186,12 +186,13 @@ def standing(pending: Loaded, others: list[Copy]) -> Standing:
     return Standing.TAKEN
 
 
-def _copies(spool: Spool) -> dict[str, list[tuple[Status, Path]]]:
-    copies: dict[str, list[tuple[Status, Path]]] = {}
+def _copies(spool: Spool) -> dict[str, list[tuple[Status, str]]]:
+    """Each id's (status, file name) pairs. Names, not paths: a spool of
+    100,000 jobs would spend most of this in building paths it never uses."""
+    copies: dict[str, list[tuple[Status, str]]] = {}
     for status in Status:
         for name in spool.names(status):
-            job_id = job_id_of(status, name)
-            copies.setdefault(job_id, []).append((status, spool.dir(status) / name))
+            copies.setdefault(job_id_of(status, name), []).append((status, name))
     return copies
 
 
@@ -228,7 +229,8 @@ def resolve_duplicates(spool: Spool, min_age: float, now: float | None = None) -
     for job_id, paths in _copies(spool).items():
         if len(paths) < 2:
             continue
-        copies = [c for s, p in paths if (c := read_copy(spool, s, p)) is not None]
+        found = ((s, spool.dir(s) / name) for s, name in paths)
+        copies = [c for s, p in found if (c := read_copy(spool, s, p)) is not None]
         ranked = _ranked(copies)
         if not ranked or max(c.mtime for c in ranked) > limit:
             continue
