@@ -158,6 +158,7 @@ class Chaos:
                 "max_delay_seconds": 1.0,
             },
             "allowed_jobs": JOBS,
+            "isolation": args.isolation,
         }
         self.config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
         self.config: Config = load_config(self.config_path)
@@ -650,6 +651,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="runners rescan only, no filesystem events (network filesystems)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary spool")
+    p.add_argument(
+        "--isolation",
+        choices=["process", "pool"],
+        default="process",
+        help="one process per attempt, or pool workers (allowed_jobs.yaml's isolation)",
+    )
     args = p.parse_args(argv)
     if args.seed is None:
         args.seed = secrets.randbelow(2**31)
