@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from jobspool.child import PIPE_ATOMIC
 from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
 from tests.support.spoolkit import (
@@ -26,7 +27,7 @@ from tests.support.spoolkit import (
     stop_clean,
 )
 
-METHODS = ["pid", "hang", "leave", "die", "grow", "ledger"]
+METHODS = ["pid", "hang", "leave", "die", "grow", "ledger", "thread", "big", "progress"]
 POOLED = {"class": "tests.support.pooljobs.Pooled", "allowed_methods": METHODS}
 
 
@@ -184,6 +185,38 @@ def test_a_worker_above_max_worker_memory_is_replaced_after_its_attempt(env: Spo
     _burst(env)
     assert len({_pid_of(env, i) for i in small}) == 1  # below the bound: kept
     assert _pid_of(env, last) != _pid_of(env, big)
+
+
+def test_a_worker_whose_attempt_left_a_thread_running_is_replaced(env: SpoolEnv) -> None:
+    _pooled(env, workers=1)
+    ids = [_submit(env, "pid"), _submit(env, "pid"), _submit(env, "thread"), _submit(env, "pid")]
+    _burst(env)
+    pids = _in_order(env, ids)
+    assert pids[0] == pids[1] == pids[2] != pids[3], pids
+
+
+def test_a_report_too_big_for_the_pipe_reaches_the_runner_from_a_kept_worker(
+    env: SpoolEnv,
+) -> None:
+    """The attempt ends by the worker's D line, not by an exit: its report
+    file is read then, and the worker runs the next attempt."""
+    _pooled(env, workers=1)
+    size = 3 * PIPE_ATOMIC
+    ids = [_submit(env, "pid"), _submit(env, "big", size), _submit(env, "pid")]
+    _burst(env)
+    assert env.record("completed", ids[1])["result"] == "b" * size
+    assert len(set(_in_order(env, ids))) == 1
+
+
+def test_progress_and_the_job_context_are_each_attempts_own(env: SpoolEnv) -> None:
+    _pooled(env, workers=1)
+    ids = [_submit(env, "progress"), _submit(env, "pid")]
+    _burst(env)
+    first, second = (env.record("completed", i) for i in ids)
+    assert first["progress"]["message"] == "half way"
+    assert second["progress"] is None
+    assert job_log(env, ids[1]).split() == ["out", "of", ids[1], "err", "of", ids[1]]
+    assert len(set(_in_order(env, ids))) == 1
 
 
 def test_an_edited_job_module_is_picked_up_by_new_workers(env: SpoolEnv) -> None:

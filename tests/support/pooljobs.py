@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from jobspool import current_job
+from jobspool import current_job, report_progress
 
 
 class Pooled:
@@ -57,6 +58,19 @@ class Pooled:
     def grow(self, megabytes: int) -> int:
         """Keep memory alive in the worker past the attempt (a module-level leak)."""
         _HOARD.append(bytearray(megabytes << 20))
+        return os.getpid()
+
+    def thread(self) -> int:
+        """Leave a thread running in the worker after the job returns."""
+        threading.Thread(target=time.sleep, args=(300,), daemon=True).start()
+        return os.getpid()
+
+    def big(self, size: int) -> str:
+        """A result too big for the report pipe: the report goes to a file."""
+        return "b" * size
+
+    def progress(self) -> int:
+        report_progress(0.5, "half way")
         return os.getpid()
 
     def ledger(self, path: str, pause: float = 0.0) -> str:
