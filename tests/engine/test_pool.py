@@ -208,6 +208,17 @@ def test_a_report_too_big_for_the_pipe_reaches_the_runner_from_a_kept_worker(
     assert len(set(_in_order(env, ids))) == 1
 
 
+def test_a_request_larger_than_a_socket_buffer_reaches_a_kept_worker_whole(
+    env: SpoolEnv,
+) -> None:
+    _pooled(env, workers=1)
+    tag = "t" * 600_000
+    ids = [_submit(env, "pid"), _submit(env, "pid", tag), _submit(env, "pid")]
+    _burst(env)
+    assert f"out of {ids[1]} {tag}" in job_log(env, ids[1]).splitlines()
+    assert len(set(_in_order(env, ids))) == 1
+
+
 def test_progress_and_the_job_context_are_each_attempts_own(env: SpoolEnv) -> None:
     _pooled(env, workers=1)
     ids = [_submit(env, "progress"), _submit(env, "pid")]
