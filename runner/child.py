@@ -95,8 +95,9 @@ class RunRequest:
     report_path: str
     limits: dict[str, float] | None  # see config.Limits; applied by jobspool.limits
     # Set for a pooled attempt (isolation: pool): its worker's recycling
-    # rule, (max attempts per worker, max resident bytes after an attempt).
-    pool: tuple[int, int] | None
+    # rule and its output cap, (max attempts per worker, max resident bytes
+    # after an attempt, output bytes or 0).
+    pool: tuple[int, int, int] | None
 
     def __init__(
         self,
@@ -115,7 +116,7 @@ class RunRequest:
         log_path: str = "",
         report_path: str = "",
         limits: dict[str, float] | None = None,
-        pool: tuple[int, int] | None = None,
+        pool: tuple[int, int, int] | None = None,
     ) -> None:
         self.token = token
         self.job_id = job_id

@@ -56,10 +56,12 @@ per attempt the zygote sends the request with the write end of a new
 report pipe (``SCM_RIGHTS``), so each attempt still has a channel and a
 token of its own and a process an earlier attempt left cannot speak for a
 later one. The worker points fds 1 and 2 at that job's log (child.prepare)
-and restores them after; then it kills and reaps its own children and
-writes its exit code on the socket ("done"). The zygote then sweeps what
-the attempt left behind (adopted grandchildren: the worker runs no attempt
-now, so nothing in its session is spared), relays the report (it holds it
+and restores them after, and sets the attempt's output cap as its soft
+RLIMIT_FSIZE (the hard limit of a live process cannot come back up); then
+it kills and reaps its own children and writes its exit code on the socket
+("done"). The zygote then sweeps what the attempt left behind (adopted
+grandchildren: the worker runs no attempt now, so nothing in its session
+is spared), relays the report (it holds it
 until "done", so the next request can only reach an idle worker) and sends
 ``D <token> <pid> <rc>``: the attempt ended as an exit with status rc would,
 the worker is kept. A worker exits with the attempt's code instead (and
@@ -570,6 +572,35 @@ class _PoolWorker:
         self.out, self.err = os.dup(1), os.dup(2)
         self.cwd = os.getcwd()
         self.attempts = 0
+        self.resource: Any = None  # imported by the first attempt with an output cap
+
+    def cap_output(self, req: RunRequest) -> None:
+        """The attempt's output cap (``limits.output_bytes``) as the soft
+        RLIMIT_FSIZE from its log's size now, as for an attempt process. The
+        hard limit cannot be lowered and raised again in a live process, so
+        it stays: this stops runaway output (SIGXFSZ ends the worker, recorded
+        as ``LimitExceeded``), not job code that raises its own soft limit."""
+        cap = req.pool[2] if req.pool else 0
+        if not cap:
+            return
+        if self.resource is None:
+            import resource
+
+            self.resource = resource
+            if hasattr(_signal, "SIGXFSZ"):  # ignored by the interpreter: see child.prepare
+                _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+        try:
+            size = os.lstat(req.log_path).st_size
+        except OSError:
+            size = 0
+        _, hard = self.resource.getrlimit(self.resource.RLIMIT_FSIZE)
+        soft = size + cap if hard == self.resource.RLIM_INFINITY else min(size + cap, hard)
+        self.resource.setrlimit(self.resource.RLIMIT_FSIZE, (soft, hard))
+
+    def uncap_output(self) -> None:
+        if self.resource is not None:
+            _, hard = self.resource.getrlimit(self.resource.RLIMIT_FSIZE)
+            self.resource.setrlimit(self.resource.RLIMIT_FSIZE, (hard, hard))
 
     def serve(self) -> int:
         while True:
@@ -578,8 +609,11 @@ class _PoolWorker:
                 return 0  # retired by the zygote
             req, report_fd = got
             try:
-                code = child.run(req, report_fd, child.prepare(req, own_limits=False))
+                not_run = child.prepare(req, own_limits=False)
+                self.cap_output(req)
+                code = child.run(req, report_fd, not_run)
             finally:
+                self.uncap_output()
                 os.close(report_fd)
                 self.settle()
             self.attempts += 1
@@ -624,7 +658,7 @@ class _PoolWorker:
         """Whether this worker must not run another attempt: its count is
         reached, it is above its memory bound, or the attempt left a thread
         running (job code must never run beside another attempt's)."""
-        most, memory = req.pool or (1, 0)
+        most, memory, _ = req.pool or (1, 0, 0)
         return self.attempts >= most or _threads() > 1 or _resident() > memory
 
 

@@ -239,7 +239,13 @@ class Dispatch:
         assert self._launcher is not None
         # Limits need a process per attempt: config.pooled says no for them.
         pooled = self._launcher.pools and self.config.pooled(job.job)
+        limits = self.config.limits(job.job)  # pooled: the output cap alone
         pool = self.config.settings.pool
+        in_pool = (
+            pool.max_attempts_per_worker,
+            pool.max_worker_memory,
+            int(limits.get("output_bytes", 0)),
+        )
         req = RunRequest(
             token=token,
             job_id=job_id,
@@ -254,12 +260,12 @@ class Dispatch:
             log_dir=self.spool.log_dir_str,
             log_path=self.spool.job_log_file(job_id),
             report_path=self._report_path(token),
-            limits=None if pooled else self.config.limits(job.job),
-            pool=(pool.max_attempts_per_worker, pool.max_worker_memory) if pooled else None,
+            limits=None if pooled else limits,
+            pool=in_pool if pooled else None,
         )
         act = Active(token, claim, path, job, None, utcnow(), now + timeout)
         act.report_path = req.report_path
-        act.limits = req.limits or {}
+        act.limits = limits
         act.pooled = pooled
         try:
             self._launcher.start(req)

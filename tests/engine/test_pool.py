@@ -27,7 +27,7 @@ from tests.support.spoolkit import (
     stop_clean,
 )
 
-METHODS = ["pid", "hang", "leave", "die", "grow", "ledger", "thread", "big", "progress"]
+METHODS = ["pid", "hang", "leave", "die", "grow", "ledger", "thread", "big", "progress", "flood"]
 POOLED = {"class": "tests.support.pooljobs.Pooled", "allowed_methods": METHODS}
 
 
@@ -217,6 +217,21 @@ def test_a_request_larger_than_a_socket_buffer_reaches_a_kept_worker_whole(
     _burst(env)
     assert f"out of {ids[1]} {tag}" in job_log(env, ids[1]).splitlines()
     assert len(set(_in_order(env, ids))) == 1
+
+
+def test_a_pooled_attempt_past_its_output_cap_is_stopped_and_the_next_job_runs(
+    env: SpoolEnv,
+) -> None:
+    retry = {"max_attempts": 1, "delay_seconds": 0}
+    _pooled(env, workers=1, logs={"job_log_max_bytes": 4096}, retry=retry)
+    ids = [_submit(env, "pid"), _submit(env, "flood", 1 << 20), _submit(env, "pid")]
+    _burst(env)
+    flooded = env.record("failed", ids[1])["attempts"][0]
+    assert flooded["error"]["type"] == "LimitExceeded", flooded
+    assert "output limit of 4096 bytes" in flooded["error"]["message"]
+    assert os.path.getsize(env.spool / "logs" / "jobs" / f"{ids[1]}.log") <= 4096
+    assert env.status_of(ids[2]) == "completed"
+    assert _pid_of(env, ids[0]) == _pid_of(env, ids[1], "failed") != _pid_of(env, ids[2])
 
 
 def test_progress_and_the_job_context_are_each_attempts_own(env: SpoolEnv) -> None:

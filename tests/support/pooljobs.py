@@ -73,6 +73,13 @@ class Pooled:
         report_progress(0.5, "half way")
         return os.getpid()
 
+    def flood(self, size: int) -> int:
+        """Print far more than the output cap."""
+        for _ in range(size // 4096):
+            sys.stdout.write("x" * 4096)
+            sys.stdout.flush()  # one write each: the one past the cap is stopped
+        return os.getpid()
+
     def ledger(self, path: str, pause: float = 0.0) -> str:
         """Append "<id> <attempt>" in one O_APPEND write, then take a while."""
         ctx = current_job()
