@@ -13,9 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from jobspool.child import PIPE_ATOMIC
+from jobspool.child import PIPE_ATOMIC, RunRequest
+from jobspool.executor import ForkServer
+from jobspool.messages import AttemptExited, AttemptStarted, Event
 from jobspool.submit import run_background_job
-from tests.conftest import SpoolEnv, wait_until
+from tests.conftest import REPO, SpoolEnv, wait_until
 from tests.support.spoolkit import (
     config,
     heartbeat_jobs,
@@ -332,3 +334,80 @@ def test_a_pooled_job_under_spool_wide_pool_with_its_own_limits_runs_per_attempt
     _burst(env)
     pids = [_pid_of(env, i) for i in ids]
     assert len(set(pids)) == len(pids), pids
+
+
+def test_with_start_method_spawn_pooled_jobs_run_one_interpreter_per_attempt(
+    env: SpoolEnv,
+) -> None:
+    _pooled(env, start_method="spawn")
+    ids = [_submit(env, "pid") for _ in range(4)]
+    _burst(env)
+    pids = [_pid_of(env, i) for i in ids]
+    assert len(set(pids)) == len(pids), pids
+
+
+# ---------------------------------------------------------------- the fork server alone
+
+
+class _Server:
+    """A real fork server driven as the runner drives it, its messages kept."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.server = ForkServer(self.events.append)
+        self.server.wait_ready()
+
+    def start(self, tmp: Path, token: str, method: str, *params: Any) -> None:
+        self.server.start(
+            RunRequest(
+                token=token,
+                job_id=token,
+                job="Pooled",
+                method=method,
+                params=list(params),
+                class_path="tests.support.pooljobs.Pooled",
+                attempt=1,
+                max_attempts=1,
+                base_dir=str(REPO),
+                log_path=str(tmp / f"{token}.log"),
+                report_path=str(tmp / f"{token}.report"),
+                pool=(1000, 1 << 30, 0),
+            )
+        )
+
+    def ended(self, token: str) -> AttemptExited:
+        """The attempt's end (an X or a D line), waited for."""
+
+        def found() -> AttemptExited | None:
+            self.server.pump()
+            ends = [e for e in self.events if isinstance(e, AttemptExited) and e.token == token]
+            return ends[0] if ends else None
+
+        end = wait_until(found, 20, f"attempt {token} to end")
+        assert end is not None
+        return end
+
+    def pid_of(self, token: str) -> int:
+        return next(
+            e.pid for e in self.events if isinstance(e, AttemptStarted) and e.token == token
+        )
+
+
+def test_a_stop_for_an_attempt_that_ended_never_touches_the_next_attempt_of_its_worker(
+    tmp_path: Path,
+) -> None:
+    """A timeout or cancel can land after its pooled attempt ended and its
+    worker took the next one: the fork server kills a worker only while it
+    still runs the attempt named."""
+    server = _Server()
+    try:
+        server.start(tmp_path, "first", "pid")
+        assert server.ended("first").code == 0
+        server.start(tmp_path, "second", "ledger", str(tmp_path / "ledger"), 0.5)
+        wait_until((tmp_path / "ledger").exists, 20, "the second attempt to run")
+        server.server.stop("first")  # too late: "first" is over
+        second = server.ended("second")
+        assert server.pid_of("second") == server.pid_of("first")  # the same worker
+        assert second.code == 0
+    finally:
+        server.server.close()
