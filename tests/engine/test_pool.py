@@ -309,6 +309,8 @@ def test_a_runner_killed_with_pooled_attempts_in_flight_loses_and_duplicates_not
         assert env.files(status) == []
     ran = Counter(line.split()[0] for line in ledger.read_text().splitlines())
     assert set(ran) == set(ids)
+    recovered = [i for i in ids if "lost" in outcomes(env.record("completed", i))]
+    assert recovered, "no pooled attempt was in flight when the runner died"
     for job_id in ids:  # a job ran again only after an attempt of it was lost
         lost = outcomes(env.record("completed", job_id)).count("lost")
         assert ran[job_id] <= 1 + lost, (job_id, ran[job_id], lost)
