@@ -634,6 +634,9 @@ class _PoolWorker:
             data += self.sock.recv(64)
         if not data or len(fds) != 1:
             return None
+        # Close-on-exec, as an attempt process's own report pipe is (a
+        # passed descriptor is not): a program the job runs does not get it.
+        os.set_inheritable(fds[0], False)
         head, _, rest = data.partition(b"\n")
         chunks, size = [rest], len(rest)
         while size < int(head):

@@ -29,7 +29,19 @@ from tests.support.spoolkit import (
     stop_clean,
 )
 
-METHODS = ["pid", "hang", "leave", "die", "grow", "ledger", "thread", "big", "progress", "flood"]
+METHODS = [
+    "pid",
+    "hang",
+    "leave",
+    "die",
+    "grow",
+    "ledger",
+    "thread",
+    "big",
+    "progress",
+    "flood",
+    "pipes",
+]
 POOLED = {"class": "tests.support.pooljobs.Pooled", "allowed_methods": METHODS}
 
 
@@ -234,6 +246,18 @@ def test_a_pooled_attempt_past_its_output_cap_is_stopped_and_the_next_job_runs(
     assert os.path.getsize(env.spool / "logs" / "jobs" / f"{ids[1]}.log") <= 4096
     assert env.status_of(ids[2]) == "completed"
     assert _pid_of(env, ids[0]) == _pid_of(env, ids[1], "failed") != _pid_of(env, ids[2])
+
+
+def test_a_program_a_pooled_job_runs_inherits_no_pipe_or_socket_of_its_worker(
+    env: SpoolEnv,
+) -> None:
+    """Neither the attempt's report pipe nor the worker's socket: the
+    program could otherwise speak on them after the attempt ended."""
+    _pooled(env, workers=1)
+    ids = [_submit(env, "pid"), _submit(env, "pipes")]
+    _burst(env)
+    inherited = env.record("completed", ids[1])["result"]
+    assert [line for line in inherited if not line.startswith("1 ")] == [], inherited
 
 
 def test_progress_and_the_job_context_are_each_attempts_own(env: SpoolEnv) -> None:

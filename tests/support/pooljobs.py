@@ -80,6 +80,23 @@ class Pooled:
             sys.stdout.flush()  # one write each: the one past the cap is stopped
         return os.getpid()
 
+    def pipes(self) -> list[str]:
+        """The pipes a program the job runs inherits (close_fds=False)."""
+        code = (
+            "import os\n"
+            "for fd in os.listdir('/proc/self/fd'):\n"
+            "    try:\n"
+            "        target = os.readlink('/proc/self/fd/' + fd)\n"
+            "    except OSError:\n"
+            "        continue\n"
+            "    if target.startswith(('pipe:', 'socket:')):\n"
+            "        print(fd, target)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], close_fds=False, stdout=subprocess.PIPE, check=True
+        )
+        return out.stdout.decode().split("\n")[:-1]
+
     def ledger(self, path: str, pause: float = 0.0) -> str:
         """Append "<id> <attempt>" in one O_APPEND write, then take a while."""
         ctx = current_job()
