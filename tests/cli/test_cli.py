@@ -42,7 +42,9 @@ def test_status_list_and_show_shapes(env: SpoolEnv) -> None:
     assert env.burst().returncode == 0
 
     status = _json(env, "status")
-    assert set(status) == {"spool", "counts", "runners"}
+    assert set(status) == {"spool", "counts", "runners", "paused", "limits"}
+    assert status["paused"] == {"spool": None, "jobs": {}, "refused": {}}
+    assert status["limits"] == {}  # no job has a spool-wide cap or a rate
     assert status["spool"] == str(env.spool.resolve())
     assert status["counts"] == {
         "pending": 1,
