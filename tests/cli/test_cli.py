@@ -87,7 +87,9 @@ def test_status_list_and_show_shapes(env: SpoolEnv) -> None:
     assert shown["attempts"][0]["number"] == 1
     assert "items=['a', 'b']" in shown["log_tail"]
     assert shown["live_progress"] is None
-    assert shown == {**by_id[done], "log_tail": shown["log_tail"], "live_progress": None}
+    assert shown["unique_lock_held"] is None  # not a unique job
+    extra = {"log_tail": shown["log_tail"], "live_progress": None, "unique_lock_held": None}
+    assert shown == {**by_id[done], **extra}
 
     # The same, for people.
     out = env.cli("show", bad, "--config", str(env.config))
