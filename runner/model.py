@@ -18,7 +18,6 @@ runs as the new submission it is.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -27,15 +26,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from jobspool import outcomes
 
+# Re-exported (the "as" form): the patterns live in jobspool.ids, which
+# loads without pydantic; most of the engine imports them from here.
+from jobspool.ids import ID_PATTERN as ID_PATTERN  # noqa: PLC0414
+from jobspool.ids import NAME_PATTERN as NAME_PATTERN  # noqa: PLC0414
+from jobspool.ids import is_valid_id as is_valid_id  # noqa: PLC0414
+
 N = TypeVar("N", int, float)
-
-ID_PATTERN = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}")
-NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-
-
-def is_valid_id(value: str) -> bool:
-    """A job id is a whole-string match: letters, digits, '-', '_', '.', no leading dot."""
-    return ID_PATTERN.fullmatch(value) is not None and ".." not in value
 
 
 def _as_utc(value: datetime) -> datetime:

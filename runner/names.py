@@ -27,7 +27,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from jobspool.model import is_valid_id
+from jobspool.ids import is_valid_id
 from jobspool.states import Status
 
 RUN_SEP = "~"

@@ -61,7 +61,7 @@ import hashlib
 import os
 import stat as stat_mod
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from jobspool import backlog, leftovers, logs
 from jobspool.backlog import QuickEntry
@@ -77,7 +77,6 @@ from jobspool.states import Status
 # A hand-written file may be caught half-written; give its writer this long
 # before calling it corrupt.
 YOUNG_FILE_SECONDS = 2.0
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 # From this many new files at once (a runner started on a backlog), a quick
 # look orders them and each is loaded in full only when it is claimed.
 QUICK_FROM = 512
@@ -170,18 +169,11 @@ class Intake:
                     due=found.due,
                 )
 
-    def _quick_look(self, names: list[str]) -> Iterator[QuickEntry | str]:
+    def _quick_look(self, names: list[str]) -> list[QuickEntry | str]:
         """A backlog: ordered from a quick look at each file; each is loaded
         in full when it comes up for a claim (``take``)."""
-        try:
-            dir_fd = os.open(self.spool.dir(Status.PENDING), os.O_RDONLY | _O_DIRECTORY)
-        except OSError:
-            yield from names
-            return
-        try:
-            yield from backlog.scan(dir_fd, names, self.spool.seal_key(), self.spool.max_job_bytes)
-        finally:
-            os.close(dir_fd)
+        directory = str(self.spool.dir(Status.PENDING))
+        return backlog.scan_all(directory, names, self.spool.seal_key(), self.spool.max_job_bytes)
 
     def run_rechecks(self, now: float) -> None:
         for name, (due, _delay) in list(self._rechecks.items()):

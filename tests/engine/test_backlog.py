@@ -14,6 +14,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
+from jobspool import backlog
 from jobspool.model import Attempt, Job, Outcome
 from jobspool.names import JSON
 from jobspool.spool import Spool
@@ -127,3 +128,17 @@ def test_a_runner_on_a_backlog_runs_the_highest_priority_first(
         if n.endswith(JSON)
     }
     assert min(started, key=started.__getitem__) == f"urgent{JSON}"
+
+
+def test_what_the_quick_look_cannot_judge_is_left_to_the_full_load(env: SpoolEnv) -> None:
+    spool = Spool.open(env.spool)
+    _backlog(spool, 20)
+    pending = env.spool / "pending"
+    (pending / f"broken{JSON}").write_text('{"job": ')
+    (pending / "not an id.json").write_text("{}")
+    (pending / f"huge{JSON}").write_bytes(b" " * (spool.max_job_bytes + 1))
+    os.symlink(pending / "job-00001.json", pending / f"link{JSON}")
+    names = sorted(os.listdir(pending))
+    found = backlog.scan_all(str(pending), names, spool.seal_key(), spool.max_job_bytes)
+    left = sorted(f for f in found if isinstance(f, str))
+    assert left == sorted([f"broken{JSON}", "not an id.json", f"huge{JSON}", f"link{JSON}"])
