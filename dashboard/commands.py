@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from jobspool.config import Config, load_config
 from jobspool.dashboard.security import TOKEN_ENV, SecurityConfigError, check_bind, load_token
 from jobspool.errors import JobspoolError
-from jobspool.initspool import init_spool, is_fresh_project_spool
+from jobspool.initspool import init_fresh_project_spool
 
 if TYPE_CHECKING:
     from jobspool.dashboard.server import DashboardServer
@@ -130,8 +130,8 @@ def _init_fresh_spool(config: Config) -> None:
     """The quick start: a project's own spool that does not exist yet is
     initialised as `jobspool init` would, and said so; anything else must
     carry its marker (an unmounted path is refused, never created)."""
-    if is_fresh_project_spool(config.spool_dir, config.path):
-        init_spool(config.spool_dir, log_dir=config.log_dir, durable=config.settings.durable)
+    options = {"log_dir": config.log_dir, "durable": config.settings.durable}
+    if init_fresh_project_spool(config.spool_dir, config.path, **options):
         print(
             f"spool: {config.spool_dir} did not exist; initialised it (jobspool init)", flush=True
         )

@@ -21,6 +21,7 @@ from jobspool import (
     heartbeats,
     holds,
     init_cli,
+    initspool,
     pause_cli,
     progress,
     purge_cli,
@@ -436,6 +437,8 @@ def cmd_runner(args: argparse.Namespace) -> int:
         "heartbeat_seconds": args.heartbeat_seconds,
     }
     cfg = load_config(args.config, overrides)
+    if args.config is not None:
+        _init_named_project_spool(cfg)
     runner = Runner(
         cfg, burst=args.burst, watch=not args.no_watch, overrides=overrides, console=not args.quiet
     )
@@ -446,6 +449,18 @@ def cmd_runner(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return runner.run()
+
+
+def _init_named_project_spool(cfg: Config) -> None:
+    """A runner started on an explicit config makes that project's spool
+    when it does not exist at all (the rule of ``jobspool up``: inside the
+    config's directory, so never an unmounted mount point)."""
+    options = {"log_dir": cfg.log_dir, "durable": cfg.settings.durable}
+    if initspool.init_fresh_project_spool(cfg.spool_dir, cfg.path, **options):
+        print(
+            f"jobspool: spool {cfg.spool_dir} did not exist; initialised it (jobspool init)",
+            file=sys.stderr,
+        )
 
 
 def _runner_flags(p: argparse.ArgumentParser) -> None:

@@ -5,8 +5,9 @@ Owns the one way a spool comes to be (invariant 1 of
 modes when a group is named (:mod:`jobspool.access`), and publish the marker
 last, so that a directory is a spool only once all of it is in place. Also
 owns the quick start's rule (:func:`is_fresh_project_spool`): ``jobspool
-up`` may initialise a spool that does not exist at all and lies inside the
-project directory, where it can be no unmounted mount point.
+up``, and a runner started on an explicit ``--config``, may initialise a
+spool that does not exist at all and lies inside the project directory,
+where it can be no unmounted mount point.
 
 Invariants:
 
@@ -23,6 +24,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jobspool import access, sentinel
 from jobspool.errors import SpoolError
@@ -93,3 +95,13 @@ def is_fresh_project_spool(spool_dir: Path, config_file: Path | None) -> bool:
     if config_file is None or os.path.lexists(spool_dir):
         return False
     return spool_dir.resolve().is_relative_to(config_file.resolve().parent)
+
+
+def init_fresh_project_spool(spool_dir: Path, config_file: Path | None, **options: Any) -> bool:
+    """Initialise spool_dir when :func:`is_fresh_project_spool` allows it
+    (``jobspool up``, and a runner started on an explicit ``--config``);
+    True if it did. Anything else must already carry its marker."""
+    if not is_fresh_project_spool(spool_dir, config_file):
+        return False
+    init_spool(spool_dir, **options)
+    return True

@@ -140,10 +140,30 @@ def test_runner_refuses_an_empty_mount_point_and_a_missing_path(env: SpoolEnv) -
     _refused_no_marker(out, "jobspool", mount_point)
     assert os.listdir(mount_point) == []
 
-    missing = env.root / "gone" / "spool"
+    # Outside the config's directory, a missing path may be a mount point's
+    # parent not mounted yet: refused, and nothing is made.
+    elsewhere = env.root.parent / f"{env.root.name}-elsewhere"
+    missing = elsewhere / "spool"
     out = env.cli("runner", "--config", cfg, "--spool", str(missing), "--burst", "--quiet")
     _refused_no_marker(out, "jobspool", missing)
-    assert not (env.root / "gone").exists()
+    assert not elsewhere.exists()
+
+
+def test_a_runner_on_an_explicit_config_makes_its_missing_project_spool(env: SpoolEnv) -> None:
+    """As `jobspool up` does: a spool that does not exist at all, inside the
+    config's directory, is initialised and said so; then the runner runs."""
+    fresh = env.root / "fresh" / "spool"
+    out = env.cli(
+        "runner", "--config", str(env.config), "--spool", str(fresh), "--burst", "--quiet"
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"spool {fresh} did not exist; initialised it (jobspool init)" in out.stderr
+    assert (fresh / MARKER).is_file()
+    # A config found in the working directory, not named: nothing is made.
+    env.config.write_text(env.config.read_text().replace("spool: spool", "spool: nope/spool"))
+    found = env.cli("runner", "--burst", "--quiet")
+    _refused_no_marker(found, "jobspool", env.root / "nope" / "spool")
+    assert not (env.root / "nope").exists()
 
 
 @pytest.mark.parametrize("command", ["dashboard", "up"])
