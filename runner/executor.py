@@ -516,15 +516,21 @@ def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
         req = RunRequest.from_wire(data)
         code = child.run(req, report_fd, child.prepare(req, own_limits=not _PRLIMIT))
     except BaseException:
-        try:
-            import traceback
-
-            traceback.print_exc()
-            sys.stderr.flush()
-        except BaseException:  # noqa: S110 - nothing left to tell it to
-            pass
+        _print_crash()
     finally:
         os._exit(code)
+
+
+def _print_crash() -> None:
+    """The traceback of what ended a forked process, on its stderr (the job's
+    log), if anything is left to print it with."""
+    try:
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.flush()
+    except BaseException:  # noqa: S110 - nothing left to tell it to
+        pass
 
 
 def _pool_main(sock_fd: int, sigchld: bool) -> None:
@@ -540,13 +546,7 @@ def _pool_main(sock_fd: int, sigchld: bool) -> None:
         _close_all_but((sock_fd,))
         code = _PoolWorker(sock_fd).serve()
     except BaseException:
-        try:
-            import traceback
-
-            traceback.print_exc()
-            sys.stderr.flush()
-        except BaseException:  # noqa: S110 - nothing left to tell it to
-            pass
+        _print_crash()
     finally:
         os._exit(code)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +12,9 @@ from jobspool.submit import run_background_job
 from tests.conftest import TEST_JOBS, SpoolEnv, wait_until
 from tests.support.hosts import (
     LIVENESS_JOBS,
-    bind_mount,
     claims_of,
     start_as,
+    two_hosts_on,
     wait_registered,
 )
 from tests.support.spans import max_overlap, spans
@@ -27,19 +25,6 @@ SPAN: dict[str, Any] = {
     "allowed_methods": ["run"],
     "concurrency": {"global": 3},
 }
-
-
-@contextlib.contextmanager
-def _two_mounts(env: SpoolEnv, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    with (
-        bind_mount(env.spool, tmp_path / "mnt-a") as a,
-        bind_mount(env.spool, tmp_path / "mnt-b") as b,
-    ):
-        try:
-            yield a, b
-        finally:
-            for runner in env.runners:
-                runner.kill()
 
 
 def _slot_files(env: SpoolEnv, name: str) -> list[dict[str, str]]:
@@ -55,7 +40,7 @@ def test_three_runners_on_two_hosts_never_exceed_the_global_cap_and_use_every_sl
     env.write_config(workers=3, allowed_jobs={**TEST_JOBS, "Span": SPAN})
     out = tmp_path / "spans"
     out.mkdir()
-    with _two_mounts(env, tmp_path) as (mnt_a, mnt_b):
+    with two_hosts_on(env, tmp_path) as (mnt_a, mnt_b):
         cfg = load_config(env.config, {"spool": str(mnt_a)})
         runners = [
             start_as(env, "host-a", "--spool", str(mnt_a)),
@@ -91,7 +76,7 @@ def test_slots_of_a_sigkilled_runner_are_freed_by_recovery_and_the_queue_drains(
         ids.append(
             run_background_job("Lingerer", "linger", [str(folder), first, 0.2], config=env_cfg(env))
         )
-    with _two_mounts(env, tmp_path) as (mnt_a, mnt_b):
+    with two_hosts_on(env, tmp_path) as (mnt_a, mnt_b):
         runner_a = start_as(env, "host-a", "--spool", str(mnt_a))
         id_a = wait_registered(env.spool, runner_a.pid)
         wait_until(lambda: len(claims_of(env.spool, id_a)) == 2, 20, "A to claim two")

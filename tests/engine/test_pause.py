@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from jobspool.config import load_config
 from jobspool.submit import run_background_job
 from tests.conftest import TEST_JOBS, SpoolEnv, wait_until
-from tests.support.hosts import bind_mount, start_as, wait_registered
+from tests.support.hosts import start_as, two_hosts_on, wait_registered
 from tests.support.spoolkit import assert_one_line_error, config, log_text, stop_clean
 
 POLL = 0.5  # env's poll_seconds
@@ -130,24 +128,11 @@ def test_bad_pause_files_are_reported_and_never_obeyed(env: SpoolEnv, tmp_path: 
     assert log_text(env).count("control_refused") == 3
 
 
-@contextlib.contextmanager
-def _two_mounts(env: SpoolEnv, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    with (
-        bind_mount(env.spool, tmp_path / "mnt-a") as a,
-        bind_mount(env.spool, tmp_path / "mnt-b") as b,
-    ):
-        try:
-            yield a, b
-        finally:
-            for runner in env.runners:
-                runner.kill()
-
-
 def test_runners_on_two_hosts_both_obey_a_pause_within_a_poll_period(
     env: SpoolEnv, tmp_path: Path
 ) -> None:
     env.write_config(workers=4)
-    with _two_mounts(env, tmp_path) as (mnt_a, mnt_b):
+    with two_hosts_on(env, tmp_path) as (mnt_a, mnt_b):
         runners = [
             start_as(env, "host-a", "--spool", str(mnt_a)),
             start_as(env, "host-b", "--spool", str(mnt_b)),

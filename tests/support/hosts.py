@@ -178,3 +178,18 @@ def bind_mount(src: Path, mnt: Path) -> Iterator[Path]:
         yield mnt
     finally:
         _unmount(mnt)
+
+
+@contextlib.contextmanager
+def two_hosts_on(env: SpoolEnv, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """Two bindfs mounts of the env's spool, one per "host"; the runners the
+    env started are killed before the mounts go."""
+    with (
+        bind_mount(env.spool, tmp_path / "mnt-a") as a,
+        bind_mount(env.spool, tmp_path / "mnt-b") as b,
+    ):
+        try:
+            yield a, b
+        finally:
+            for runner in env.runners:
+                runner.kill()
