@@ -25,6 +25,7 @@ from jobspool import (
     pause_cli,
     progress,
     purge_cli,
+    shown,
     sidefiles,
     steering,
     submit,
@@ -74,7 +75,7 @@ def _add_version(p: argparse.ArgumentParser) -> None:
 
 def clip(text: str, width: int) -> str:
     """text on one line, cut at a word boundary with an ellipsis past width."""
-    flat = " ".join(text.split())
+    flat = shown.printable(" ".join(text.split()))
     if len(flat) <= width:
         return flat
     cut = flat.rfind(" ", 0, width)
@@ -328,15 +329,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     for label, value in _record_fields(view, now):
         print(f"{label + ':':<10} {value}")
     for a in rec.attempts:
-        err = f" {a.error.type}: {a.error.message}" if a.error else ""
+        err = shown.printable(f" {a.error.type}: {a.error.message}") if a.error else ""
         print(
             f"attempt {a.number}: {a.outcome.value} on {a.runner} pid {a.pid} "
             f"{a.duration_seconds or 0:.3f}s{err}"
         )
     for h in rec.history:
-        print(f"history:   {h.at} {h.action} by {h.by or '-'} via {h.via or '-'}")
+        entry = f"{h.at} {h.action} by {h.by or '-'} via {h.via or '-'}"
+        print(f"history:   {shown.printable(entry)}")
     if log:
-        print("log tail:\n" + log)
+        # What the job printed, shown safely: escapes cannot reach the terminal.
+        print("log tail:\n" + shown.printable_lines(log))
     return 0
 
 
@@ -356,7 +359,7 @@ def _record_fields(view: JobView, now: datetime) -> list[tuple[str, str]]:
     ]
     if view.status == Status.COMPLETED:
         fields.append(("result", json.dumps(rec.result)))
-    return [(label, str(value)) for label, value in fields if value is not None]
+    return [(label, shown.printable(str(value))) for label, value in fields if value is not None]
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

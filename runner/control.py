@@ -48,6 +48,7 @@ from jobspool.errors import InvalidJobFile, JobspoolError
 from jobspool.fsops import NotRegularFile
 from jobspool.model import NAME_PATTERN, aware_time, is_valid_id, utcnow
 from jobspool.names import JSON, RUN_SEP
+from jobspool.shown import printable
 from jobspool.spool import Spool
 
 CANCEL = "cancel"
@@ -94,8 +95,7 @@ def clean_text(text: str | None) -> str | None:
     """Text a request can carry: unprintable characters escaped, cut to MAX_TEXT."""
     if text is None:
         return None
-    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[: MAX_TEXT + 1])
-    return shown[:MAX_TEXT]
+    return printable(text[: MAX_TEXT + 1])[:MAX_TEXT]
 
 
 def encode(req: Request) -> bytes:

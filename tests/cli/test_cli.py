@@ -9,7 +9,13 @@ from typing import Any
 from jobspool.steering import list_jobs
 from jobspool.submit import run_background_job
 from tests.conftest import SpoolEnv, wait_until
-from tests.support.spoolkit import assert_one_line_error, config, drop_aged, stop_clean
+from tests.support.spoolkit import (
+    allow_extra_jobs,
+    assert_one_line_error,
+    config,
+    drop_aged,
+    stop_clean,
+)
 
 RECORD_KEYS = {"id", "job", "method", "params", "status", "priority", "attempts", "result", "error"}
 ATTEMPT_KEYS = {
@@ -169,3 +175,21 @@ def test_list_and_show_tell_waiting_jobs_from_ready_ones(env: SpoolEnv) -> None:
     assert re.search(r"^due:\s+.* \(in 1 h\)  \(retrying\)$", shown, re.M), shown
     assert re.search(r"^next_attempt_at: .* \(in 1 h\)$", shown, re.M), shown
     assert "due:" not in env.cli("show", ready, check=True).stdout
+
+
+def test_show_and_list_never_pass_terminal_escapes_through(env: SpoolEnv) -> None:
+    """What a job prints or raises reaches the terminal escaped: an escape
+    sequence from job code cannot clear the screen or hide a line."""
+    allow_extra_jobs(env)
+    cfg = config(env)
+    trap = "\x1b[2J\x1b]0;owned\x07 cleared"
+    chatty = run_background_job("Chatty", "speak", [f"out {trap}\tcol", "err"], config=cfg)
+    bad = run_background_job("Failing", "bad", [f"bad {trap}"], config=cfg)
+    assert env.burst().returncode == 0
+    shown_out = env.cli("show", chatty, "--config", str(env.config), check=True).stdout
+    assert "\x1b" not in shown_out and "\x07" not in shown_out
+    assert "out \\x1b[2J\\x1b]0;owned\\x07 cleared\tcol" in shown_out  # tabs stay
+    failed = env.cli("show", bad, "--config", str(env.config), check=True).stdout
+    listed = env.cli("list", "--config", str(env.config), check=True).stdout
+    for text in (failed, listed):
+        assert "\x1b" not in text and "\\x1b[2J" in text
