@@ -192,8 +192,15 @@ def test_a_lock_whose_job_was_deleted_by_hand_is_not_stuck(env: SpoolEnv) -> Non
     (env.spool / "pending" / f"{first}.json").unlink()
     # Within the grace its job may still be on its way: the key holds.
     assert submit(env) == first
-    time.sleep(0.6)  # the grace itself is what is tested: it must pass
-    second = submit(env)
+    # Once the grace has passed, a submit takes the key over.
+    answers = [first]
+
+    def taken_over() -> bool:
+        answers.append(submit(env))
+        return answers[-1] != first
+
+    wait_until(taken_over, 10, "a submit after the grace to take the key over")
+    second = answers[-1]
     assert second != first and env.status_of(second) == "pending"
     assert lock_of(env, "k-" + MARK[0])["job"] == second
 
