@@ -250,10 +250,9 @@ def waiting_of(view: JobView, now: datetime | None = None) -> Waiting | None:
         return None
     moment = now or utcnow()
     rec = view.record
-    until = rec.waiting_until(moment)
-    if until is None:
+    until, kind = rec.waiting_until(moment), rec.waiting_kind(moment)
+    if until is None or kind is None:
         return None
-    kind = "retrying" if rec.next_attempt_at is not None else "scheduled"
     return Waiting(kind, until, (until - moment).total_seconds())
 
 

@@ -265,11 +265,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _shown_status(view: JobView, now: datetime) -> str:
     """pending, or what a pending job that is not yet due waits for."""
-    rec = view.record
-    if view.status != Status.PENDING or rec.waiting_until(now) is None:
-        return view.status
-    retry_at = rec.next_attempt_at
-    return "retrying" if retry_at is not None and retry_at > now else steering.SCHEDULED
+    kind = view.record.waiting_kind(now) if view.status == Status.PENDING else None
+    return kind or view.status
 
 
 def _summary(view: JobView, now: datetime) -> str:

@@ -187,6 +187,14 @@ class Job(_Strict):
         due = self.due_at()
         return due if due is not None and due > now else None
 
+    def waiting_kind(self, now: datetime) -> Literal["retrying", "scheduled"] | None:
+        """What a pending job that is not yet due waits for: its next attempt
+        ("retrying"), or the time its producer set ("scheduled"); None when due."""
+        if self.waiting_until(now) is None:
+            return None
+        retry_at = self.next_attempt_at
+        return "retrying" if retry_at is not None and retry_at > now else "scheduled"
+
     def sort_key(self) -> tuple[int, datetime, str]:
         created = self.created_at or datetime.min.replace(tzinfo=UTC)
         return (-self.priority, created, self.id or "")
