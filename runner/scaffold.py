@@ -31,6 +31,7 @@ from pathlib import Path
 
 from jobspool.config import CONFIG_NAME
 from jobspool.errors import JobspoolError
+from jobspool.fsops import FileOps
 
 
 class ScaffoldError(JobspoolError):
@@ -121,7 +122,10 @@ def write_all(files: list[PlannedFile]) -> None:
 
 
 def _write_new(planned: PlannedFile) -> None:
-    """Invariant 2: whole and durable, and never over an existing name."""
+    """Invariant 2: whole and durable, and never over an existing name.
+
+    Not ``FileOps.write_new``: the file must be created with its final mode
+    (the environment file holds a token and is never readable by others)."""
     path = planned.path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -139,11 +143,7 @@ def _write_new(planned: PlannedFile) -> None:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    FileOps().fsync_dir(path.parent)
 
 
 # ------------------------------------------------------------------ systemd
