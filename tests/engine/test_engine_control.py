@@ -74,7 +74,10 @@ def test_cancel_running_job_kills_its_tree_within_a_second(env: SpoolEnv, tmp_pa
     assert rec["reason"] == "cancelled while running"
     assert [h["action"] for h in rec["history"]] == ["submitted", "cancelled"]
     assert rec["history"][1]["via"] == "cli"
-    assert list((env.spool / "control").iterdir()) == []
+    # The request is cleared just after the cancelled record is published.
+    wait_until(
+        lambda: list((env.spool / "control").iterdir()) == [], 10, "the request to be cleared"
+    )
     assert f"cancelled job={job_id} " in log_text(env)
     stop_clean(runner)
 
