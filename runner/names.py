@@ -20,6 +20,7 @@ Nothing here touches the filesystem.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets
@@ -114,8 +115,16 @@ def hostname() -> str:
 
 
 def default_actor() -> str:
+    """``user@host`` of whoever runs this process, for history entries."""
+    return _actor(os.environ.get("USER"), os.environ.get("USERNAME"))
+
+
+@functools.cache
+def _actor(user_env: str | None, username_env: str | None) -> str:
+    # Asked once per process (and per value of the fallbacks): getlogin and
+    # gethostname cost more than the rest of a submit's bookkeeping.
     try:
         user = os.getlogin()
     except OSError:
-        user = os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+        user = user_env or username_env or "unknown"
     return f"{user}@{socket.gethostname()}"
