@@ -250,6 +250,10 @@ def call_arguments(params: list[Param], bound: dict[str, Any]) -> tuple[list[Any
     return args, kwargs
 
 
+# Hints whose exact-type values pydantic passes through unchanged (lax mode).
+_EXACT = (str, int, float, bool)
+
+
 class Plan:
     """A method's parameters and one validator per annotated parameter.
 
@@ -263,6 +267,10 @@ class Plan:
         self.func, self.params, self._lists_self = _method_params(cls, method)
         self.kinds = {p.name: p.kind for p in self.params}
         hints = _hints(self.func, set(self.kinds))
+        # A value whose type is exactly its plain hint is what pydantic would
+        # return (the same object): no adapter call, so an attempt's process
+        # does not run pydantic's code (and fault in its pages) to bind it.
+        self.exact = {name: hint for name, hint in hints.items() if hint in _EXACT}
         self.adapters: dict[str, Any] = {}
         if hints:
             # Imported only when needed: a fork server without annotated jobs
@@ -314,7 +322,7 @@ class Plan:
         except TypeError as exc:
             raise self._refuse(exc) from None
         for name, value in bound.items():
-            if name not in self.adapters:
+            if name not in self.adapters or type(value) is self.exact.get(name):
                 continue
             kind = self.kinds[name]
             if kind == VAR_POSITIONAL:

@@ -101,6 +101,41 @@ def test_params_that_do_not_fit_are_refused(
         bind(cls, method, params)
 
 
+class Plain:
+    def take(self, s: str, i: int, f: float, b: bool) -> None:
+        pass
+
+
+_PLAIN_HINTS = {"s": str, "i": int, "f": float, "b": bool}
+_ANY_PLAIN = st.one_of(st.text(), st.integers(), st.floats(), st.booleans())
+
+
+@given(s=_ANY_PLAIN, i=_ANY_PLAIN, f=_ANY_PLAIN, b=_ANY_PLAIN)
+@settings(max_examples=200, deadline=None)
+def test_plain_hints_bind_exactly_as_pydantic_validates(
+    s: object, i: object, f: object, b: object
+) -> None:
+    """A value of exactly its hint's type skips the validator: what it binds
+    to must still be what pydantic gives, of the same type, or be refused."""
+    from pydantic import TypeAdapter, ValidationError
+
+    given_values = {"s": s, "i": i, "f": f, "b": b}
+    expected: dict[str, object] = {}
+    for name, value in given_values.items():
+        try:
+            expected[name] = TypeAdapter(_PLAIN_HINTS[name]).validate_python(value)
+        except ValidationError:
+            with pytest.raises(InvalidParams, match=f"param '{name}'"):
+                bind(Plain, "take", given_values)
+            return
+    args, kwargs = bind(Plain, "take", given_values)
+    assert kwargs == {}
+    for got, name in zip(args, _PLAIN_HINTS, strict=True):
+        want = expected[name]
+        assert type(got) is type(want)
+        assert repr(got) == repr(want)  # NaN and -0.0 too
+
+
 def test_var_keyword_values_are_validated() -> None:
     assert bind(Shapes, "keywords", {"n": "3"}) == ([], {"n": 3})
     with pytest.raises(InvalidParams, match="param 'extra'"):
