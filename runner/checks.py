@@ -216,38 +216,68 @@ def _source(cfg: Config) -> str:
     return str(cfg.path) if cfg.path else "settings"
 
 
+class PendingCheck:
+    """The checks running in their own process: started at once, their
+    report collected when needed, so a runner does read-only work (the
+    look at its backlog) while the allowed classes are imported."""
+
+    def __init__(self, cfg: Config) -> None:
+        self._cfg = cfg
+        self._proc: subprocess.Popen[str] | None = None
+        if cfg.settings.allowed_jobs:  # else no schedule either: each names an allowed job
+            self._proc = subprocess.Popen(
+                [sys.executable, "-P", "-m", "jobspool.checks"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+    def report(self) -> Report:
+        """The process's report; ConfigError if it could not tell."""
+        proc, cfg = self._proc, self._cfg
+        if proc is None:
+            return Report()
+        try:
+            out, err = proc.communicate(json.dumps(_request(cfg)), timeout=CHECK_TIMEOUT)
+            data = json.loads(out)
+        except subprocess.TimeoutExpired:
+            raise ConfigError(
+                f"{_source(cfg)}: importing the allowed classes took over {CHECK_TIMEOUT:g}s"
+            ) from None
+        except ValueError:
+            last = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            raise ConfigError(
+                f"{_source(cfg)}: cannot import the allowed classes: {last}"
+            ) from None
+        finally:
+            self.close()
+        jobs = [JobReport(j["name"], j["class_path"], j["methods"]) for j in data["jobs"]]
+        return Report(jobs, list(data["errors"]))
+
+    def require(self) -> None:
+        """A runner's start-up check: ConfigError (one line) on the first problem."""
+        errors = self.report().errors
+        if errors:
+            more = f" (and {len(errors) - 1} more: run jobspool check)" if len(errors) > 1 else ""
+            raise ConfigError(f"{_source(self._cfg)}: {errors[0]}{more}")
+
+    def close(self) -> None:
+        """Stop the process if it still runs (its caller gave up first)."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            proc.communicate()
+
+
 def check_allow_list(cfg: Config) -> Report:
     """The report of a fresh ``python -P`` process; ConfigError if it could not tell."""
-    if not cfg.settings.allowed_jobs:
-        return Report()  # and so no schedule: each names an allowed job
-    cmd = [sys.executable, "-P", "-m", "jobspool.checks"]
-    try:
-        done = subprocess.run(
-            cmd,
-            input=json.dumps(_request(cfg)),
-            capture_output=True,
-            text=True,
-            timeout=CHECK_TIMEOUT,
-            check=False,
-        )
-        data = json.loads(done.stdout)
-    except subprocess.TimeoutExpired:
-        raise ConfigError(
-            f"{_source(cfg)}: importing the allowed classes took over {CHECK_TIMEOUT:g}s"
-        ) from None
-    except ValueError:
-        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise ConfigError(f"{_source(cfg)}: cannot import the allowed classes: {last}") from None
-    jobs = [JobReport(j["name"], j["class_path"], j["methods"]) for j in data["jobs"]]
-    return Report(jobs, list(data["errors"]))
+    return PendingCheck(cfg).report()
 
 
 def require_valid_allow_list(cfg: Config) -> None:
     """A runner's start-up check: ConfigError (one line) on the first problem."""
-    errors = check_allow_list(cfg).errors
-    if errors:
-        more = f" (and {len(errors) - 1} more: run jobspool check)" if len(errors) > 1 else ""
-        raise ConfigError(f"{_source(cfg)}: {errors[0]}{more}")
+    PendingCheck(cfg).require()
 
 
 if __name__ == "__main__":

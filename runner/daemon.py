@@ -17,11 +17,12 @@ Per step:
    dispatch, finished publications back to finishing;
 3. heartbeat; periodic rescan of pending/ (the correctness path, invariant
    8) with the config reload; cancel requests; recovery of dead runners
-   (invariant 6); maintenance; one bounded batch of retention;
+   (invariant 6); one bounded batch of retention;
 4. kill attempts past their timeout, retry finishes that hit I/O errors;
-5. claim the best due jobs while slots are free, then record the attempts
-   that freed them (their records wait for the refill: the next attempts
-   start that much sooner).
+5. claim the best due jobs while slots are free, then maintenance (so a
+   runner's first claims do not wait for its first sweep), then record the
+   attempts that freed them (their records wait for the refill: the next
+   attempts start that much sooner).
 
 What happens to a job after an attempt is decided by ``retry.decide`` alone.
 """
@@ -76,25 +77,35 @@ class Runner:
         console: bool = False,
         launcher: MakeLauncher | None = None,
     ) -> None:
-        checks.require_valid_allow_list(config)  # refuses before touching the spool
         self.config = config
         self.burst = burst
         self.watch = watch
         self.console = console
         s = config.settings
-        self.spool = Spool.open(
-            config.spool_dir,
-            durable=s.durable,
-            max_job_bytes=s.max_job_bytes,
-            log_dir=config.log_dir,
-        )
+        # The allowed classes are imported in a process of their own while
+        # this one reads pending/: no other part is built, and nothing is
+        # written (but the spool's key, made on first use where none is
+        # yet, as any start would), before they pass.
+        check = checks.PendingCheck(config)
+        try:
+            self.spool = Spool.open(
+                config.spool_dir,
+                durable=s.durable,
+                max_job_bytes=s.max_job_bytes,
+                log_dir=config.log_dir,
+            )
+            self.intake = Intake(self.spool)
+            self.intake.look_ahead()
+        except BaseException:
+            check.close()
+            raise
+        check.require()
         self.events = Mailbox()
         # A reload is held to the start's standard: its classes and methods
         # must exist (checked off the loop, on the watch's own thread).
         self.config_watch = ConfigWatch(
             config, overrides or {}, verify=checks.require_valid_allow_list
         )
-        self.intake = Intake(self.spool)
         self.dispatch = Dispatch(self.spool, config, launcher)
         self.liveness = LivenessStage(self.spool, config)
         self.finishing = Finishing(self.spool, config, self.liveness.host)
@@ -132,9 +143,11 @@ class Runner:
 
                 watcher = Watcher(self.spool.root, self.events.put)
                 watcher.start()
-            self.maintenance.run(time.monotonic())  # leftovers first, once
-            # The first scan overlaps the fork server's start-up.
+            # The first scan overlaps the fork server's start-up. On a
+            # backlog it takes a while: the next is a full period after it
+            # ends (the watcher sees what comes meanwhile).
             self._rescan(time.monotonic())
+            self.next_rescan = time.monotonic() + self.config.settings.poll_seconds
             self.dispatch.wait_ready()
             while (wait := self.step(time.monotonic())) is not None:
                 self.events.wait(wait, self.dispatch.fd)
@@ -197,8 +210,6 @@ class Runner:
             self.dispatch.check_control()
         if now >= self.liveness.next_check:
             self._finish(self.liveness.recover_dead(now))
-        if now >= self.maintenance.next_run:
-            self.maintenance.run(now)
         self.scheduling.run(now, wall, self.runner_id)
         if now >= self.retention.next_run and not self.stopping:
             self.retention.run(now, wall, self.runner_id)
@@ -209,6 +220,13 @@ class Runner:
             self._finish(self.dispatch.take_finished())
             return self._stop_step(now)
         self._claim(now, wall)
+        if now >= self.maintenance.next_run:
+            # After the claims, so the first ones do not wait for it: the
+            # rule it applies to leftovers (leftovers.standing) is applied
+            # by intake to every file before its claim, as it must be
+            # anyway while other runners sweep.
+            self.maintenance.run(now)
+        self.intake.save_order()
         self._finish(self.dispatch.take_finished())
         if self.burst and self._idle(wall):
             return None

@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
+from jobspool.backlog import QuickEntry
 from jobspool.model import Job
 
 SortKey = tuple[int, datetime, str]
+# From this many entries at once, the heaps are rebuilt instead of pushed to.
+BULK_FROM = 64
 
 
-@dataclass(frozen=True)
-class Entry:
-    """What the scheduler keeps of a pending file: enough to order it, no more."""
+class Entry(NamedTuple):
+    """What the scheduler keeps of a pending file: enough to order it, no more.
+
+    A named tuple rather than a frozen dataclass: a backlog makes a hundred
+    thousand at start, and a tuple is made in a sixth of the time."""
 
     name: str
     job_id: str
@@ -75,6 +80,27 @@ class Schedule:
     ) -> None:
         """An entry from a quick look at the file, loaded in full before its claim."""
         self._put(Entry(name, job_id, job, attempt, key, due, next(self._seq), verified=False))
+
+    def add_unverified_many(self, found: Sequence[QuickEntry]) -> None:
+        """A backlog's quick entries at once: each heap is rebuilt in one
+        pass rather than pushed to a hundred thousand times."""
+        if len(found) < BULK_FROM:
+            for f in found:
+                self.add_unverified(
+                    f.name, job_id=f.job_id, job=f.job, attempt=f.attempt, key=f.key, due=f.due
+                )
+            return
+        for f in found:
+            seq = next(self._seq)
+            self._entries[f.name] = Entry(
+                f.name, f.job_id, f.job, f.attempt, f.key, f.due, seq, False
+            )
+            if f.due:
+                self._delayed.append((f.due, seq, f.name))
+            else:
+                self._ready.append((f.key, seq, f.name))
+        heapq.heapify(self._delayed)
+        heapq.heapify(self._ready)
 
     def _put(self, entry: Entry) -> None:
         name = entry.name

@@ -63,7 +63,7 @@ import stat as stat_mod
 import time
 from collections.abc import Callable
 
-from jobspool import backlog, leftovers, logs
+from jobspool import backlog, leftovers, logs, pendingorder
 from jobspool.backlog import QuickEntry
 from jobspool.errors import InvalidJobFile
 from jobspool.fsops import HardLinked, NotRegularFile, StrPath
@@ -139,12 +139,27 @@ class Intake:
         self._rechecks: dict[str, tuple[float, float]] = {}
         # Due jobs whose claim failed on I/O: due, just not claimable yet.
         self._claim_retries: set[str] = set()
+        # The order snapshot, read at the first backlog (None: not yet).
+        self._known: pendingorder.Known | None = None
+        # Quick entries not yet left in the snapshot.
+        self._unsaved: list[QuickEntry] = []
 
     # ------------------------------------------------------------ events
 
     def file_appeared(self, name: str) -> None:
         if is_job_name(name) and name not in self.schedule:
             self.load(name)
+
+    def look_ahead(self) -> None:
+        """The first rescan's reading, without its writing: a backlog's quick
+        entries go into the schedule (hints, as ever), and the files that
+        need a full load are left to the rescan, which finds them new.
+        Read-only, so a runner takes it while its allow-list is checked."""
+        present = self.spool.names(Status.PENDING)
+        new = [n for n in present if n not in self.schedule] if len(self.schedule) else present
+        if len(new) >= QUICK_FROM:
+            found = self._quick_look(new)
+            self.schedule.add_unverified_many([f for f in found if not isinstance(f, str)])
 
     def rescan(self) -> None:
         present = set(self.spool.names(Status.PENDING))
@@ -156,24 +171,38 @@ class Intake:
             for name in new:
                 self.load(name)
             return
+        quick = []
         for found in self._quick_look(new):
             if isinstance(found, str):
                 self.load(found)
             else:
-                self.schedule.add_unverified(
-                    found.name,
-                    job_id=found.job_id,
-                    job=found.job,
-                    attempt=found.attempt,
-                    key=found.key,
-                    due=found.due,
-                )
+                quick.append(found)
+        self.schedule.add_unverified_many(quick)
 
     def _quick_look(self, names: list[str]) -> list[QuickEntry | str]:
-        """A backlog: ordered from a quick look at each file; each is loaded
-        in full when it comes up for a claim (``take``)."""
+        """A backlog: ordered from the order snapshot where it vouches for a
+        file (the first time only), else from a quick look at each file;
+        each is loaded in full when it comes up for a claim (``take``)."""
         directory = str(self.spool.dir(Status.PENDING))
-        return backlog.scan_all(directory, names, self.spool.seal_key(), self.spool.max_job_bytes)
+        key = self.spool.seal_key()
+        known, self._known = self._known, {}
+        if known is None:
+            known = pendingorder.read(self.spool, key)
+        found, rest = pendingorder.believe(directory, names, known)
+        looked = backlog.scan_all(directory, rest, key, self.spool.max_job_bytes) if rest else []
+        self._unsaved.extend(found)
+        self._unsaved.extend(f for f in looked if not isinstance(f, str))
+        return [*found, *looked]
+
+    def save_order(self) -> None:
+        """Leave what the last quick look found in the order snapshot, for
+        the next start (after the claims: nothing waits for it)."""
+        if self._unsaved:
+            found, self._unsaved = self._unsaved, []
+            pendingorder.write(self.spool, self.spool.seal_key(), found, self._still_waiting)
+
+    def _still_waiting(self, name: str) -> bool:
+        return name in self.schedule
 
     def run_rechecks(self, now: float) -> None:
         for name, (due, _delay) in list(self._rechecks.items()):
