@@ -20,10 +20,14 @@ Invariants:
    with one name, over the size cap, not JSON, a field of the wrong type,
    a time that does not parse. The quick look never judges a file bad.
 3. Nothing is written, moved or quarantined here.
+4. An entry carries the identity of the file as read (``seen``) only when
+   the file's ctime was :data:`SETTLED_NS` old when read: that is what the
+   order snapshot may write and later vouch for (:mod:`jobspool.pendingorder`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -76,18 +80,28 @@ def scan_all(directory: str, names: list[str], key: bytes, cap: int) -> list[Qui
         dir_fd = os.open(directory, os.O_RDONLY | _O_DIRECTORY)
     except OSError:
         return list(names)  # each gets the full load, which reports what is wrong
-    # The look makes a few objects per file and keeps one: the collector,
-    # triggered by the allocations, would walk all that are kept over and
-    # over (a third of the time for 100,000 files). What it makes holds no
-    # cycle, so nothing is left for a later collection.
+    try:
+        with no_collection():
+            return list(scan(dir_fd, names, key, cap))
+    finally:
+        os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def no_collection() -> Iterator[None]:
+    """The garbage collector held off while a backlog's entries are made.
+
+    Each file makes a few objects and keeps one: the collector, triggered
+    by the allocations, would walk all that are kept (and all a starting
+    runner has made before) over and over. Entries hold no cycle, so
+    nothing is left for a later collection."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return list(scan(dir_fd, names, key, cap))
+        yield
     finally:
         if collecting:
             gc.enable()
-        os.close(dir_fd)
 
 
 def _quick(dir_fd: int, name: str, key: bytes, cap: int) -> QuickEntry | None:

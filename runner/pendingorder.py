@@ -24,7 +24,8 @@ file is the one that was read:
   snapshot's file was read, and linking or renaming sets the inode's ctime
   to the time of that change;
 * a change to the file in place (a write, a truncate, ``utime``, ``chmod``)
-  also sets its ctime, and no program can set a ctime back;
+  also sets its ctime, and no program can set a ctime back short of
+  setting the system clock back;
 * so the same ctime means no change since the read, provided a change after
   the read cannot fall in the same tick of the clock as the change before
   it: an entry is only written for a file whose ctime was at least
@@ -39,15 +40,19 @@ Invariants:
 
 1. Read as untrusted input: no link followed, a regular file, at most
    :data:`MAX_BYTES`; a snapshot that is torn, of another format version,
-   for another pending/ directory (its device and inode), not sealed with
-   the spool's key, or with one malformed entry is ignored whole. Reading
-   never raises.
+   for another pending/ directory (its device and inode: one written on
+   another host of a shared spool sees another device, and is ignored),
+   or not sealed with the spool's key is ignored whole, and a line that
+   does not parse vouches for nothing. Reading never raises.
 2. Written under a fresh name in the spool's root, synced, and renamed over
    the old one: a crash leaves the old snapshot or none, never a torn one.
    Two runners writing at once each rename a whole snapshot; whichever
    lands last is as good as the other, since each entry stands or falls by
    its own file. A write that fails is logged and changes nothing.
 3. Nothing in pending/ is written, moved or judged here.
+4. What a write keeps: the entries of the last quick look, and the old
+   snapshot's lines for files still waiting; a start that found fewer than
+   ``QUICK_FROM`` settled files the snapshot lacked does not rewrite it.
 """
 
 from __future__ import annotations

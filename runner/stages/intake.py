@@ -6,7 +6,12 @@ a hand-dropped file its job id, rechecking a file caught in the middle of its
 publication, quarantining files that are not jobs, and the periodic rescan
 (the correctness path: notifications only make it faster, invariant 8).
 It also keeps the jobs as loaded, so a claim of the very same file need not
-read and validate it again.
+read and validate it again. A backlog is ordered from quick entries: from
+the order snapshot where it vouches for a file (:mod:`jobspool.pendingorder`,
+read at the first backlog only), else from a quick look at the file
+(:mod:`jobspool.backlog`); a runner takes the first of these looks before
+its allow-list check has passed (``look_ahead``: reads only), and leaves
+what it looked at in the snapshot after its first claims (``save_order``).
 
 Invariants: nothing here moves a job between statuses (claims belong to
 dispatch); a file that is not a job goes to corrupt/ with its reason, never
@@ -158,8 +163,9 @@ class Intake:
         present = self.spool.names(Status.PENDING)
         new = [n for n in present if n not in self.schedule] if len(self.schedule) else present
         if len(new) >= QUICK_FROM:
-            found = self._quick_look(new)
-            self.schedule.add_unverified_many([f for f in found if not isinstance(f, str)])
+            with backlog.no_collection():
+                found = self._quick_look(new)
+                self.schedule.add_unverified_many([f for f in found if not isinstance(f, str)])
 
     def rescan(self) -> None:
         present = set(self.spool.names(Status.PENDING))
@@ -171,13 +177,12 @@ class Intake:
             for name in new:
                 self.load(name)
             return
-        quick = []
-        for found in self._quick_look(new):
+        with backlog.no_collection():
+            looked = self._quick_look(new)
+            self.schedule.add_unverified_many([f for f in looked if not isinstance(f, str)])
+        for found in looked:
             if isinstance(found, str):
                 self.load(found)
-            else:
-                quick.append(found)
-        self.schedule.add_unverified_many(quick)
 
     def _quick_look(self, names: list[str]) -> list[QuickEntry | str]:
         """A backlog: ordered from the order snapshot where it vouches for a
@@ -190,13 +195,15 @@ class Intake:
             known = pendingorder.read(self.spool, key)
         found, rest = pendingorder.believe(directory, names, known)
         looked = backlog.scan_all(directory, rest, key, self.spool.max_job_bytes) if rest else []
-        self._unsaved.extend(found)
-        self._unsaved.extend(f for f in looked if not isinstance(f, str))
+        settled = [f for f in looked if not isinstance(f, str) and f.seen is not None]
+        if len(settled) >= QUICK_FROM:  # else the snapshot lacks too few to rewrite it
+            self._unsaved.extend(settled)
         return [*found, *looked]
 
     def save_order(self) -> None:
-        """Leave what the last quick look found in the order snapshot, for
-        the next start (after the claims: nothing waits for it)."""
+        """Add what the quick look found to the order snapshot, for the next
+        start (after the claims: nothing waits for it); what the snapshot
+        has of files still waiting stays in it."""
         if self._unsaved:
             found, self._unsaved = self._unsaved, []
             pendingorder.write(self.spool, self.spool.seal_key(), found, self._still_waiting)
