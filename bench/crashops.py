@@ -7,9 +7,11 @@ runs the real Spool method once through :class:`RecordingOps`. The job is a
 materialised copy of a state keeps its own ledger of runs.
 
 An operation concerns one job, except ``submit-batch``
-(``Spool.submit_many`` of ``BATCH_SIZE`` jobs), which acknowledges all of
-them with one return: :attr:`Recorded.job_ids` lists every job an
-operation's promise covers, and the checks hold for each of them.
+(``Spool.submit_many`` of ``BATCH_SIZE`` jobs) and ``finish-group`` (a
+runner's group commit of ``GROUP_SIZE`` finished claims,
+``Spool.finish_many``), which acknowledge all of them with one return:
+:attr:`Recorded.job_ids` lists every job an operation's promise covers, and
+the checks hold for each of them.
 
 A running file belongs to ``DEAD_RUNNER``: a runner of this host that no
 longer exists, as after a power loss. Its heartbeat is in ``runners/`` and
@@ -46,6 +48,9 @@ LEDGER = "ledger.txt"
 # More than one, so that the order of the batch's steps matters; three keep the
 # number of unsynced changes near the exact-enumeration bound (crashsim).
 BATCH_SIZE = 3
+# Two claims show a group commit's order; each more claim multiplies the
+# states a group finish can leave (four unsynced changes each).
+GROUP_SIZE = 2
 SETTINGS: dict[str, Any] = {
     "spool": "spool",
     "workers": 2,
@@ -134,6 +139,13 @@ def prepare_running(spool: Spool) -> str:
     return job_id
 
 
+def prepare_running_group(spool: Spool) -> str:
+    """GROUP_SIZE claims of the dead runner (finish-group finds them in running/)."""
+    for _ in range(GROUP_SIZE):
+        prepare_running(spool)
+    return ""
+
+
 def prepare_failed(spool: Spool) -> str:
     job_id = prepare_running(spool)
     path = running_path(spool, job_id)
@@ -187,6 +199,21 @@ def act_finish(spool: Spool, job_id: str) -> str:
     return _finish_running(spool, job_id, Status.COMPLETED, updates)
 
 
+def act_finish_group(spool: Spool, _job_id: str) -> list[str]:
+    """The runner's own finish (fenced), for all claims at once: one group commit."""
+    items = []
+    for name in sorted(os.listdir(spool.dir(Status.RUNNING))):
+        claim = RunningName.parse(name)
+        assert claim is not None, name
+        path = spool.dir(Status.RUNNING) / name
+        updates = {"attempts": [attempt(Outcome.SUCCEEDED)], "result": claim.job_id}
+        items.append((path, Status.COMPLETED, spool.seal(spool.read_job(path), updates)))
+    published = spool.finish_many(items)
+    if not all(isinstance(one, str) for one in published):
+        raise AssertionError(f"the recorded group finish failed: {published}")
+    return [os.path.basename(str(one))[: -len(".json")] for one in published]
+
+
 def act_retry(spool: Spool, job_id: str) -> str:
     failed = attempt(Outcome.FAILED)
     updates = {"attempts": [failed], "error": failed.error, "next_attempt_at": utcnow()}
@@ -235,6 +262,7 @@ OPERATIONS: dict[str, Operation] = {
         # A claim promises nothing durable: it is a rename and nothing more.
         Operation("claim", prepare_pending, act_claim, True, None),
         Operation("finish", prepare_running, act_finish, True, Status.COMPLETED),
+        Operation("finish-group", prepare_running_group, act_finish_group, True, Status.COMPLETED),
         Operation("retry", prepare_running, act_retry, True, Status.PENDING),
         Operation("cancel", prepare_pending, act_cancel, True, Status.CANCELLED),
         Operation("person-retry", prepare_failed, act_person_retry, True, Status.PENDING),

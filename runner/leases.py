@@ -50,7 +50,7 @@ from jobspool import heartbeats, logs, provenance
 from jobspool.executor import create_time
 from jobspool.heartbeats import BeatJob, Heartbeat, Malformed
 from jobspool.model import utcnow
-from jobspool.names import RunningName, hostname
+from jobspool.names import FINISHING, RunningName, hostname
 from jobspool.spool import Spool
 
 HEARTBEAT = heartbeats.SUFFIX
@@ -409,7 +409,7 @@ class Liveness:
                 dead[runner] = beat
         for gone in set(self._seen) - set(found.beats) - owners:
             del self._seen[gone]
-        return dead
+        return dead | _finishing_of(dead, owners)
 
     def _gone(self, runner: str, beat: Heartbeat) -> bool:
         """Does this host prove the runner gone: its lock free, and the
@@ -434,6 +434,21 @@ class Liveness:
             # A directory planted under that name stays where it is.
             with contextlib.suppress(OSError):
                 self.spool.ops.unlink_quiet(folder / name)
+
+
+def _finishing_of(dead: dict[str, Heartbeat | None], owners: set[str]) -> dict[str, None]:
+    """The finishing claims of runners judged dead: dead with them.
+
+    Only runner R renames its own claims to ``R-finishing`` (the fence), and
+    such a name never beats; without this, a claim left at that name by a
+    crash in the middle of a publication would wait a whole lease after R
+    was proven gone. No heartbeat goes with it: R's attempt processes are
+    R's to answer for."""
+    return {
+        owner: None
+        for owner in owners
+        if owner.endswith(FINISHING) and owner[: -len(FINISHING)] in dead and owner not in dead
+    }
 
 
 def kill_orphans(beat: Heartbeat | None) -> list[int]:

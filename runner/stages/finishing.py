@@ -33,7 +33,7 @@ from jobspool.model import Attempt, ErrorInfo, Job, Outcome, utcnow
 from jobspool.names import RunningName
 from jobspool.publishers import Publishers
 from jobspool.retry import Decision, decide
-from jobspool.spool import Sealed, Spool
+from jobspool.spool import FinishItem, Sealed, Spool
 from jobspool.states import Status
 
 PUBLISHERS = 4
@@ -80,7 +80,7 @@ class Finishing:
 
     def open(self, post: Callable[[Event], None]) -> None:
         """Publish on threads from now on (until then: on the caller's thread)."""
-        self._pool = Publishers(PUBLISHERS, self._publish_safely, post)
+        self._pool = Publishers(PUBLISHERS, self._publish_group, post)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -129,27 +129,51 @@ class Finishing:
         )
 
     def _publish_safely(self, pub: Publication) -> bool | Exception:
-        """Runs on a publisher thread: only file I/O, no decisions, never raises."""
-        try:
+        """:meth:`_publish_group` of one (the finishes made before :meth:`open`)."""
+        return self._publish_group([pub])[0]
+
+    def _publish_group(self, pubs: list[Publication]) -> list[bool | Exception]:
+        """Runs on a publisher thread: only file I/O, no decisions, never raises.
+
+        The publications a thread found waiting go to disk as one group
+        commit (``Spool.finish_many``): each record is durable in its
+        destination before its outcome is posted back, so before its job
+        counts as done."""
+        items = []
+        for pub in pubs:
             assert pub.sealed is not None
-            return self._publish(pub.active.path, DESTINATION[pub.decision.action], pub.sealed)
+            items.append((pub.active.path, DESTINATION[pub.decision.action], pub.sealed))
+        try:
+            published = self.spool.finish_many(items)
         except Exception as exc:  # reported back to the loop, which decides
-            return exc
+            return [exc] * len(pubs)
+        return [self._after(item, outcome) for item, outcome in zip(items, published, strict=True)]
 
     def _publish(self, path: StrPath, dst: Status, sealed: Sealed) -> bool:
         """Move our running file on; False if fenced. OSError propagates."""
-        record = sealed.job
-        job_id = record.id or ""
-        try:
-            self.spool.finish(path, dst, sealed)
-        except Conflict as exc:
-            logs.event("fenced", logs.WARNING, job=job_id, reason=exc)
+        outcome = self._after((path, dst, sealed), self.spool.finish_many([(path, dst, sealed)])[0])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _after(self, item: FinishItem, published: str | Exception) -> bool | Exception:
+        """What one finish came to: True once its record is published (and
+        what the job kept beside it is cleared), False if fenced."""
+        _path, dst, sealed = item
+        job_id = sealed.job.id or ""
+        if isinstance(published, Conflict):
+            logs.event("fenced", logs.WARNING, job=job_id, reason=published)
             return False
-        if record.progress is not None:  # now kept in the record itself
-            progress.clear_progress(self.spool, job_id)
-        if dst is Status.CANCELLED:
-            control.clear_request(self.spool, "cancel", job_id)
-        unique.release(self.spool, record, dst)
+        if isinstance(published, Exception):
+            return published
+        try:
+            if sealed.job.progress is not None:  # now kept in the record itself
+                progress.clear_progress(self.spool, job_id)
+            if dst is Status.CANCELLED:
+                control.clear_request(self.spool, "cancel", job_id)
+            unique.release(self.spool, sealed.job, dst)
+        except Exception as exc:  # reported back to the loop, which decides
+            return exc
         return True
 
     def published(self, pub: Publication, outcome: bool | Exception) -> Job | None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from jobspool import logs, purgesummary
 from jobspool.config import Config
 from jobspool.messages import Event
-from jobspool.publishers import Publishers
+from jobspool.publishers import Publishers, one_by_one
 from jobspool.purge import Purger, Tally, scan
 from jobspool.purgelease import PurgeLease
 from jobspool.retention import Candidate
@@ -87,7 +87,7 @@ class RetentionStage:
 
     def open(self, post: Callable[[Event], None]) -> None:
         """Remove batches on the purge thread from now on."""
-        self._pool = Publishers(1, PurgeBatch.run, post)
+        self._pool = Publishers(1, one_by_one(PurgeBatch.run), post, max_group=1)
 
     def close(self, me: str) -> None:
         if self._pool is not None:

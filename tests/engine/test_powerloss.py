@@ -1,5 +1,5 @@
-"""Power loss at every point of submit, claim, finish, retry, cancel, a person's retry
-and a purge.
+"""Power loss at every point of submit, claim, finish, a runner's group finish, retry,
+cancel, a person's retry and a purge.
 
 The operations run for real on a real spool while every filesystem call is
 logged; every state a power loss could leave (bench/crashsim.py says which
