@@ -235,7 +235,7 @@ class Chaos:
         found = []
         with contextlib.suppress(psutil.Error):
             for helper in psutil.Process(slot.proc.pid).children():
-                if "jobspool.executor" in " ".join(helper.cmdline()):
+                if "jobspool.zygote" in " ".join(helper.cmdline()):
                     found += [c.pid for c in helper.children() if c.pid in listed]
         return found
 

@@ -3,7 +3,7 @@
 Owns the allow-list and every setting, the per-attempt ``limits`` included
 (spool-wide, overridden per job; applied by ``jobspool.limits``) and each
 job's ``isolation`` (``process``: one process per attempt; ``pool``:
-long-lived pool workers, see ``jobspool.executor``; the entry's over the
+long-lived pool workers, see ``jobspool.poolworker``; the entry's over the
 spool-wide one). Limits need a process of their own, so a job under
 configured limits runs one process per attempt: an entry that asks for
 ``pool`` with limits is refused, and a spool-wide ``pool`` leaves such jobs

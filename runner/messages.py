@@ -136,7 +136,7 @@ class LauncherReady:
     """The fork server has imported the engine (never reaches the loop)."""
 
     pid: int
-    subreaper: bool = False  # it adopts what attempts leave behind (see executor)
+    subreaper: bool = False  # it adopts what attempts leave behind (see zygote)
 
 
 Event = (

@@ -1,7 +1,7 @@
 """The names of how an attempt ends, shared by the attempt's process and the runner.
 
 Plain strings, with no imports: the fork server loads this module, and every
-attempt is a fork of it (see ``executor``). ``model.Outcome`` gives the same
+attempt is a fork of it (see ``zygote``). ``model.Outcome`` gives the same
 names as an enum to the runner's side, which never spells them itself.
 
 Invariant: an attempt may report only what it can know about itself

@@ -29,7 +29,7 @@ runner's attempt on this host by a heartbeat that names that runner's pid:
 neither is a process this host did not start, and the first could kill
 anything of ours by itself anyway. A descendant that scrubs its environment
 and leaves the session cannot be proven and is left alone here (the fork
-server, a subreaper, kills it while it lives: see ``executor``).
+server, a subreaper, kills it while it lives: see ``zygote``).
 
 Only Linux has this /proc; elsewhere nothing named on disk is killed. Reads
 are bounded, follow no link a process could plant, and a process that ends

@@ -302,7 +302,7 @@ def test_recovery_kills_what_an_ended_attempt_left_behind(env: SpoolEnv, tmp_pat
 
 def _fork_server(runner: RunnerProcess) -> psutil.Process:
     [server] = [
-        p for p in psutil.Process(runner.pid).children() if "jobspool.executor" in p.cmdline()
+        p for p in psutil.Process(runner.pid).children() if "jobspool.zygote" in p.cmdline()
     ]
     return server
 

@@ -26,6 +26,7 @@ def test_a_project_with_its_own_runner_package_does_not_shadow_the_engine(
     decoy.mkdir()
     (decoy / "__init__.py").write_text("")
     (decoy / "executor.py").write_text(DECOY)
+    (decoy / "zygote.py").write_text(DECOY)
     (decoy / "child.py").write_text(DECOY)
     job_id = run_background_job("SampleJob", "process", ["p1"], config=str(env.config))
     # The installed console script, run from the project directory, as a user would.
@@ -49,8 +50,8 @@ def test_a_project_with_its_own_runner_package_does_not_shadow_the_engine(
 HEAVY = {"typing", "inspect", "dataclasses", "pathlib", "json", "re", "enum", "signal", "pydantic"}
 FORK_SERVER_IMPORTS = """
 import sys
-from jobspool import binding, child, executor
-executor._rehearse(1)
+from jobspool import binding, child, zygote
+zygote._rehearse(1)
 binding.plan(child.Rehearsal, "run")  # the warm-up of a job without params
 print(" ".join(sorted(sys.modules)))
 """
@@ -68,5 +69,5 @@ def test_the_fork_server_stays_small() -> None:
         check=True,
     )
     loaded = set(done.stdout.split())
-    assert "jobspool.executor" in loaded
+    assert "jobspool.zygote" in loaded
     assert loaded & HEAVY == set()

@@ -460,7 +460,7 @@ def test_runner_killed_while_its_fork_server_lags_leaves_no_job_processes(
     pids = [read_int(f / name) for f in (short, long) for name in ("1.pid", "1.grandchild.pid")]
     short_pid, long_pid, long_grandchild = pids[0], pids[2], pids[3]
     fork_server = next(
-        p for p in psutil.Process(runner.pid).children() if "jobspool.executor" in p.cmdline()
+        p for p in psutil.Process(runner.pid).children() if "jobspool.zygote" in p.cmdline()
     )
     try:
         fork_server.suspend()

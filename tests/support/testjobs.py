@@ -152,7 +152,7 @@ class RunnerKiller:
 
         Ledger().record(ledger)
         target = psutil.Process(os.getppid())
-        if "jobspool.executor" in " ".join(target.cmdline()):
+        if "jobspool.zygote" in " ".join(target.cmdline()):
             parent = target.parent()
             if parent is None:
                 raise RuntimeError("the fork server has no parent")
