@@ -85,7 +85,8 @@ def one_start(root: Path, label: str) -> tuple[float, float, float, float]:
     proc = subprocess.Popen(cmd, cwd=root, env=env)
     try:
         deadline = time.monotonic() + 120
-        while not marker.exists():
+        # The job creates the marker, then writes its time into it.
+        while not (marker.exists() and marker.read_text()):
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit("the first job never ran")
             time.sleep(0.005)

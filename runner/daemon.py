@@ -17,12 +17,12 @@ Per step:
    dispatch, finished publications back to finishing;
 3. heartbeat; periodic rescan of pending/ (the correctness path, invariant
    8) with the config reload; cancel requests; recovery of dead runners
-   (invariant 6); one bounded batch of retention;
+   (invariant 6); maintenance; one bounded batch of retention;
 4. kill attempts past their timeout, retry finishes that hit I/O errors;
-5. claim the best due jobs while slots are free, then maintenance (so a
-   runner's first claims do not wait for its first sweep), then record the
-   attempts that freed them (their records wait for the refill: the next
-   attempts start that much sooner).
+5. claim the best due jobs while slots are free, then leave the order
+   snapshot of a backlog (once, after the first claims: nothing waits for
+   it), then record the attempts that freed them (their records wait for
+   the refill: the next attempts start that much sooner).
 
 What happens to a job after an attempt is decided by ``retry.decide`` alone.
 """
@@ -143,6 +143,7 @@ class Runner:
 
                 watcher = Watcher(self.spool.root, self.events.put)
                 watcher.start()
+            self.maintenance.run(time.monotonic())  # leftovers first, once
             # The first scan overlaps the fork server's start-up. On a
             # backlog it takes a while: the next is a full period after it
             # ends (the watcher sees what comes meanwhile).
@@ -210,6 +211,8 @@ class Runner:
             self.dispatch.check_control()
         if now >= self.liveness.next_check:
             self._finish(self.liveness.recover_dead(now))
+        if now >= self.maintenance.next_run:
+            self.maintenance.run(now)
         self.scheduling.run(now, wall, self.runner_id)
         if now >= self.retention.next_run and not self.stopping:
             self.retention.run(now, wall, self.runner_id)
@@ -220,12 +223,6 @@ class Runner:
             self._finish(self.dispatch.take_finished())
             return self._stop_step(now)
         self._claim(now, wall)
-        if now >= self.maintenance.next_run:
-            # After the claims, so the first ones do not wait for it: the
-            # rule it applies to leftovers (leftovers.standing) is applied
-            # by intake to every file before its claim, as it must be
-            # anyway while other runners sweep.
-            self.maintenance.run(now)
         self.intake.save_order()
         self._finish(self.dispatch.take_finished())
         if self.burst and self._idle(wall):
