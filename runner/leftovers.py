@@ -216,6 +216,20 @@ def _ranked(copies: list[Copy]) -> list[Copy]:
     return sorted(readable, key=rank, reverse=True) if len(readable) > 1 else []
 
 
+def terminal_copy(spool: Spool, job_id: str) -> str | None:
+    """Where job_id's readable terminal record is (``completed/<id>.json``), if any.
+
+    A dead runner's claim of a job that also has one is the claim its finish
+    left behind after publishing (a crash before the unlink): the terminal
+    copy wins (invariant 1), as :func:`resolve_duplicates` would rule."""
+    for status in sorted(TERMINAL):
+        path = spool.path_in(status, f"{job_id}.json")
+        copy = read_copy(spool, status, path) if os.path.lexists(path) else None
+        if copy is not None and copy.loaded is not None:
+            return f"{status}/{job_id}.json"
+    return None
+
+
 def resolve_duplicates(spool: Spool, min_age: float, now: float | None = None) -> list[str]:
     """One id in two directories (an interrupted move): keep one copy.
 

@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
-from jobspool import logs, slots
+from jobspool import leftovers, logs, slots
 from jobspool.attempts import Active, Report
 from jobspool.config import Config
 from jobspool.errors import InvalidJobFile
@@ -149,6 +149,11 @@ class LivenessStage:
     def _recover(
         self, claim: RunningName, path: StrPath, killed: list[int], beat: Heartbeat | None
     ) -> Finish | None:
+        done = leftovers.terminal_copy(self.spool, claim.job_id)
+        if done is not None:  # never run again what was published as finished
+            reason = f"duplicate of {done} (its runner died after publishing it)"
+            quarantine(self.spool, os.path.basename(path), path, reason, force=True)
+            return None
         try:
             job = self.spool.read_job(path)
         except (InvalidJobFile, NotRegularFile, OSError) as exc:

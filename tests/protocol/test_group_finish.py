@@ -205,3 +205,29 @@ def test_a_dead_runners_finishing_claim_is_recovered_without_waiting_a_lease(
     assert [a["outcome"] for a in rec["attempts"]] == ["lost", "succeeded"]
     assert env.files("running") == []
     stop_clean(runner)
+
+
+def test_a_dead_runners_claim_of_a_finished_job_is_never_run_again(
+    env: SpoolEnv, tmp_path: Path
+) -> None:
+    """Its finish published the record and died before removing the claim:
+    the terminal copy wins, at once, however the runner's start is ordered."""
+    spool = Spool(env.spool)
+    register_dead_runner(spool)
+    marker = tmp_path / "ran"
+    job_id = spool.submit(Job(job="Marker", method="touch", params=[str(marker)]))
+    claim = RunningName(job_id, DEAD_RUNNER, 1)
+    path = spool.claim(f"{job_id}.json", claim)
+    assert path is not None
+    record = spool.read_job(path)
+    done = spool.seal(record, {"result": "done before the crash"})
+    os.link(path, spool.dir("tmp") / "kept")  # the claim as the crash left it
+    spool.finish(path, Status.COMPLETED, done)
+    os.rename(spool.dir("tmp") / "kept", path)
+
+    runner = env.start_runner()
+    wait_until(lambda: env.files("running") == [], 20, "the leftover claim to be settled")
+    stop_clean(runner)
+    assert not marker.exists()
+    assert env.record("completed", job_id)["result"] == "done before the crash"
+    assert [n for n in os.listdir(env.spool / "corrupt") if n.startswith(job_id)]
