@@ -209,10 +209,7 @@ class Runner:
             self._rescan(now)
         if self.dispatch.control_dirty:
             self.dispatch.check_control()
-        if now >= self.liveness.next_check and self.maintenance.has_run:
-            # Never before the first sweep: a dead runner's claim may be the
-            # leftover of a move that finished (leftovers rule it, and a
-            # recovery would run the job again).
+        if now >= self.liveness.next_check:
             self._finish(self.liveness.recover_dead(now))
         if now >= self.maintenance.next_run:
             self.maintenance.run(now)

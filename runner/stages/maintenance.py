@@ -32,10 +32,6 @@ class Maintenance:
         self.config = config
         self.next_run = 0.0
 
-    @property
-    def has_run(self) -> bool:
-        return self.next_run > 0.0
-
     def run(self, now: float) -> None:
         self.next_run = now + MAINTENANCE_SECONDS
         lease = self.config.settings.lease_seconds
