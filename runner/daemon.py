@@ -197,12 +197,12 @@ class Runner:
 
     def step(self, now: float, wall: float | None = None) -> float | None:
         """Do all due work; return seconds until the next wake, or None to exit."""
+        wall = time.time() if wall is None else wall  # the same instant as now
         if self.liveness.lapsed(now):
             self._fence(now)
         self._drain(now)
         if self.intake.rechecking:
             self.intake.run_rechecks(now)
-        wall = time.time() if wall is None else wall
         if now >= self.liveness.next_beat:
             self.liveness.beat(now, self.dispatch.beat_jobs())
         if now >= self.next_rescan:
@@ -296,7 +296,7 @@ class Runner:
         for entry, path in claimed:
             self.intake.claimed(entry)
             read = self.intake.read_claimed
-            self._route(self.dispatch.start(entry, path, self.runner_id, now, read))
+            self._route(self.dispatch.start(entry, path, self.runner_id, now, wall=wall, read=read))
 
     def _route(self, result: Finish | Rejection | None) -> None:
         match result:

@@ -1,7 +1,7 @@
 """What the fork server (``zygote``) and the processes it forks (spares,
-pool workers: ``poolworker``) have in common: closing the descriptors a
-forked child must not hold, printing what ended a forked process, and
-listing a process's own children.
+pool workers: ``poolworker``) have in common: a forked child's first steps
+(its own session, default signals, only its own descriptors), printing
+what ended a forked process, and listing a process's own children.
 
 Imported by the fork server before its first fork, so, like it, this
 imports only what the interpreter has loaded anyway (see ``executor``).
@@ -11,6 +11,28 @@ from __future__ import annotations
 
 import os
 import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: see executor
+if TYPE_CHECKING:
+    from typing import Any
+
+# The C-level signal module: the public ``signal`` module imports enum (half
+# a megabyte), and converting to and from enums costs a forked child ~80
+# copied pages.
+_signal: Any = __import__("_signal")
+
+
+def become_child(keep: tuple[int, ...], sigchld: bool) -> None:
+    """A forked child's set-up: a session of its own (its whole tree can be
+    killed as a group), Ctrl-C as KeyboardInterrupt, the zygote's SIGCHLD
+    handling undone where it had changed it (``sigchld``), and no descriptor
+    but ``keep`` (and 0-2) left open."""
+    os.setsid()
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    if sigchld:  # only the fallback zygote changed these
+        _signal.set_wakeup_fd(-1)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    close_all_but(keep)
 
 
 def close_all_but(keep: tuple[int, ...]) -> None:

@@ -34,7 +34,7 @@ import sys
 
 from jobspool import child
 from jobspool.child import EXIT_INTERNAL, RunRequest
-from jobspool.forked import close_all_but, own_children, print_crash
+from jobspool.forked import become_child, own_children, print_crash
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: see executor
 if TYPE_CHECKING:
@@ -51,12 +51,7 @@ def pool_main(sock_fd: int, sigchld: bool) -> None:
     at a time, until retired (end of file) or spent (see _PoolWorker.spent)."""
     code = EXIT_INTERNAL
     try:
-        os.setsid()
-        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
-        if sigchld:  # only the fallback zygote changed these
-            _signal.set_wakeup_fd(-1)
-            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-        close_all_but((sock_fd,))
+        become_child((sock_fd,), sigchld)
         code = _PoolWorker(sock_fd).serve()
     except BaseException:
         print_crash()

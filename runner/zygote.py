@@ -69,7 +69,7 @@ import time
 from jobspool import child
 from jobspool.child import EXIT_INTERNAL, RunRequest
 from jobspool.executor import kill_group, kill_tree
-from jobspool.forked import close_all_but, own_children, print_crash
+from jobspool.forked import become_child, own_children, print_crash
 from jobspool.poolworker import pool_main
 
 # Every attempt is a fork of this process: see executor for why the top
@@ -107,12 +107,7 @@ def _spare_main(req_fd: int, report_fd: int, sigchld: bool) -> None:
     """
     code = EXIT_INTERNAL
     try:
-        os.setsid()
-        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
-        if sigchld:  # only the fallback zygote changed these
-            _signal.set_wakeup_fd(-1)
-            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-        close_all_but((req_fd, report_fd))
+        become_child((req_fd, report_fd), sigchld)
         # No rehearsal here while idle: it would copy the pages the attempt
         # writes ahead of the request, but it also copies pages the attempt
         # never needs, and costs more CPU (~0.5 ms per attempt) than the

@@ -204,9 +204,14 @@ class Dispatch:
                     logs.event("slot_repaired", slot=stale.path, job=stale.holder.job)
 
     def start(
-        self, entry: Entry, path: str, runner_id: str, now: float, read: ReadClaimed
+        self, entry: Entry, path: str, runner_id: str, now: float, *, wall: float, read: ReadClaimed
     ) -> Finish | Rejection | None:
-        """Validate a claimed job and launch its attempt, or say how it ends."""
+        """Validate a claimed job and launch its attempt, or say how it ends.
+
+        ``now`` and ``wall`` are one instant on the loop's two clocks: the
+        attempt's timeout counts from ``now`` and its recorded start is
+        ``wall``, so the duration recorded is never below the timeout it
+        was killed at."""
         claim = RunningName(entry.job_id, runner_id, entry.attempt)
         try:
             job = read(entry.name, path)
@@ -226,12 +231,15 @@ class Dispatch:
         except NotAllowed as exc:
             return Rejection(claim, path, job, exc)
         if entry.job_id in self.cancel_requests:
-            act = Active(entry.name, claim, path, job, None, utcnow(), now, stop=Outcome.CANCELLED)
+            started = from_timestamp(wall)
+            act = Active(entry.name, claim, path, job, None, started, now, stop=Outcome.CANCELLED)
             act.stop_info = self.cancel_requests[entry.job_id]
             return Finish(act, Report(Outcome.CANCELLED))
-        return self._launch(claim, path, job, now)
+        return self._launch(claim, path, job, now, wall)
 
-    def _launch(self, claim: RunningName, path: StrPath, job: Job, now: float) -> Finish | None:
+    def _launch(
+        self, claim: RunningName, path: StrPath, job: Job, now: float, wall: float
+    ) -> Finish | None:
         token = claim.filename[: -len(".json")]
         job_id = job.id or ""
         spec = self.config.spec(job.job, job.method)
@@ -263,7 +271,7 @@ class Dispatch:
             limits=None if pooled else limits,
             pool=in_pool if pooled else None,
         )
-        act = Active(token, claim, path, job, None, utcnow(), now + timeout)
+        act = Active(token, claim, path, job, None, from_timestamp(wall), now + timeout)
         act.report_path = req.report_path
         act.limits = limits
         act.pooled = pooled

@@ -184,19 +184,26 @@ def test_shutdown_runs_everything_queued_before_it(threads: int) -> None:
     assert sorted(done) == list(range(40))
 
 
+def claimed_by_dead_runner(env: SpoolEnv, marker: Path) -> tuple[Spool, RunningName, str]:
+    """A Marker job claimed by a runner of this host that has died."""
+    spool = Spool(env.spool)
+    register_dead_runner(spool)
+    job_id = spool.submit(Job(job="Marker", method="touch", params=[str(marker)]))
+    claim = RunningName(job_id, DEAD_RUNNER, 1)
+    path = spool.claim(f"{job_id}.json", claim)
+    assert path is not None
+    return spool, claim, path
+
+
 def test_a_dead_runners_finishing_claim_is_recovered_without_waiting_a_lease(
     env: SpoolEnv, tmp_path: Path
 ) -> None:
     """A crash between the fence and the publication leaves ``R-finishing``
     claims; once R is proven gone they are R's and recovered with its own."""
     env.write_config(lease_seconds=120)
-    spool = Spool(env.spool)
-    register_dead_runner(spool)
     marker = tmp_path / "ran"
-    job_id = spool.submit(Job(job="Marker", method="touch", params=[str(marker)]))
-    claim = RunningName(job_id, DEAD_RUNNER, 1)
-    path = spool.claim(f"{job_id}.json", claim)
-    assert path is not None
+    spool, claim, path = claimed_by_dead_runner(env, marker)
+    job_id = claim.job_id
     os.rename(path, spool.dir(Status.RUNNING) / claim.finishing().filename)
 
     runner = env.start_runner()
@@ -212,13 +219,9 @@ def test_a_dead_runners_claim_of_a_finished_job_is_never_run_again(
 ) -> None:
     """Its finish published the record and died before removing the claim:
     the terminal copy wins, at once, however the runner's start is ordered."""
-    spool = Spool(env.spool)
-    register_dead_runner(spool)
     marker = tmp_path / "ran"
-    job_id = spool.submit(Job(job="Marker", method="touch", params=[str(marker)]))
-    claim = RunningName(job_id, DEAD_RUNNER, 1)
-    path = spool.claim(f"{job_id}.json", claim)
-    assert path is not None
+    spool, claim, path = claimed_by_dead_runner(env, marker)
+    job_id = claim.job_id
     record = spool.read_job(path)
     done = spool.seal(record, {"result": "done before the crash"})
     os.link(path, spool.dir("tmp") / "kept")  # the claim as the crash left it
