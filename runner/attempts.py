@@ -63,6 +63,10 @@ class Active:
     stop: Outcome | None = None  # why the runner killed it, if it did
     stop_info: dict[str, Any] = field(default_factory=dict)
     exited_at: datetime | None = None  # when the runner learnt the process ended
+    # The same two instants on the loop's monotonic clock (the one the
+    # deadline is on), so a recorded duration is never below a timeout.
+    begun: float | None = None
+    ended: float | None = None
     # Where the attempt may leave a report too big for its pipe: a fresh,
     # unguessable name in tmp/ that the attempt creates exclusively.
     report_path: str | None = None
@@ -186,12 +190,18 @@ def make_attempt(act: Active, report: Report, host: str) -> Attempt:
         pid=act.pid,
         started_at=act.started_at,
         finished_at=finished,
-        duration_seconds=round((finished - act.started_at).total_seconds(), 6),
+        duration_seconds=round(_duration(act, finished), 6),
         outcome=report.outcome,
         exit_code=report.exit_code,
         signal=report.signal,
         error=report.error,
     )
+
+
+def _duration(act: Active, finished: datetime) -> float:
+    if act.begun is not None and act.ended is not None:
+        return act.ended - act.begun
+    return (finished - act.started_at).total_seconds()
 
 
 def next_updates(

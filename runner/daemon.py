@@ -198,6 +198,7 @@ class Runner:
     def step(self, now: float, wall: float | None = None) -> float | None:
         """Do all due work; return seconds until the next wake, or None to exit."""
         wall = time.time() if wall is None else wall  # the same instant as now
+        self.dispatch.tick(now, wall)
         if self.liveness.lapsed(now):
             self._fence(now)
         self._drain(now)
@@ -296,7 +297,7 @@ class Runner:
         for entry, path in claimed:
             self.intake.claimed(entry)
             read = self.intake.read_claimed
-            self._route(self.dispatch.start(entry, path, self.runner_id, now, wall=wall, read=read))
+            self._route(self.dispatch.start(entry, path, self.runner_id, read))
 
     def _route(self, result: Finish | Rejection | None) -> None:
         match result:

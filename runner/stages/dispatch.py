@@ -45,7 +45,7 @@ from jobspool.executor import create_time, kill_tree, make_launcher
 from jobspool.fsops import NotRegularFile, StrPath
 from jobspool.heartbeats import BeatJob
 from jobspool.messages import ChildReport, Event
-from jobspool.model import Job, Outcome, from_timestamp, utcnow, within
+from jobspool.model import Job, Outcome, from_timestamp, within
 from jobspool.names import FINISHING, RunningName
 from jobspool.schedule import Entry
 from jobspool.spool import Spool
@@ -83,6 +83,14 @@ class Dispatch:
         self.retry_in: float | None = None  # seconds: a shared limit may free by then
         self.slots_held: dict[str, tokens.Taken] = {}  # by attempt token
         self._slot_trouble: set[str] = set()  # names whose slots failed, said once
+        self._now, self._wall = 0.0, 0.0  # the loop's step instant (see tick)
+
+    def tick(self, now: float, wall: float) -> None:
+        """The step's instant on the loop's two clocks: attempts start and are
+        seen to end at step instants, so a recorded start is never after the
+        instant its deadline counts from, and the next attempt in a slot never
+        starts before the last one ended."""
+        self._now, self._wall = now, wall
 
     # ------------------------------------------------------------ launcher
 
@@ -204,14 +212,9 @@ class Dispatch:
                     logs.event("slot_repaired", slot=stale.path, job=stale.holder.job)
 
     def start(
-        self, entry: Entry, path: str, runner_id: str, now: float, *, wall: float, read: ReadClaimed
+        self, entry: Entry, path: str, runner_id: str, read: ReadClaimed
     ) -> Finish | Rejection | None:
-        """Validate a claimed job and launch its attempt, or say how it ends.
-
-        ``now`` and ``wall`` are one instant on the loop's two clocks: the
-        attempt's timeout counts from ``now`` and its recorded start is
-        ``wall``, so the duration recorded is never below the timeout it
-        was killed at."""
+        """Validate a claimed job and launch its attempt, or say how it ends."""
         claim = RunningName(entry.job_id, runner_id, entry.attempt)
         try:
             job = read(entry.name, path)
@@ -231,15 +234,14 @@ class Dispatch:
         except NotAllowed as exc:
             return Rejection(claim, path, job, exc)
         if entry.job_id in self.cancel_requests:
-            started = from_timestamp(wall)
-            act = Active(entry.name, claim, path, job, None, started, now, stop=Outcome.CANCELLED)
+            started = from_timestamp(self._wall)
+            act = Active(entry.name, claim, path, job, None, started, self._now)
+            act.stop, act.begun = Outcome.CANCELLED, self._now
             act.stop_info = self.cancel_requests[entry.job_id]
             return Finish(act, Report(Outcome.CANCELLED))
-        return self._launch(claim, path, job, now, wall)
+        return self._launch(claim, path, job)
 
-    def _launch(
-        self, claim: RunningName, path: StrPath, job: Job, now: float, wall: float
-    ) -> Finish | None:
+    def _launch(self, claim: RunningName, path: StrPath, job: Job) -> Finish | None:
         token = claim.filename[: -len(".json")]
         job_id = job.id or ""
         spec = self.config.spec(job.job, job.method)
@@ -271,7 +273,8 @@ class Dispatch:
             limits=None if pooled else limits,
             pool=in_pool if pooled else None,
         )
-        act = Active(token, claim, path, job, None, from_timestamp(wall), now + timeout)
+        started, now = from_timestamp(self._wall), self._now
+        act = Active(token, claim, path, job, None, started, now + timeout, begun=now)
         act.report_path = req.report_path
         act.limits = limits
         act.pooled = pooled
@@ -330,7 +333,7 @@ class Dispatch:
     def _ended(self, act: Active, code: int, report: ChildReport | None) -> None:
         """Free the attempt's slot now; its record is written after the refill."""
         self._per_job[act.job.job] -= 1
-        act.exited_at = utcnow()
+        act.exited_at, act.ended = from_timestamp(self._wall), self._now
         self._exited.append((act, code, report))
 
     def take_finished(self) -> list[Finish]:
