@@ -141,15 +141,21 @@ def read_copy(spool: Spool, status: Status, path: StrPath) -> Copy | None:
     return Copy(status, Path(path), loaded, mtime)
 
 
+def terminal_copies(spool: Spool, job_id: str) -> list[Copy]:
+    """The copies of job_id in the terminal directories."""
+    found = []
+    for status in sorted(TERMINAL):
+        path = spool.path_in(status, f"{job_id}.json")
+        if os.path.lexists(path) and (copy := read_copy(spool, status, path)) is not None:
+            found.append(copy)
+    return found
+
+
 def other_copies(spool: Spool, job_id: str) -> list[Copy]:
     """Every copy of job_id outside pending/: terminal ones, then claims."""
     found: list[Copy] = []
     for _ in range(LOOK_AGAIN):
-        found, vanished = [], False
-        for status in sorted(TERMINAL):
-            path = spool.path_in(status, f"{job_id}.json")
-            if os.path.lexists(path) and (copy := read_copy(spool, status, path)) is not None:
-                found.append(copy)
+        found, vanished = terminal_copies(spool, job_id), False
         for name in spool.names(Status.RUNNING):
             if job_id_of(Status.RUNNING, name) == job_id:
                 copy = read_copy(spool, Status.RUNNING, spool.path_in(Status.RUNNING, name))
@@ -222,12 +228,8 @@ def terminal_copy(spool: Spool, job_id: str) -> str | None:
     A dead runner's claim of a job that also has one is the claim its finish
     left behind after publishing (a crash before the unlink): the terminal
     copy wins (invariant 1), as :func:`resolve_duplicates` would rule."""
-    for status in sorted(TERMINAL):
-        path = spool.path_in(status, f"{job_id}.json")
-        copy = read_copy(spool, status, path) if os.path.lexists(path) else None
-        if copy is not None and copy.loaded is not None:
-            return f"{status}/{job_id}.json"
-    return None
+    readable = (c for c in terminal_copies(spool, job_id) if c.loaded is not None)
+    return next((f"{c.status}/{c.path.name}" for c in readable), None)
 
 
 def resolve_duplicates(spool: Spool, min_age: float, now: float | None = None) -> list[str]:
