@@ -12,7 +12,7 @@ from jobspool.recurring import stamp
 from jobspool.ticks import Ticks, tick_record
 from tests.conftest import SpoolEnv
 from tests.dashboard.support import client_for, live_server, make_dashboard, spool_of, status_of
-from tests.engine.test_schedules import last_hour
+from tests.support.schedtimes import far_daily, recent_daily
 
 SLOW = 25_000  # ms
 
@@ -23,16 +23,17 @@ NIGHTLY: dict[str, Any] = {
     "cron": "30 2 * * *",
     "timezone": "Europe/Berlin",
 }
-HOURLY: dict[str, Any] = {"job": "Typed", "method": "add", "params": [1], "every": "1h"}
 
 
 def test_schedules_page_lists_and_runs_now(env: SpoolEnv, page: Page) -> None:
-    env.write_config(schedules={"nightly-report": NIGHTLY, "hourly": HOURLY})
-    tick = last_hour()
+    tick, timing = recent_daily()
+    daily: dict[str, Any] = {"job": "Typed", "method": "add", "params": [1], **timing}
+    at, cron = far_daily()
+    env.write_config(schedules={"nightly-report": {**NIGHTLY, "cron": cron}, "daily": daily})
     ticks = Ticks(spool_of(env))
-    record = tick_record("hourly", tick, generation=0, runner="r", host="h")
+    record = tick_record("daily", tick, generation=0, runner="r", host="h")
     assert ticks.claim(record)
-    ticks.mark_done("hourly", tick, record.job_id, "queued")
+    ticks.mark_done("daily", tick, record.job_id, "queued")
     runner = env.start_runner()
     with live_server(env) as server:
         page.goto(server.url)
@@ -42,12 +43,12 @@ def test_schedules_page_lists_and_runs_now(env: SpoolEnv, page: Page) -> None:
         expect(rows).to_have_count(2)
         nightly = page.locator("#schedule-nightly-report")
         expect(nightly).to_contain_text("Typed.add")
-        expect(nightly).to_contain_text("cron 30 2 * * * (Europe/Berlin)")
+        expect(nightly).to_contain_text(f"cron {cron} (Europe/Berlin)")
         expect(nightly.locator(".last")).to_contain_text("never")
-        expect(nightly.locator(".next")).to_contain_text(re.compile(r"02:30:00\+0[12]:00"))
-        hourly = page.locator("#schedule-hourly")
-        expect(hourly.locator(".last")).to_contain_text(tick.isoformat())
-        expect(hourly.locator(".last-job")).to_contain_text(f"sched-hourly-{stamp(tick)} gone")
+        expect(nightly.locator(".next")).to_contain_text(at.isoformat())
+        daily_row = page.locator("#schedule-daily")
+        expect(daily_row.locator(".last")).to_contain_text(tick.isoformat())
+        expect(daily_row.locator(".last-job")).to_contain_text(f"sched-daily-{stamp(tick)} gone")
         nightly.locator("button.run-now").click()
         expect(page).to_have_url(re.compile(r"/jobs/run-nightly-report-[0-9a-f-]+\?done=submitted"))
         job_id = page.url.split("/jobs/")[1].split("?")[0]

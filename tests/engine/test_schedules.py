@@ -16,6 +16,7 @@ from jobspool.recurring import parse_stamp, stamp, tick_job_id
 from jobspool.spool import Spool
 from jobspool.ticks import Ticks, decode_claim, tick_record
 from tests.conftest import REPO, SpoolEnv, wait_until
+from tests.support.schedtimes import recent_daily
 from tests.support.spoolkit import job_files_everywhere, log_text, stop_clean
 
 RACERS = 12
@@ -112,8 +113,8 @@ def test_a_claim_that_answered_eexist_is_ours_only_if_its_token_is(env: SpoolEnv
 def test_a_claimer_that_died_before_publishing_is_repaired_by_another_runner(
     env: SpoolEnv,
 ) -> None:
-    with_schedules(env, nightly=schedule(every="1h", missed="latest", catch_up="2h"))
-    tick = last_hour()
+    tick, timing = recent_daily()
+    with_schedules(env, nightly=schedule(**timing, missed="latest", catch_up="2h"))
     ticks = Ticks(spool_of(env))
     # A runner claimed the tick and died before it published the job.
     assert ticks.claim(tick_record("nightly", tick, generation=0, runner="dead", host="gone"))
@@ -130,8 +131,8 @@ def test_a_claimer_that_died_before_publishing_is_repaired_by_another_runner(
 def test_a_job_published_and_finished_before_the_claimer_died_is_never_queued_again(
     env: SpoolEnv,
 ) -> None:
-    with_schedules(env, nightly=schedule(every="1h", missed="latest", catch_up="2h"))
-    tick = last_hour()
+    tick, timing = recent_daily()
+    with_schedules(env, nightly=schedule(**timing, missed="latest", catch_up="2h"))
     ticks = Ticks(spool_of(env))
     record = tick_record("nightly", tick, generation=0, runner="dead", host="gone")
     assert ticks.claim(record)
@@ -205,8 +206,8 @@ def test_reload_changed_timing_takes_effect_and_removed_schedule_stops(env: Spoo
 
 
 def test_a_settled_tick_whose_job_was_removed_is_never_queued_again(env: SpoolEnv) -> None:
-    with_schedules(env, nightly=schedule(every="1h", missed="latest", catch_up="2h"))
-    tick = last_hour()
+    tick, timing = recent_daily()
+    with_schedules(env, nightly=schedule(**timing, missed="latest", catch_up="2h"))
     ticks = Ticks(spool_of(env))
     record = tick_record("nightly", tick, generation=0, runner="r", host="h")
     assert ticks.claim(record)
