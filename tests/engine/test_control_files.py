@@ -76,6 +76,12 @@ def _refusals(env: SpoolEnv, name: str) -> list[str]:
     ]
 
 
+def _settled(env: SpoolEnv, name: str) -> bool:
+    """Refused, moved to corrupt/ with its reason, and logged: the runner logs
+    the refusal only after the move and the reason are written (and synced)."""
+    return _quarantined(env, name) and bool(_refusals(env, name))
+
+
 def _control_names(env: SpoolEnv) -> list[str]:
     return sorted(os.listdir(env.spool / "control"))
 
@@ -158,7 +164,7 @@ def test_a_malformed_request_neither_stops_the_runner_nor_cancels_the_job(
 
     runner = env.start_runner()
     rec = env.wait_status(job_id, "completed")
-    wait_until(lambda: _quarantined(env, name), 10, "the request to be quarantined")
+    wait_until(lambda: _settled(env, name), 10, "the request to be quarantined and logged")
     assert runner.proc.poll() is None, runner.stderr()
     assert marker.read_text() == "ran"
     assert outcomes(rec) == ["succeeded"]
@@ -206,7 +212,7 @@ def test_a_request_owned_by_another_user_cancels_no_pending_job(
 
     runner = env.start_runner()
     rec = env.wait_status(job_id, "completed")
-    wait_until(lambda: _quarantined(env, name), 10, "the request to be quarantined")
+    wait_until(lambda: _settled(env, name), 10, "the request to be quarantined and logged")
     assert [h["action"] for h in rec["history"]] == ["submitted"]
     assert marker.read_text() == "ran"
     assert f"owned by uid {NOBODY}" in _reason(env, name)
@@ -265,10 +271,14 @@ def test_directories_fifos_and_links_in_control_never_block_crash_or_act(
         rec = env.wait_status(job_id, "completed")
         assert [h["action"] for h in rec["history"]] == ["submitted"]
         assert marker.read_text() == "ran"
-    wait_until(lambda: _control_names(env) == [], 10, "control/ to be emptied")
+    # An entry leaves control/ before its reason is written and its refusal logged.
+    wait_until(
+        lambda: _control_names(env) == [] and all(_settled(env, n) for n in planted),
+        10,
+        "control/ to be emptied and every entry quarantined and logged",
+    )
     assert runner.proc.poll() is None, runner.stderr()
     for name in planted:
-        assert _quarantined(env, name), name
         assert len(_refusals(env, name)) == 1, name
     corrupt = env.spool / "corrupt"
     assert (corrupt / _request_name(ids[0])).is_dir()
