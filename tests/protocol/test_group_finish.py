@@ -210,8 +210,9 @@ def test_a_dead_runners_finishing_claim_is_recovered_without_waiting_a_lease(
     rec = env.wait_status(job_id, "completed", timeout=30)  # far below the 120 s lease
     assert marker.exists()
     assert [a["outcome"] for a in rec["attempts"]] == ["lost", "succeeded"]
-    assert env.files("running") == []
     stop_clean(runner)
+    # Only now: a finish unlinks its finishing claim after the record is published.
+    assert env.files("running") == []
 
 
 def test_a_dead_runners_claim_of_a_finished_job_is_never_run_again(
