@@ -18,6 +18,7 @@ from tests.dashboard.support import (
     spool_of,
     status_of,
 )
+from tests.support.spoolkit import log_text
 
 ACTOR = "dashboard@127.0.0.1"
 SLOW = 25_000
@@ -110,6 +111,9 @@ def test_pause_and_resume_buttons_hold_and_release_a_job(
     page.click("#pause-Marker")
     expect(page.locator("#resume-Marker")).to_be_visible(timeout=SLOW)
     expect(page.locator("#hold-Marker")).to_contain_text("paused")
+    # The runner learns of the pause asynchronously: wait until it has, or it
+    # could claim the job below first.
+    wait_until(lambda: "paused job_name=Marker" in log_text(env), 10, "the runner to see the pause")
     marker = spool.submit(
         Job(job="Marker", method="touch", params=[str(env.root / "m")]), by="t", via="t"
     )

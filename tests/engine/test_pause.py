@@ -67,6 +67,11 @@ def test_whole_spool_pause_lets_running_attempts_finish_and_holds_the_rest(
     gate = run_background_job("Gate", "wait", [str(started), str(release)], config=config(env))
     wait_until(started.exists, 20, "the gate job to start")
     env.cli("pause", check=True)
+    # The runner learns of the pause asynchronously: a job queued before it
+    # has read control/ (a rescan can find the job first) would be claimed.
+    wait_until(
+        lambda: "paused job_name=(spool)" in log_text(env), 10, "the runner to see the pause"
+    )
     queued = run_background_job("Typed", "add", [1, 2], config=config(env))
     _stays_pending(env, queued, 2 * POLL)
     release.touch()
