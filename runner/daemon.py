@@ -16,13 +16,15 @@ Per step:
 2. route the messages: new pending files to intake, the launcher's news to
    dispatch, finished publications back to finishing;
 3. heartbeat; periodic rescan of pending/ (the correctness path, invariant
-   8) with the config reload; cancel requests; recovery of dead runners
-   (invariant 6); maintenance; one bounded batch of retention;
+   8) with the config reload; cancel requests; schedules; one bounded
+   batch of retention;
 4. kill attempts past their timeout, retry finishes that hit I/O errors;
-5. claim the best due jobs while slots are free, then leave the order
-   snapshot of a backlog (once, after the first claims: nothing waits for
-   it), then record the attempts that freed them (their records wait for
-   the refill: the next attempts start that much sooner).
+5. claim the best due jobs while slots are free; then the leftovers sweep
+   (at the first step, then every minute) and recovery of dead runners
+   (invariant 6), in that order; then leave the order snapshot of a
+   backlog (once, after the first claims: nothing waits for it), then
+   record the attempts that freed them (their records wait for the
+   refill: the next attempts start that much sooner).
 
 What happens to a job after an attempt is decided by ``retry.decide`` alone.
 """
@@ -143,7 +145,6 @@ class Runner:
 
                 watcher = Watcher(self.spool.root, self.events.put)
                 watcher.start()
-            self.maintenance.run(time.monotonic())  # leftovers first, once
             # The first scan overlaps the fork server's start-up. On a
             # backlog it takes a while: the next is a full period after it
             # ends (the watcher sees what comes meanwhile).
@@ -210,10 +211,6 @@ class Runner:
             self._rescan(now)
         if self.dispatch.control_dirty:
             self.dispatch.check_control()
-        if now >= self.liveness.next_check:
-            self._finish(self.liveness.recover_dead(now))
-        if now >= self.maintenance.next_run:
-            self.maintenance.run(now)
         self.scheduling.run(now, wall, self.runner_id)
         if now >= self.retention.next_run and not self.stopping:
             self.retention.run(now, wall, self.runner_id)
@@ -221,14 +218,29 @@ class Runner:
         for record in self.finishing.retry_unfinished(now):
             self._schedule_retry(record)
         if self.stopping:
+            self._upkeep(now)
             self._finish(self.dispatch.take_finished())
             return self._stop_step(now)
         self._claim(now, wall)
+        self._upkeep(now)
         self.intake.save_order()
         self._finish(self.dispatch.take_finished())
         if self.burst and self._idle(wall):
             return None
         return self._next_wake(now, wall)
+
+    def _upkeep(self, now: float) -> None:
+        """The leftovers sweep, then recovery of dead runners, when due.
+
+        After the claims: a claim's full load refuses by itself every
+        leftover the sweep settles, so a backlog's first jobs need not wait
+        for the sweep (0.2-0.3 s over 100,000 pending files). Recovery comes
+        after the sweep, always: a dead runner's claim may be the leftover
+        of a move that finished, which leftovers rule on."""
+        if now >= self.maintenance.next_run:
+            self.maintenance.run(now)
+        if now >= self.liveness.next_check:
+            self._finish(self.liveness.recover_dead(now))
 
     def _drain(self, now: float) -> None:
         self.dispatch.pump()
