@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import difflib
 import os
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -479,6 +480,11 @@ def _inner_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     """The model a field holds, and whether it holds a mapping of them."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation, False
+    if get_origin(annotation) in (Union, types.UnionType):
+        # An optional or shorthand setting (concurrency: 2, or a mapping):
+        # the one model among the forms it takes is where its keys are.
+        models = [a for a in get_args(annotation) if _inner_model(a)[0] is not None]
+        return _inner_model(models[0]) if len(models) == 1 else (None, False)
     if get_origin(annotation) is dict:
         value = get_args(annotation)[1]
         if isinstance(value, type) and issubclass(value, BaseModel):

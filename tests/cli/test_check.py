@@ -219,6 +219,12 @@ def test_a_reload_naming_a_missing_method_is_refused_until_it_is_fixed(
         ),
         pytest.param("wokers: 2\n", "wokers: unknown key; did you mean workers?", id="top-key"),
         pytest.param(
+            "allowed_jobs:\n  SampleJob:\n    allowed_methods: [process]\n"
+            "    concurrency: {globl: 3}\n",
+            "allowed_jobs.SampleJob.concurrency.globl: unknown key; did you mean global?",
+            id="misspelt-key-of-an-optional-setting",
+        ),
+        pytest.param(
             "allowed_jobs:\n  SampleJob:\n    allowed_methods: process\n",
             "allowed_jobs.SampleJob.allowed_methods: expected a list, got a string",
             id="not-a-list",
