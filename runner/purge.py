@@ -20,9 +20,14 @@ The steps, for a batch of jobs:
    before anything else goes, so a power loss can never bring back a
    record whose log was removed;
 3. look for the id elsewhere: a copy in another directory means a
-   person's action was moving the job at that instant. The staged record
-   goes back under its name (or, when that name is taken by a newer copy,
-   to corrupt/ with its reason): a job being moved is never purged;
+   person's action was moving the job at that instant. A mover between
+   its link and its unlink fails the unlink now (the name is ours) and
+   withdraws its copy: the purge waits for that (at most
+   :data:`WITHDRAW_SECONDS`), and goes on when the copy is gone, so that
+   the race has one winner. A copy that stays is not in flight (a move cut
+   short by a crash): the staged record goes back under its name (or, when
+   that name is taken by a newer copy, to corrupt/ with its reason), and
+   the leftovers sweep settles the two;
 4. remove the side files (or, with an archive, move the log there), and
    make that durable;
 5. remove the staged record (or link it into the archive first), and
@@ -47,6 +52,7 @@ import contextlib
 import errno
 import os
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +67,12 @@ from jobspool.spool import Spool
 from jobspool.states import TERMINAL, Status
 
 AREA = "purge"
+# How long a copy found elsewhere may take to be withdrawn by its mover,
+# whose unlink failed because the purge took the name: an fsync of the
+# mover's destination directory, and metadata operations that a busy
+# journal can hold for a second. A copy that stays longer is a crash's
+# leftover (which costs a purge this wait, until the sweep settles it).
+WITHDRAW_SECONDS = 2.0
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -220,7 +232,7 @@ class Purger:
             self.spool.sync_dir(self.spool.dir(status))
         going = []
         for item in items:  # step 3
-            if self._moving(item):
+            if self._moving(item) and not self._withdrawn(item):
                 self._give_back(item)
                 tally.kept += 1
             else:
@@ -249,6 +261,15 @@ class Purger:
                 if any(n.startswith(prefix) for n in self.spool.names(status)):
                     return True
             elif os.path.lexists(self.spool.path_in(status, f"{item.job_id}{JSON}")):
+                return True
+        return False
+
+    def _withdrawn(self, item: Staged) -> bool:
+        """Did the copy elsewhere go within WITHDRAW_SECONDS? (bounded polling)"""
+        deadline = time.monotonic() + WITHDRAW_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+            if not self._moving(item):
                 return True
         return False
 

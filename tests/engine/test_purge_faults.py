@@ -25,7 +25,7 @@ from jobspool.purge import AREA, Purger, scan
 from jobspool.retention import Candidate, Policy, select
 from jobspool.spool import Spool
 from jobspool.states import Status
-from tests.conftest import SpoolEnv
+from tests.conftest import SpoolEnv, wait_until
 from tests.support.faults import CallRecorder, FailNthCall, HookedOps
 from tests.support.finished import make_finished, side_files, where, whole_or_gone
 
@@ -174,7 +174,33 @@ def test_a_retry_that_moved_the_job_first_wins_and_nothing_is_purged(tmp_path: P
     assert side_files(spool, job_id)["log"]
 
 
+def test_a_purge_that_sees_a_retry_in_flight_waits_for_its_withdrawal_and_wins(
+    tmp_path: Path,
+) -> None:
+    """The retry has linked its copy into pending/ when the purge takes the
+    name: its unlink fails, it withdraws the copy, and the purge, which saw
+    the copy and waited, removes the job (before: both lost, the job stayed)."""
+    spool, job_id, candidate = failed_job(tmp_path)
+    tallies = []
+    purging = threading.Thread(target=lambda: tallies.append(Purger(spool).purge([candidate])))
+
+    def purge_now() -> None:
+        purging.start()
+        wait_until(lambda: staged_names(spool), 10, "the purge to take the name")
+
+    src = spool.path_in(Status.FAILED, f"{job_id}.json")
+    person = Spool(tmp_path, durable=False, ops=BeforeUnlinkOf(src, purge_now), create=False)
+    with pytest.raises(Conflict):
+        actions.retry(person, job_id, by="person")
+    purging.join(10)
+    assert tallies[0].removed == {"failed": 1} and tallies[0].kept == 0
+    assert where(spool, job_id) == []
+    assert side_files(spool, job_id) == {"log": False, "progress": False, "cancel": False}
+
+
 def test_a_purge_that_finds_a_retry_in_flight_gives_the_job_back(tmp_path: Path) -> None:
+    """The retry stays between its link and its unlink for longer than the
+    purge waits (here: it waits for the purge): the job goes back."""
     spool, job_id, candidate = failed_job(tmp_path)
     tallies = []
     src = spool.path_in(Status.FAILED, f"{job_id}.json")
